@@ -1,0 +1,1 @@
+"""StarGAN-style camera style transfer for ReID (CamStyle)."""

@@ -1,0 +1,2 @@
+"""uda-reid: domain-adaptive instance re-identification."""
+__version__ = "0.1.0"
