@@ -65,3 +65,17 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"Registry({self.name}: {', '.join(self)})"
+
+
+def import_submodules(package_name: str, package_path: Iterable[str]) -> None:
+    """Import every module of a package so that their ``@register`` decorators run.
+
+    Used in the ``__init__`` of component packages (backbones, heads, datasets, methods):
+    a new component is a new file, and no list of imports has to be edited.
+    """
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(list(package_path)):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package_name}.{info.name}")

@@ -1,0 +1,100 @@
+"""Loading configs: YAML files with ``_BASE_`` inheritance, ``KEY VALUE`` overrides, saving."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Set
+
+import yaml
+
+from uda_reid.config.root import Config
+from uda_reid.config.schema import ConfigError, merge_mapping, set_dotted, to_dict
+from uda_reid.utils.atomic import atomic_write_text
+
+BASE_KEY = "_BASE_"
+
+
+def get_default_config() -> Config:
+    """A fresh config holding every default."""
+    return Config()
+
+
+def _read_yaml(path: Path) -> Dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"Config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"Config file {path} is not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _deep_update(base: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def resolve_yaml(path: os.PathLike | str, _seen: Optional[Set[Path]] = None) -> Dict[str, Any]:
+    """The merged mapping of ``path`` and its ``_BASE_`` chain (base first, file last)."""
+    path = Path(path).resolve()
+    seen = set() if _seen is None else _seen
+    if path in seen:
+        raise ConfigError(f"Config file {path} inherits from itself through {BASE_KEY}")
+    seen.add(path)
+    data = _read_yaml(path)
+    bases = data.pop(BASE_KEY, None)
+    merged: Dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else (bases or []):
+        merged = _deep_update(merged, resolve_yaml(path.parent / base, seen))
+    return _deep_update(merged, data)
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """Apply FastReID-style ``KEY VALUE`` pairs (values parsed as YAML scalars/lists)."""
+    if len(overrides) % 2:
+        raise ConfigError(f"Overrides come in KEY VALUE pairs; '{overrides[-1]}' has no value")
+    for key, raw in zip(overrides[0::2], overrides[1::2]):
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        set_dotted(cfg, key, value, "command line")
+    return cfg
+
+
+def load_config(path: Optional[os.PathLike | str] = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults, then the YAML file (with its bases), then command-line overrides."""
+    cfg = get_default_config()
+    if path:
+        merge_mapping(cfg, resolve_yaml(path), str(path))
+    return apply_overrides(cfg, list(overrides))
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML text (loadable again with :func:`load_config`)."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=False)
+
+
+def save_config(cfg: Config, path: os.PathLike | str) -> Path:
+    """Write the resolved config atomically (the run's ``config.yaml``)."""
+    return atomic_write_text(path, dump_config(cfg))
+
+
+def config_diff(cfg: Config, other: Config) -> List[str]:
+    """Dotted keys whose values differ between two configs (for messages and tests)."""
+    def flat(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    a, b = flat(to_dict(cfg)), flat(to_dict(other))
+    return sorted(k for k in a if a[k] != b.get(k))

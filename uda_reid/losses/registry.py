@@ -1,0 +1,4 @@
+"""Loss registry."""
+from uda_reid.utils.registry import Registry
+
+LOSSES = Registry("loss")
