@@ -1,6 +1,7 @@
 """Loading configs: YAML files with ``_BASE_`` inheritance, ``KEY VALUE`` overrides, saving."""
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set
@@ -62,12 +63,23 @@ def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
     if len(overrides) % 2:
         raise ConfigError(f"Overrides come in KEY VALUE pairs; '{overrides[-1]}' has no value")
     for key, raw in zip(overrides[0::2], overrides[1::2]):
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        set_dotted(cfg, key, value, "command line")
+        set_dotted(cfg, key, parse_override_value(raw), "command line")
     return cfg
+
+
+def parse_override_value(raw: str) -> Any:
+    """A command-line value as YAML (``[1, 2]``, ``true``, ``0.1``) or a Python literal
+    (``(256, 128)``, the yacs habit); anything else stays a string."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+    return value
 
 
 def load_config(path: Optional[os.PathLike | str] = None, overrides: Sequence[str] = ()) -> Config:
