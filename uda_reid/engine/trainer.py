@@ -227,7 +227,7 @@ class Trainer:
         total = sum(losses.values())
         if not torch.isfinite(total):
             raise FloatingPointError(f"Loss is not finite at iteration {self.iter}: "
-                                     f"{ {k: float(v) for k, v in losses.items()} }")
+                                     f"{ {k: float(v.detach()) for k, v in losses.items()} }")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.step(self.optimizer)
@@ -236,6 +236,21 @@ class Trainer:
         self.losses = {k: float(v.detach()) for k, v in losses.items()}
         self.losses["total"] = float(total.detach())
 
+    def _keyed_hooks(self) -> Dict[str, "HookBase"]:
+        """Hooks keyed by class name (``EvalHook``, ``EvalHook.1`` for a second one)."""
+        keyed: Dict[str, "HookBase"] = {}
+        for hook in self.hooks:
+            name = type(hook).__name__
+            key, n = name, 0
+            while key in keyed:
+                n += 1
+                key = f"{name}.{n}"
+            keyed[key] = hook
+        return keyed
+
+    def _hook_states(self) -> Dict[str, Dict[str, Any]]:
+        return {key: hook.state_dict() for key, hook in self._keyed_hooks().items()}
+
     def state_dict(self) -> Dict[str, Any]:
         """Everything needed to continue after the last finished epoch."""
         return {
@@ -243,7 +258,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "step": self.step.state_dict(),
-            "hooks": [hook.state_dict() for hook in self.hooks],
+            "hooks": {k: v for k, v in self._hook_states().items() if v},
             "epoch": self.completed_epochs,
             "iteration": self.completed_epochs * self.iters_per_epoch,
             "metrics": self.metrics,
@@ -252,15 +267,16 @@ class Trainer:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`; training then continues at the next epoch."""
-        if len(state["hooks"]) != len(self.hooks):
-            raise ValueError(f"The checkpoint has {len(state['hooks'])} hook states, this trainer "
-                             f"{len(self.hooks)} hooks")
+        hooks = self._keyed_hooks()
+        unknown = sorted(set(state["hooks"]) - set(hooks))
+        if unknown:
+            raise ValueError(f"The checkpoint holds states of hooks this trainer lacks: {unknown}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step.load_state_dict(state["step"])
-        for hook, hook_state in zip(self.hooks, state["hooks"]):
-            hook.load_state_dict(hook_state)
+        for key, hook_state in state["hooks"].items():
+            hooks[key].load_state_dict(hook_state)
         self.completed_epochs = self.start_epoch = int(state["epoch"])
         self.iter = int(state["iteration"])
         self.metrics = dict(state["metrics"])
