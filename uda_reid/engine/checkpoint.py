@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 from torch import nn
@@ -44,9 +44,11 @@ def identity_diff(saved: Mapping[str, Any], current: Mapping[str, Any]) -> List[
 class Checkpointer:
     """Saves and loads named checkpoints (``last.pth``, ``best.pth``) in ``directory``."""
 
-    def __init__(self, directory: os.PathLike | str, identity: Mapping[str, Any]) -> None:
+    def __init__(self, directory: os.PathLike | str, identity: Mapping[str, Any],
+                 meta: Optional[Mapping[str, Any]] = None) -> None:
         self.directory = Path(directory)
         self.identity = dict(identity)
+        self.meta = dict(meta or {})
 
     def path(self, name: str) -> Path:
         return self.directory / name
@@ -55,8 +57,9 @@ class Checkpointer:
         return self.path(name).is_file()
 
     def save(self, name: str, state: Mapping[str, Any]) -> Path:
-        """Write ``state`` plus the identity atomically to ``directory/name``."""
-        payload = dict(state, identity=self.identity)
+        """Write ``state`` plus the identity and ``meta`` (e.g. ``num_classes``, read by the
+        test tool) atomically to ``directory/name``."""
+        payload = dict(state, identity=self.identity, meta=self.meta)
         return atomic_save(self.path(name), lambda tmp: torch.save(payload, tmp))
 
     def load(self, name: str) -> Dict[str, Any]:
@@ -73,6 +76,23 @@ class Checkpointer:
         return state
 
 
+def _load_weights_file(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises several types for foreign pickles
+        raise ValueError(f"MODEL.WEIGHTS: {path} is not a loadable weights file "
+                         f"(only tensors and plain values are accepted): {err}") from err
+
+
+def read_checkpoint_meta(path: os.PathLike | str) -> Dict[str, Any]:
+    """The ``meta`` dict a checkpoint of ours carries (empty for a bare state dict)."""
+    state = _load_weights_file(Path(path))
+    meta = state.get("meta", {}) if isinstance(state, Mapping) else {}
+    return dict(meta) if isinstance(meta, Mapping) else {}
+
+
 def load_model_weights(model: nn.Module, path: os.PathLike | str,
                        strict: bool = True) -> Dict[str, List[str]]:
     """Load weights from our checkpoint (``{"model": state_dict, ...}``) or a bare state dict.
@@ -81,13 +101,7 @@ def load_model_weights(model: nn.Module, path: os.PathLike | str,
     unexpected key, or a shape mismatch, is an error naming the file and the keys.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises several types for foreign pickles
-        raise ValueError(f"MODEL.WEIGHTS: {path} is not a loadable weights file "
-                         f"(only tensors and plain values are accepted): {err}") from err
+    state = _load_weights_file(path)
     if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]
     if not isinstance(state, Mapping):

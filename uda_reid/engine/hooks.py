@@ -228,6 +228,27 @@ class TensorBoardHook(HookBase):
         self.writer.close()
 
 
+class WallClockHook(HookBase):
+    """Accumulates training wall time over the runs of a resumed job (``elapsed`` seconds)."""
+
+    def __init__(self) -> None:
+        self.previous = 0.0
+        self._start = time.perf_counter()
+
+    def before_train(self) -> None:
+        self._start = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return self.previous + time.perf_counter() - self._start
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"elapsed": self.elapsed}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.previous = float(state["elapsed"])
+
+
 class ProgressHook(HookBase):
     """A tqdm bar per epoch and a log line with the epoch's mean losses, LR and time."""
 
