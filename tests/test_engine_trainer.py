@@ -246,3 +246,32 @@ def test_non_finite_loss_stops_with_the_iteration():
     trainer = Trainer(model, torch.optim.SGD([model.w], lr=0.1), NaNStep(), 1, 3)
     with pytest.raises(FloatingPointError, match="iteration 0"):
         trainer.train()
+
+
+def train_quadratic(amp: bool, device: str) -> torch.Tensor:
+    model = nn.Module()
+    model.w = nn.Parameter(torch.zeros(4, device=device))
+
+    class Quadratic(TrainStep):
+        def run(self, m):
+            return {"loss": ((m.w - 3.0) ** 2).sum()}
+
+    trainer = Trainer(model, torch.optim.SGD([model.w], lr=0.1), Quadratic(), 2, 3,
+                      device=device, amp=amp)
+    trainer.train()
+    return model.w.detach().cpu(), trainer
+
+
+def test_amp_is_a_no_op_on_cpu():
+    w_amp, trainer = train_quadratic(True, "cpu")
+    w_plain, _ = train_quadratic(False, "cpu")
+    assert trainer.amp is False and not trainer.scaler.is_enabled()
+    assert torch.equal(w_amp, w_plain)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="AMP runs on CUDA only")
+def test_amp_on_cuda_unscales_gradients_before_the_step():
+    w, trainer = train_quadratic(True, "cuda")
+    assert trainer.amp and trainer.scaler.is_enabled() and trainer.scaler.get_scale() > 1
+    want = 3.0 * (1 - 0.8 ** 6)  # six SGD steps on (w - 3)^2 with lr 0.1 from 0
+    assert torch.allclose(w, torch.full((4,), want), atol=1e-4)

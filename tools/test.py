@@ -10,7 +10,7 @@ from uda_reid.engine.defaults import default_argument_parser, load_cli_config, t
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = default_argument_parser(__doc__.split("\n")[0], eval_only=False)
+    parser = default_argument_parser(__doc__, eval_only=False)
     parser.add_argument("--vis", type=int, default=0, metavar="N",
                         help="write rank-list grids of N queries and a ROC plot")
     args = parser.parse_intermixed_args(argv)

@@ -12,7 +12,7 @@ from uda_reid.engine.defaults import default_argument_parser, load_cli_config, t
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = default_argument_parser(__doc__.split("\n")[0]).parse_intermixed_args(argv)
+    args = default_argument_parser(__doc__).parse_intermixed_args(argv)
     try:
         cfg = load_cli_config(args)
         if args.eval_only:
