@@ -17,7 +17,8 @@ from torch import nn
 
 from uda_reid.config import Config, load_config, save_config
 from uda_reid.config.schema import to_dict
-from uda_reid.engine.checkpoint import Checkpointer, load_model_weights, read_checkpoint_meta
+from uda_reid.engine.checkpoint import (CheckpointMismatchError, Checkpointer, identity_diff,
+                                       load_model_weights, read_checkpoint_meta)
 from uda_reid.engine.hooks import (CheckpointHook, EvalHook, FreezeHook, HookBase,
                                    LRSchedulerHook, Metrics, ProgressHook, TensorBoardHook,
                                    WallClockHook)
@@ -73,8 +74,24 @@ def config_identity(cfg: Config) -> Dict[str, Any]:
     return data
 
 
-def default_setup(cfg: Config) -> Path:
-    """Create ``OUTPUT_DIR``, log to ``log.txt`` and stdout, write ``config.yaml``, seed."""
+def check_resumable(cfg: Config) -> None:
+    """Before anything is overwritten: the ``config.yaml`` of the run being resumed must have
+    the same identity as ``cfg`` (the error names the keys that differ)."""
+    saved = Path(cfg.OUTPUT_DIR) / "config.yaml"
+    if saved.is_file():
+        diff = identity_diff(config_identity(load_config(saved)), config_identity(cfg))
+        if diff:
+            raise CheckpointMismatchError(
+                f"--resume: {saved} differs from the given config: {'; '.join(diff[:10])}")
+
+
+def default_setup(cfg: Config, resume: bool = False) -> Path:
+    """Create ``OUTPUT_DIR``, log to ``log.txt`` and stdout, write ``config.yaml``, seed.
+
+    With ``resume`` the existing ``config.yaml`` is checked first (:func:`check_resumable`).
+    """
+    if resume:
+        check_resumable(cfg)
     output_dir = Path(cfg.OUTPUT_DIR)
     output_dir.mkdir(parents=True, exist_ok=True)
     setup_logger(output_dir)
@@ -163,7 +180,7 @@ def train(cfg: Config, resume: bool = False) -> Dict[str, Any]:
     from uda_reid.losses import build_loss_fn
     from uda_reid.models import build_model
 
-    output_dir = default_setup(cfg)
+    output_dir = default_setup(cfg, resume)
     device = resolve_device(cfg.MODEL.DEVICE)
     train_loader, num_classes = build_train_loader_from_config(cfg)
     model = build_model(cfg, num_classes).to(device)
