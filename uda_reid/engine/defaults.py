@@ -173,9 +173,11 @@ def build_evaluator(cfg: Config, model: nn.Module,
     return evaluate
 
 
-def train(cfg: Config, resume: bool = False) -> Dict[str, Any]:
+def train(cfg: Config, resume: bool = False,
+          extra_hooks: Sequence[HookBase] = ()) -> Dict[str, Any]:
     """Source-supervised training on ``DATASETS.NAMES`` evaluated on ``DATASETS.TESTS``;
-    writes ``results.json`` beside the checkpoints and returns it."""
+    writes ``results.json`` beside the checkpoints and returns it. ``extra_hooks`` run
+    before evaluation and checkpointing (see :func:`build_trainer`)."""
     from uda_reid.data.loaders import build_train_loader_from_config
     from uda_reid.losses import build_loss_fn
     from uda_reid.models import build_model
@@ -189,7 +191,7 @@ def train(cfg: Config, resume: bool = False) -> Dict[str, Any]:
     step = SupervisedStep(train_loader, build_loss_fn(cfg), device)
     iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH or len(train_loader)
     trainer, checkpointer = build_trainer(cfg, model, step, iters_per_epoch,
-                                          build_evaluator(cfg, model),
+                                          build_evaluator(cfg, model), extra_hooks,
                                           meta={"num_classes": num_classes})
     resume_or_start(trainer, checkpointer, resume)
     trainer.train()
