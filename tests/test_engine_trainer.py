@@ -275,3 +275,46 @@ def test_amp_on_cuda_unscales_gradients_before_the_step():
     assert trainer.amp and trainer.scaler.is_enabled() and trainer.scaler.get_scale() > 1
     want = 3.0 * (1 - 0.8 ** 6)  # six SGD steps on (w - 3)^2 with lr 0.1 from 0
     assert torch.allclose(w, torch.full((4,), want), atol=1e-4)
+
+
+class EpochSeededBatches:
+    """A batch sampler whose order depends only on the value given to ``set_epoch``."""
+
+    def __init__(self, n: int, batch_size: int):
+        self.n, self.batch_size, self.epoch = n, batch_size, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __iter__(self):
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.epoch))
+        return iter(perm.view(-1, self.batch_size).tolist())
+
+    def __len__(self):
+        return self.n // self.batch_size
+
+
+def draw(stream, count):
+    return [stream.next()["indexes"].tolist() for _ in range(count)]
+
+
+def test_stream_starts_a_new_order_when_a_pass_runs_out_and_resumes_the_count():
+    from uda_reid.engine.trainer import BatchStream
+
+    def loader():
+        return DataLoader(ToyImages(16), batch_sampler=EpochSeededBatches(16, 4))
+
+    stream = BatchStream(loader())
+    stream.begin_epoch(0)
+    first_epoch = draw(stream, 8)  # two passes of 4 batches
+    assert sorted(sum(first_epoch[:4], [])) == list(range(16))
+    assert first_epoch[:4] != first_epoch[4:]
+    state = stream.state_dict()
+    assert state == {"passes": 2}
+    stream.begin_epoch(1)
+    want = draw(stream, 6)
+
+    resumed = BatchStream(loader())
+    resumed.load_state_dict(state)
+    resumed.begin_epoch(1)
+    assert draw(resumed, 6) == want

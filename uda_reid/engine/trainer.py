@@ -73,44 +73,58 @@ def move_batch(batch: Mapping[str, Any], device: torch.device) -> Dict[str, Any]
 
 
 class BatchStream:
-    """Endless batches from a loader: a fresh iterator each epoch, restarted when exhausted.
+    """Endless batches from a loader: a fresh pass each epoch, and another whenever a pass
+    runs out mid-epoch (a short target loader, ``ITERS_PER_EPOCH`` above one pass).
 
-    Calls ``set_epoch(epoch)`` on the sampler when it has one, and saves/restores the sampler's
-    ``state_dict`` when it has one (samplers with their own generator), so a resumed run draws
-    the same batches.
+    Passes are numbered 0, 1, 2, ...; a sampler with ``set_epoch`` gets the pass number
+    before each pass, so every pass draws a new order (a sampler seeded by the epoch alone
+    would repeat its order within an epoch). The pass counter, and the sampler's own
+    ``state_dict`` when it has one, are saved so a resumed run draws the same batches.
+    ``begin_epoch(epoch)`` starts a pass (the epoch number itself is not needed).
     """
 
     def __init__(self, loader: Iterable, device: torch.device | str = "cpu") -> None:
         self.loader = loader
         self.device = torch.device(device)
+        self.passes = 0
         self._iterator: Optional[Iterator] = None
 
-    def _samplers(self) -> List[Any]:
-        return [s for s in (getattr(self.loader, "sampler", None),
-                            getattr(self.loader, "batch_sampler", None)) if s is not None]
+    def _new_pass(self) -> None:
+        for sampler in (getattr(self.loader, "sampler", None),
+                        getattr(self.loader, "batch_sampler", None)):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(self.passes)
+        self.passes += 1
+        self._iterator = iter(self.loader)
 
     def begin_epoch(self, epoch: int) -> None:
-        for sampler in self._samplers():
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
-        self._iterator = iter(self.loader)
+        self._new_pass()
 
     def next(self) -> Dict[str, Any]:
         """The next batch on the stream's device."""
         if self._iterator is None:
-            self._iterator = iter(self.loader)
+            self._new_pass()
         try:
             batch = next(self._iterator)
         except StopIteration:
-            self._iterator = iter(self.loader)
-            batch = next(self._iterator)
+            self._new_pass()
+            try:
+                batch = next(self._iterator)
+            except StopIteration:
+                raise ValueError("The training loader yields no batches (too few images or "
+                                 "identities for one batch?)") from None
         return move_batch(batch, self.device)
 
     def state_dict(self) -> Dict[str, Any]:
         sampler = _sampler_with_state(self.loader)
-        return {"sampler": sampler.state_dict()} if sampler is not None else {}
+        state: Dict[str, Any] = {"passes": self.passes}
+        if sampler is not None:
+            state["sampler"] = sampler.state_dict()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.passes = int(state.get("passes", 0))
+        self._iterator = None
         if "sampler" in state:
             sampler = _sampler_with_state(self.loader)
             if sampler is None:
