@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from uda_reid.engine.checkpoint import Checkpointer, identity_diff, load_model_weights
+from uda_reid.engine.checkpoint import (Checkpointer, identity_diff, load_model_weights,
+                                       read_checkpoint_meta)
 from uda_reid.engine.results import build_results, read_results, write_results
 from uda_reid.engine.seed import get_rng_states, set_rng_states
 
@@ -40,21 +41,24 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
         Checkpointer(tmp_path, {}).load("last.pth")
 
 
-def test_load_model_weights_reports_and_rejects_mismatches(tmp_path):
+def test_load_model_weights_rejects_any_mismatch_when_strict(tmp_path):
     src = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
-    torch.save({"model": src.state_dict(), "epoch": 3}, tmp_path / "ckpt.pth")
+    torch.save({"model": src.state_dict(), "epoch": 3, "meta": {"num_classes": 2}},
+               tmp_path / "ckpt.pth")
     dst = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
-    assert load_model_weights(dst, tmp_path / "ckpt.pth") == {"missing": [], "unexpected": []}
+    report = load_model_weights(dst, tmp_path / "ckpt.pth")
+    assert not (report.missing or report.unexpected or report.mismatched)
     assert torch.equal(dst[1].weight, src[1].weight)
+    assert read_checkpoint_meta(tmp_path / "ckpt.pth") == {"num_classes": 2}
 
     wider = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 5))
-    with pytest.raises(ValueError, match=r"1.weight: \(2, 4\) vs model \(5, 4\)"):
+    with pytest.raises(ValueError, match=r"1.weight.*\(2, 4\) vs \(5, 4\)"):
         load_model_weights(wider, tmp_path / "ckpt.pth")
     longer = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2), nn.Linear(2, 2))
-    with pytest.raises(ValueError, match="missing keys.*2.weight"):
+    with pytest.raises(ValueError, match="missing.*2.weight"):
         load_model_weights(longer, tmp_path / "ckpt.pth")
-    report = load_model_weights(longer, tmp_path / "ckpt.pth", strict=False)
-    assert report["missing"] == ["2.weight", "2.bias"]
+    assert load_model_weights(longer, tmp_path / "ckpt.pth", strict=False).missing == [
+        "2.weight", "2.bias"]
     with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS"):
         load_model_weights(dst, tmp_path / "nope.pth")
 

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import torch
 from torch import nn
 
+from uda_reid.models.weights import LoadReport, load_state_dict_report, read_state_dict
 from uda_reid.utils.atomic import atomic_save
 
 logger = logging.getLogger(__name__)
@@ -76,48 +77,28 @@ class Checkpointer:
         return state
 
 
-def _load_weights_file(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises several types for foreign pickles
-        raise ValueError(f"MODEL.WEIGHTS: {path} is not a loadable weights file "
-                         f"(only tensors and plain values are accepted): {err}") from err
-
-
 def read_checkpoint_meta(path: os.PathLike | str) -> Dict[str, Any]:
     """The ``meta`` dict a checkpoint of ours carries (empty for a bare state dict)."""
-    state = _load_weights_file(Path(path))
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
     meta = state.get("meta", {}) if isinstance(state, Mapping) else {}
     return dict(meta) if isinstance(meta, Mapping) else {}
 
 
 def load_model_weights(model: nn.Module, path: os.PathLike | str,
-                       strict: bool = True) -> Dict[str, List[str]]:
+                       strict: bool = True) -> LoadReport:
     """Load weights from our checkpoint (``{"model": state_dict, ...}``) or a bare state dict.
 
-    Returns ``{"missing": [...], "unexpected": [...]}``; with ``strict`` any missing or
-    unexpected key, or a shape mismatch, is an error naming the file and the keys.
+    With ``strict``, any missing, unexpected or shape-mismatched key is an error naming the
+    file and the keys (testing a partly random model must not pass silently).
     """
     path = Path(path)
-    state = _load_weights_file(path)
-    if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
-        state = state["model"]
-    if not isinstance(state, Mapping):
-        raise ValueError(f"MODEL.WEIGHTS: {path} holds no state dict")
-    own = model.state_dict()
-    mismatched = [f"{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-                  for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if mismatched:
-        raise ValueError(f"MODEL.WEIGHTS: {path} has tensors of the wrong shape: "
-                         + "; ".join(mismatched[:10]))
-    result = model.load_state_dict(state, strict=False)
-    report = {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys)}
-    if strict and (report["missing"] or report["unexpected"]):
-        raise ValueError(f"MODEL.WEIGHTS: {path} does not match the model; missing keys: "
-                         f"{report['missing'][:10]}, unexpected keys: {report['unexpected'][:10]}")
-    if report["missing"] or report["unexpected"]:
-        logger.warning("Loaded %s with missing keys %s and unexpected keys %s", path,
-                       report["missing"], report["unexpected"])
+    if not path.is_file():
+        raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {path}")
+    report = load_state_dict_report(model, read_state_dict(path))
+    if strict and (report.missing or report.unexpected or report.mismatched):
+        raise ValueError(f"MODEL.WEIGHTS: {path} does not match the model: {report}")
+    logger.info("Loaded %s: %s", path, report)
     return report

@@ -7,6 +7,7 @@ TensorBoard, progress and checkpoint hooks around their own :class:`TrainStep`),
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import platform
 from pathlib import Path
@@ -185,9 +186,7 @@ def train(cfg: Config, resume: bool = False,
     output_dir = default_setup(cfg, resume)
     device = resolve_device(cfg.MODEL.DEVICE)
     train_loader, num_classes = build_train_loader_from_config(cfg)
-    model = build_model(cfg, num_classes).to(device)
-    if cfg.MODEL.WEIGHTS:
-        load_model_weights(model, cfg.MODEL.WEIGHTS)
+    model = build_model(cfg, num_classes).to(device)  # MODEL.WEIGHTS: initial weights
     step = SupervisedStep(train_loader, build_loss_fn(cfg), device)
     iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH or len(train_loader)
     trainer, checkpointer = build_trainer(cfg, model, step, iters_per_epoch,
@@ -207,6 +206,13 @@ def train(cfg: Config, resume: bool = False,
     return results
 
 
+def replace_weights(cfg: Config, weights: str) -> Config:
+    """A copy of ``cfg`` with ``MODEL.WEIGHTS`` replaced."""
+    cfg = copy.deepcopy(cfg)
+    cfg.MODEL.WEIGHTS = weights
+    return cfg
+
+
 def test(cfg: Config, vis_count: int = 0) -> Metrics:
     """Evaluate ``MODEL.WEIGHTS`` on ``DATASETS.TESTS``; writes ``test_metrics.json`` (and,
     with ``vis_count`` > 0, rank-list and ROC images under ``OUTPUT_DIR/vis``)."""
@@ -223,8 +229,8 @@ def test(cfg: Config, vis_count: int = 0) -> Metrics:
     if not num_classes:
         raise ValueError(f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS} records no number of classes; "
                          "set MODEL.HEADS.NUM_CLASSES")
-    model = build_model(cfg, num_classes).to(device)
-    load_model_weights(model, cfg.MODEL.WEIGHTS)
+    model = build_model(replace_weights(cfg, ""), num_classes).to(device)
+    load_model_weights(model, cfg.MODEL.WEIGHTS)  # strict: every tensor must match
     vis_dir = output_dir / "vis" if vis_count > 0 else None
     metrics = {name: evaluate_dataset(cfg, model, name, device, vis_dir, vis_count)
                for name in cfg.DATASETS.TESTS}

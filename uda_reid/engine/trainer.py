@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from uda_reid.engine.seed import get_rng_states, set_rng_states
+from uda_reid.models.reid_model import ReIDModel
 
 if TYPE_CHECKING:
     from uda_reid.engine.hooks import HookBase
@@ -134,11 +135,8 @@ class BatchStream:
 
 
 class SupervisedStep(TrainStep):
-    """Source-supervised step: one labelled batch, ``loss_fn(model(images), pids)``.
-
-    ``loss_fn(outputs, pids) -> {name: scalar}``; when the model's backbone uses side
-    information (``uses_side_info``) the camera ids are passed to the model as well.
-    """
+    """Source-supervised step: one labelled batch, ``loss_fn(outputs, pids)`` with the
+    outputs of :func:`forward_model`; ``loss_fn`` returns ``{name: scalar}``."""
 
     def __init__(self, loader: Iterable, loss_fn, device: torch.device | str = "cpu") -> None:
         self.stream = BatchStream(loader, device)
@@ -160,10 +158,12 @@ class SupervisedStep(TrainStep):
 
 
 def forward_model(model: nn.Module, batch: Mapping[str, Any]) -> Any:
-    """``model(images)``, or ``model(images, camids)`` for side-information backbones."""
-    backbone = getattr(model, "backbone", None)
-    if getattr(backbone, "uses_side_info", False):
-        return model(batch["images"], batch["camids"])
+    """Run ``model`` on a batch. A :class:`ReIDModel` also gets the camera ids (for
+    side-information backbones) and, in training, the batch's ``pids`` as targets (for margin
+    classifiers); any other module gets the images only."""
+    if isinstance(model, ReIDModel):
+        targets = batch.get("pids") if model.training else None
+        return model(batch["images"], batch["camids"], targets)
     return model(batch["images"])
 
 
