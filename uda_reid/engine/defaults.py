@@ -18,6 +18,7 @@ from torch import nn
 
 from uda_reid.config import Config, load_config, save_config
 from uda_reid.config.schema import to_dict
+from uda_reid.data.loaders import build_test_loader_from_config, build_train_loader_from_config
 from uda_reid.engine.checkpoint import (CheckpointMismatchError, Checkpointer, identity_diff,
                                        load_model_weights, read_checkpoint_meta)
 from uda_reid.engine.hooks import (CheckpointHook, EvalHook, FreezeHook, HookBase,
@@ -29,7 +30,12 @@ from uda_reid.engine.optim import build_optimizer_from_config
 from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
 from uda_reid.engine.trainer import SupervisedStep, Trainer, TrainStep
+from uda_reid.evaluation.evaluator import evaluate_features, retrieval_distance
 from uda_reid.evaluation.extract import extract_features
+from uda_reid.evaluation.roc import evaluate_roc
+from uda_reid.evaluation.visualize import save_rank_lists, save_roc_plot
+from uda_reid.losses import build_loss_fn
+from uda_reid.models import build_model
 from uda_reid.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -149,15 +155,27 @@ def resume_or_start(trainer: Trainer, checkpointer: Checkpointer, resume: bool) 
 def evaluate_dataset(cfg: Config, model: nn.Module, name: str, device: torch.device,
                      vis_dir: Optional[Path] = None, vis_count: int = 0) -> Dict[str, float]:
     """Extract query and gallery features of test dataset ``name`` and evaluate them with
-    ``cfg.TEST`` (metric, re-ranking, query expansion, ROC); fractions in [0, 1]."""
-    from uda_reid.data.loaders import build_test_loader_from_config
-    from uda_reid.evaluation.evaluator import evaluate_features
+    ``cfg.TEST`` (metric, re-ranking, query expansion, ROC); metrics are fractions in [0, 1].
 
+    With ``vis_count`` > 0, rank lists of the first ``vis_count`` queries and the ROC curve
+    are drawn under ``vis_dir/name``.
+    """
     loader, num_query = build_test_loader_from_config(cfg, name)
     feats, pids, camids, paths = extract_features(model, loader, cfg.TEST.FLIP, device)
-    return evaluate_features(feats[:num_query], pids[:num_query], camids[:num_query],
-                             feats[num_query:], pids[num_query:], camids[num_query:],
-                             cfg.TEST)
+    q, g = slice(0, num_query), slice(num_query, None)
+    dist = retrieval_distance(feats[q], feats[g], cfg.TEST)
+    metrics = evaluate_features(feats[q], pids[q], camids[q], feats[g], pids[g], camids[g],
+                                cfg.TEST, distmat=dist)
+    logger.info("%s: %d queries, %d gallery images, %d queries with a valid match", name,
+                num_query, len(paths) - num_query, metrics.pop("num_valid_queries"))
+    if vis_count > 0 and vis_dir is not None:
+        out = vis_dir / name
+        ids = [t.numpy() for t in (pids[q], pids[g], camids[q], camids[g])]
+        save_rank_lists(dist, paths[q], paths[g], *ids, out, num_queries=vis_count)
+        roc = evaluate_roc(dist, *ids)
+        save_roc_plot(roc["fpr"], roc["tpr"], out / "roc.png")
+        logger.info("Rank lists and ROC curve of %s written to %s", name, out)
+    return metrics
 
 
 def build_evaluator(cfg: Config, model: nn.Module,
@@ -179,10 +197,6 @@ def train(cfg: Config, resume: bool = False,
     """Source-supervised training on ``DATASETS.NAMES`` evaluated on ``DATASETS.TESTS``;
     writes ``results.json`` beside the checkpoints and returns it. ``extra_hooks`` run
     before evaluation and checkpointing (see :func:`build_trainer`)."""
-    from uda_reid.data.loaders import build_train_loader_from_config
-    from uda_reid.losses import build_loss_fn
-    from uda_reid.models import build_model
-
     output_dir = default_setup(cfg, resume)
     device = resolve_device(cfg.MODEL.DEVICE)
     train_loader, num_classes = build_train_loader_from_config(cfg)
@@ -216,8 +230,6 @@ def replace_weights(cfg: Config, weights: str) -> Config:
 def test(cfg: Config, vis_count: int = 0) -> Metrics:
     """Evaluate ``MODEL.WEIGHTS`` on ``DATASETS.TESTS``; writes ``test_metrics.json`` (and,
     with ``vis_count`` > 0, rank-list and ROC images under ``OUTPUT_DIR/vis``)."""
-    from uda_reid.models import build_model
-
     if not cfg.MODEL.WEIGHTS:
         raise ValueError("MODEL.WEIGHTS is empty: give the checkpoint to test "
                          "(e.g. MODEL.WEIGHTS output/run/best.pth)")
