@@ -10,6 +10,7 @@ import argparse
 import copy
 import logging
 import platform
+import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -115,7 +116,8 @@ def build_trainer(cfg: Config, model: nn.Module, step: TrainStep, iters_per_epoc
                   extra_hooks: Sequence[HookBase] = (), best_dataset: Optional[str] = None,
                   meta: Optional[Mapping[str, Any]] = None) -> Tuple[Trainer, Checkpointer]:
     """The shared trainer for ``step`` with the standard hooks, in this order: LR schedule,
-    freezing (``SOLVER.FREEZE_ITERS`` > 0), wall clock, progress, ``extra_hooks``, evaluation
+    freezing (``SOLVER.FREEZE_ITERS`` > 0), wall clock, progress (tqdm on a terminal),
+    ``extra_hooks``, evaluation
     (every ``TEST.EVAL_PERIOD`` epochs and at the end; ``best.pth`` by ``best_dataset`` mAP),
     TensorBoard, checkpoint (``last.pth`` every ``SOLVER.CHECKPOINT_PERIOD`` epochs).
 
@@ -128,7 +130,7 @@ def build_trainer(cfg: Config, model: nn.Module, step: TrainStep, iters_per_epoc
     hooks: List[HookBase] = [LRSchedulerHook(scheduler)]
     if cfg.SOLVER.FREEZE_ITERS > 0:
         hooks.append(FreezeHook(model, cfg.SOLVER.FREEZE_LAYERS, cfg.SOLVER.FREEZE_ITERS))
-    hooks += [WallClockHook(), ProgressHook(), *extra_hooks]
+    hooks += [WallClockHook(), ProgressHook(enabled=sys.stderr.isatty()), *extra_hooks]
     if eval_fn is not None:
         hooks.append(EvalHook(eval_fn, cfg.TEST.EVAL_PERIOD, checkpointer, best_dataset))
     hooks += [TensorBoardHook(cfg.OUTPUT_DIR), CheckpointHook(checkpointer,
