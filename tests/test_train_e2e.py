@@ -74,7 +74,8 @@ def test_tiny_synth_market_training_learns_and_test_tool_reproduces(tmp_path):
 
     test_main = load_tool("test")
     rc = test_main(["--config-file", str(out / "config.yaml"), "MODEL.WEIGHTS",
-                    str(out / "last.pth"), "--vis", "2"])
+                    str(out / "last.pth"), "--vis", "2",  # ImageNet weights are not needed:
+                    "MODEL.BACKBONE.PRETRAIN", "True", "MODEL.BACKBONE.PRETRAIN_PATH", "no.pth"])
     assert rc == 0
     tested = json.loads((out / "test_metrics.json").read_text())["metrics"]["synth-market"]
     assert tested == pytest.approx(metrics, abs=1e-6)

@@ -222,10 +222,12 @@ def train(cfg: Config, resume: bool = False,
     return results
 
 
-def replace_weights(cfg: Config, weights: str) -> Config:
-    """A copy of ``cfg`` with ``MODEL.WEIGHTS`` replaced."""
+def without_initial_weights(cfg: Config) -> Config:
+    """A copy of ``cfg`` that builds a model without loading ``MODEL.WEIGHTS`` or backbone
+    pre-training (a full checkpoint is loaded into it next)."""
     cfg = copy.deepcopy(cfg)
-    cfg.MODEL.WEIGHTS = weights
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.BACKBONE.PRETRAIN = False
     return cfg
 
 
@@ -243,7 +245,7 @@ def test(cfg: Config, vis_count: int = 0) -> Metrics:
     if not num_classes:
         raise ValueError(f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS} records no number of classes; "
                          "set MODEL.HEADS.NUM_CLASSES")
-    model = build_model(replace_weights(cfg, ""), num_classes).to(device)
+    model = build_model(without_initial_weights(cfg), num_classes).to(device)
     load_model_weights(model, cfg.MODEL.WEIGHTS)  # strict: every tensor must match
     vis_dir = output_dir / "vis" if vis_count > 0 else None
     metrics = {name: evaluate_dataset(cfg, model, name, device, vis_dir, vis_count)
