@@ -139,3 +139,12 @@ def test_cuhk03_samples_one_image_per_identity_uniformly_and_reproducibly():
     kept = evaluate_rank(*two, max_rank=3, protocol="cuhk03", skip_no_match=False, seed=1,
                          cuhk03_repeats=4000)
     np.testing.assert_allclose(kept["cmc"], got["cmc"] / 2)
+
+
+def test_row_wise_searchsorted_equals_numpy_with_duplicates_and_out_of_range_values():
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.integers(0, 6, (4, 13)).astype(np.float32), axis=1)
+    which = rng.integers(0, 4, 200)
+    values = rng.integers(-1, 8, 200).astype(np.float32)
+    want = [np.searchsorted(rows[w], v, "left") for w, v in zip(which, values)]
+    np.testing.assert_array_equal(protocol.searchsorted_rows(rows, which, values), want)

@@ -110,21 +110,21 @@ class PairIndex:
         return max(1, CHUNK_ELEMENTS // max(self.num_gallery, 1))
 
 
-def searchsorted_rows(sorted_rows: np.ndarray, rows: np.ndarray, values: np.ndarray,
-                      side: str = "left") -> np.ndarray:
-    """``np.searchsorted(sorted_rows[rows[p]], values[p], side)`` for every ``p``, vectorised
-    (one bisection over all ``p`` at once). sorted_rows (R, G); rows, values (P,) -> (P,)."""
+def searchsorted_rows(sorted_rows: np.ndarray, rows: np.ndarray, values: np.ndarray
+                      ) -> np.ndarray:
+    """``np.searchsorted(sorted_rows[rows[p]], values[p], "left")`` (the number of entries
+    ``< values[p]``) for every ``p``, vectorised by binary lifting over all ``p`` at once.
+    sorted_rows (R, G); rows, values (P,) -> (P,) int64."""
     n = sorted_rows.shape[1]
-    lo = np.zeros(len(rows), dtype=np.int64)
-    hi = np.full(len(rows), n, dtype=np.int64)
-    for _ in range(max(n, 1).bit_length()):
-        mid = (lo + hi) >> 1
-        v = sorted_rows[rows, np.minimum(mid, n - 1)]
-        right = (v < values) if side == "left" else (v <= values)
-        right &= mid < hi
-        lo = np.where(right, mid + 1, lo)
-        hi = np.where(right, hi, mid)
-    return lo
+    flat = sorted_rows.reshape(-1)
+    base = rows.astype(np.int64) * n - 1
+    count = np.zeros(len(rows), dtype=np.int64)
+    step = 1 << (max(n, 1).bit_length() - 1)
+    while step:
+        cand = count + step
+        count += step * ((cand <= n) & (flat[base + np.minimum(cand, n)] < values))
+        step >>= 1
+    return count
 
 
 def map_chunks(fn: Callable[[int, int], T], num_rows: int, chunk: int,

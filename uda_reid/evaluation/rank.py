@@ -52,10 +52,9 @@ def _chunk_ranks(index: PairIndex, start: int, stop: int
     order = np.lexsort((c, d, r))
     r, c, d = r[order], c[order], d[order]
     k = np.arange(len(r)) - np.searchsorted(r, r)
-    below = searchsorted_rows(negatives, r, d, "left")
-    upto = np.minimum(searchsorted_rows(negatives, r, d, "right"),
-                      index.num_negatives[start + r])
-    tied = np.flatnonzero(upto > below)
+    below = searchsorted_rows(negatives, r, d)
+    next_negative = negatives[r, np.minimum(below, index.num_gallery - 1)]
+    tied = np.flatnonzero((below < index.num_negatives[start + r]) & (next_negative == d))
     if len(tied):
         below[tied] += _tied_negatives_before(index, start, r[tied], c[tied], d[tied])
     return start + r, k, below + k

@@ -53,11 +53,11 @@ def _impostor_pass(index: PairIndex, thresholds: np.ndarray, pool_size: int,
         neg = index.sorted_negatives(start, stop)
         rows = np.arange(stop - start)
         counts = searchsorted_rows(neg, np.repeat(rows, len(thresholds)),
-                                   np.tile(thresholds, len(rows)), "left")
+                                   np.tile(thresholds, len(rows)))
         take = np.minimum(index.num_negatives[start:stop], pool_size)
         if np.isfinite(bound[0]):
             limit = np.full(len(rows), bound[0], dtype=neg.dtype)
-            take = np.minimum(take, searchsorted_rows(neg, rows, limit, "left"))
+            take = np.minimum(take, searchsorted_rows(neg, rows, limit))
         cand = np.concatenate([neg[i, :take[i]] for i in rows])
         if cand.size > pool_size:
             cand = np.partition(cand, pool_size - 1)[:pool_size]
