@@ -93,3 +93,10 @@ def test_bad_fprs_and_missing_pairs_are_errors():
     same_cam = (prob[0], prob[1], prob[1][:1].repeat(300), np.zeros(50), np.zeros(300))
     with pytest.raises(ValueError, match="genuine and impostor"):
         evaluate_roc(*same_cam)
+
+
+def test_accepted_impostor_count_is_exact_for_decimal_fprs():
+    from uda_reid.evaluation.roc import _accepted_impostors
+
+    assert 0.29 * 100 < 29  # binary floating point rounds the product down
+    assert _accepted_impostors(0.29, 100) == 29 and _accepted_impostors(1e-4, 9999) == 0

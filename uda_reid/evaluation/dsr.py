@@ -69,6 +69,7 @@ def dsr_distance(q_maps: ArrayLike, g_maps: ArrayLike, lam: float = 1e-3,
     num_q, num_g = q.shape[0], g.shape[0]
     weights = (torch.full((num_q, q.shape[2]), 1.0 / q.shape[2]) if q_weights is None
                else torch.as_tensor(q_weights).float().reshape(num_q, q.shape[2]))
+    weights, g = weights.to(q.device), g.to(q.device)
     if candidates is None:
         q_idx = torch.arange(num_q).repeat_interleave(num_g)
         g_idx = torch.arange(num_g).repeat(num_q)
@@ -85,5 +86,5 @@ def dsr_distance(q_maps: ArrayLike, g_maps: ArrayLike, lam: float = 1e-3,
         qi, gi = q_idx[s:s + step], g_idx[s:s + step]
         x = q[qi]  # (B, C, Nq)
         residual = x - g[gi] @ (proj[gi] @ x)
-        out[qi.numpy(), gi.numpy()] = (residual.norm(dim=1) * weights[qi]).sum(1).numpy()
+        out[qi.numpy(), gi.numpy()] = (residual.norm(dim=1) * weights[qi]).sum(1).cpu().numpy()
     return out
