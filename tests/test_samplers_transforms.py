@@ -68,7 +68,8 @@ def test_transforms_shapes_normalisation_and_flip():
     test_tf = build_transforms((64, 32), is_train=False, mean=(0.5,) * 3, std=(0.5,) * 3)
     out = test_tf(img)
     assert out.shape == (3, 64, 32)
-    assert torch.allclose(out[0], torch.ones(64, 32)) and torch.allclose(out[1], -torch.ones(64, 32))
+    assert torch.allclose(out[0], torch.ones(64, 32))
+    assert torch.allclose(out[1], -torch.ones(64, 32))
     half = Image.new("RGB", (32, 64))
     half.paste((255, 255, 255), (0, 0, 16, 64))
     flip = build_transforms((64, 32), True, flip_prob=1.0, padding=0, mean=(0,) * 3,
