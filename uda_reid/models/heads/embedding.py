@@ -42,6 +42,9 @@ class EmbeddingHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor, targets: Optional[torch.Tensor] = None
                 ) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
+        if pooled.dim() != 2:
+            raise ValueError(f"The embedding head needs pooled vectors (N, C), got shape "
+                             f"{tuple(pooled.shape)}; token outputs need the 'jpm' head")
         features = self.reduction(pooled)
         embedding = self.bnneck(features)
         if not self.training:
