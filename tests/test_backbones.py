@@ -89,6 +89,15 @@ def test_non_local_blocks_follow_fastreid_placement_for_resnet50():
     counts = {name: len(blocks) for name, blocks in backbone.non_local.items()}
     assert counts == {"layer2": 2, "layer3": 3}
     assert backbone.non_local["layer3"][0].theta.in_channels == 1024
+    order = []
+    named = {**{f"layer3.{i}": b for i, b in enumerate(backbone.layer3)},
+             **{f"nl3.{i}": b for i, b in enumerate(backbone.non_local["layer3"])}}
+    for name, module in named.items():
+        module.register_forward_hook(lambda m, i, o, name=name: order.append(name))
+    with torch.no_grad():
+        backbone(torch.randn(1, 3, 64, 32))
+    assert order == ["layer3.0", "layer3.1", "layer3.2", "layer3.3", "nl3.0", "layer3.4",
+                     "nl3.1", "layer3.5", "nl3.2"]
 
 
 def test_non_local_backbone_keeps_torchvision_names_and_starts_as_identity():

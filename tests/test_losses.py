@@ -27,7 +27,7 @@ def test_batch_hard_triplet_picks_hardest_pairs():
     # 1-D features: ids 0 at {0, 1}, ids 1 at {3, 10}
     f = torch.tensor([[0.0], [1.0], [3.0], [10.0]])
     y = torch.tensor([0, 0, 1, 1])
-    # anchor 0: d_ap=1, d_an=3 -> 0 ; anchor 1: 1, 2 -> 0 ; anchor 2: 7, 2 -> 5.3 ; anchor 3: 7, 9 -> 0
+    # (d_ap, d_an) per anchor: (1, 3) -> 0, (1, 2) -> 0, (7, 2) -> 5.3, (7, 9) -> 0
     want = (0 + 0 + (7 - 2 + 0.3) + 0) / 4
     assert triplet_loss(f, y, margin=0.3).item() == pytest.approx(want, abs=1e-4)
     soft = [math.log1p(math.exp(a - n)) for a, n in ((1, 3), (1, 2), (7, 2), (7, 9))]

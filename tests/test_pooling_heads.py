@@ -11,7 +11,7 @@ from uda_reid.models import ReIDModel, build_model, load_pretrained
 from uda_reid.models.classifiers import (ArcFace, CircleSoftmax, CosFace, CosineClassifier,
                                          LinearClassifier)
 from uda_reid.models.heads.embedding import EmbeddingHead
-from uda_reid.models.pooling import AttentionPool, AvgPool, GeMPool, IdentityPool, MaxPool
+from uda_reid.models.pooling import AttentionPool, AvgPool, GeMPool, MaxPool
 from uda_reid.models.registry import CLS_LAYERS, HEADS, POOLINGS
 
 torch.manual_seed(0)

@@ -24,7 +24,8 @@ class EmbeddingHead(nn.Module):
                  reduction_act: bool = False) -> None:
         super().__init__()
         if neck_feat not in NECK_FEATS:
-            raise ValueError(f"MODEL.HEADS.NECK_FEAT must be one of {NECK_FEATS}, got {neck_feat!r}")
+            raise ValueError(f"MODEL.HEADS.NECK_FEAT must be one of {NECK_FEATS}, "
+                             f"got {neck_feat!r}")
         self.reduction: nn.Module = nn.Identity()
         if embedding_dim:
             layers = [nn.Linear(in_channels, embedding_dim, bias=False)]
