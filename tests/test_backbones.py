@@ -192,3 +192,11 @@ def test_backbone_pretrain_path_loads_through_the_config(tmp_path):
     assert torch.equal(backbone.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
     with pytest.raises(ValueError, match="PRETRAIN_PATH is empty"):
         build("resnet18", "MODEL.BACKBONE.PRETRAIN", True)
+
+
+def test_resnest_pretrain_path_uses_timm_parameter_names(tmp_path):
+    source = build("resnest50")
+    torch.save(source.net.state_dict(), tmp_path / "resnest50d.pth")
+    backbone = build("resnest50", "MODEL.BACKBONE.PRETRAIN", True,
+                     "MODEL.BACKBONE.PRETRAIN_PATH", tmp_path / "resnest50d.pth")
+    assert torch.equal(backbone.net.conv1[0].weight, source.net.conv1[0].weight)
