@@ -36,11 +36,15 @@ def test_interrupted_generation_is_detected_and_rebuilt(tmp_path):
     victim.write_bytes(victim.read_bytes()[:50])  # a truncated file
     ensure_domain(tmp_path, "synth-market", "tiny", 0)
     assert file_bytes(folder) == reference
-    (folder / MANIFEST).unlink()  # killed before the manifest was written
+    (folder / MANIFEST).unlink()  # an older layout of the cache without a manifest
     extra = victim.parent / "0999_c1s1_000001_01.jpg"
     extra.write_bytes(b"partial")
+    killed = tmp_path / ".synth-market-tiny-s0.tmp" / "Market-1501-v15.09.15" / "query"
+    killed.mkdir(parents=True)  # a generation killed half-way through its private folder
+    (killed / "0001_c1s1_000001_01.jpg").write_bytes(b"partial")
     ensure_domain(tmp_path, "synth-market", "tiny", 0)
     assert file_bytes(folder) == reference and not extra.exists()
+    assert not (tmp_path / ".synth-market-tiny-s0.tmp").exists()
     assert json.loads((folder / MANIFEST).read_text())["scale"] == "tiny"
 
 

@@ -4,7 +4,9 @@ The folder is a cache: a ``manifest.json`` (every file's size and SHA-256, writt
 atomically) marks it complete. A folder without a valid manifest (an interrupted generation,
 a truncated file, an older generator) is removed and generated again. Output is byte-identical
 for the same domain, scale and seed. Processes that ask for the same domain at once (DDP ranks,
-parallel test runs) take turns on a lock file beside the folder, so it is generated once.
+parallel test runs) take turns on a lock file beside the folder, so it is generated once; the
+copy is built in a temporary folder and renamed into place when complete, so the folder's name
+never shows half-written files.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -157,22 +160,25 @@ def ensure_domain(root: str | Path, name: str, scale: str = "default", seed: int
     with _exclusive(folder.with_name(f".{folder.name}.lock")):
         if manifest_ok(folder, verify_checksums):  # another process generated it meanwhile
             return folder
-        if folder.exists():
-            logger.warning("Synthetic domain at %s is incomplete or stale (no valid manifest): "
-                           "rebuilding", folder)
-            shutil.rmtree(folder)
         spec, size = DOMAINS[name], SCALES[scale]
         start = time.perf_counter()
-        files = _render_all(spec, size, seed, folder / LAYOUT_DIRS[spec.layout])
+        work = folder.with_name(f".{folder.name}.tmp")  # ours while the lock is held
+        shutil.rmtree(work, ignore_errors=True)  # left by a killed generation
+        files = _render_all(spec, size, seed, work / LAYOUT_DIRS[spec.layout])
         digest = hashlib.sha256()
         for data in files.values():
             digest.update(data)
-        atomic_write_json(folder / MANIFEST, {
+        atomic_write_json(work / MANIFEST, {
             "version": GENERATOR_VERSION, "name": name, "scale": scale, "seed": seed,
             "sha256": digest.hexdigest(),
-            "files": {str(p.relative_to(folder)): {"size": len(data),
-                                                   "sha256": hashlib.sha256(data).hexdigest()}
+            "files": {str(p.relative_to(work)): {"size": len(data),
+                                                 "sha256": hashlib.sha256(data).hexdigest()}
                       for p, data in files.items()}})
+        if folder.exists():
+            logger.warning("Synthetic domain at %s is incomplete or stale (no valid manifest): "
+                           "replacing it", folder)
+            shutil.rmtree(folder)
+        os.rename(work, folder)
         logger.info("Generated %s (%s, seed %d): %d images in %.1f s at %s", name, scale, seed,
                     len(files), time.perf_counter() - start, folder)
     return folder
