@@ -53,10 +53,3 @@ def invariance_loss(similarities: torch.Tensor, indexes: torch.Tensor, temperatu
     targets = neighbor_soft_targets(logits, indexes, knn)
     return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
-
-def combine_losses(source_loss: torch.Tensor, target_loss: torch.Tensor,
-                   lam: float = 0.3) -> torch.Tensor:
-    """ECN's total loss ``(1 - lam) * source_loss + lam * target_loss``."""
-    if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lambda must lie in [0, 1], got {lam}")
-    return (1.0 - lam) * source_loss + lam * target_loss
