@@ -5,6 +5,8 @@ from typing import List, Sequence
 
 from torch import nn
 
+from uda_reid.engine.hooks import HookBase
+
 
 def _under(name: str, prefixes: Sequence[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
@@ -39,3 +41,14 @@ def set_frozen_norms_eval(model: nn.Module, prefixes: Sequence[str]) -> int:
             module.eval()
             count += 1
     return count
+
+
+class FrozenNormsHook(HookBase):
+    """Keeps the BatchNorms under ``prefixes`` in eval mode before every step (evaluation
+    between epochs switches the model back to train mode)."""
+
+    def __init__(self, prefixes: Sequence[str]) -> None:
+        self.prefixes = tuple(prefixes)
+
+    def before_step(self) -> None:
+        set_frozen_norms_eval(self.trainer.model, self.prefixes)

@@ -2,13 +2,21 @@
 invariance over an exemplar memory of the target training images."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+import logging
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from uda_reid.adapt.base import AdaptContext, AdaptMethod
+from uda_reid.adapt.freeze import FrozenNormsHook, freeze_modules
 from uda_reid.adapt.invariance import invariance_loss, use_neighbors
 from uda_reid.adapt.memory import ExemplarMemory, momentum_schedule
+from uda_reid.adapt.registry import METHODS
+from uda_reid.engine.hooks import HookBase
+from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
+
+logger = logging.getLogger(__name__)
 
 SourceLoss = Callable[[Dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
@@ -47,9 +55,9 @@ class ECNObjective(nn.Module):
                 target: Dict[str, torch.Tensor], epoch: int) -> Dict[str, torch.Tensor]:
         """Weighted losses ``loss_source``, ``loss_target`` (their sum is ECN's total loss) and
         detached monitoring scalars. source/target: batches with ``images`` (B, 3, H, W)."""
-        out_s = model(source["images"])
+        out_s = forward_model(model, source)
         loss_s = self.source_loss(out_s, source["pids"])
-        out_t = model(target["images"])
+        out_t = forward_model(model, target)
         feats = _global(out_t["embedding"])
         indexes = target["indexes"].to(feats.device)
         sims = self.memory.similarities(feats)
@@ -72,3 +80,49 @@ class ECNObjective(nn.Module):
         feats, indexes = self._pending
         self._pending = None
         self.memory.update(feats, indexes, momentum_schedule(epoch, self.momentum_per_epoch))
+
+
+class ECNStep(TrainStep):
+    """One ECN iteration: a labelled source batch and a (camera-styled) target batch; the memory
+    is written after the optimiser step. ``len`` = source batches per epoch."""
+
+    def __init__(self, objective: ECNObjective, source_loader: Iterable, target_loader: Iterable,
+                 device: torch.device | str = "cpu") -> None:
+        self.objective = objective.to(device)
+        self.source_loader = source_loader
+        self.source = BatchStream(source_loader, device)
+        self.target = BatchStream(target_loader, device)
+        self.epoch = 0
+        self._stats: Dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.source_loader)
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.source.begin_epoch(epoch)
+        self.target.begin_epoch(epoch)
+
+    def run(self, model: nn.Module) -> Dict[str, torch.Tensor]:
+        out = self.objective(model, self.source.next(), self.target.next(), self.epoch)
+        self._stats = {k[len("stat_"):]: v for k, v in out.items() if k.startswith("stat_")}
+        return {k: v for k, v in out.items() if k.startswith("loss_")}
+
+    def after_update(self, model: nn.Module) -> None:
+        self.objective.update_memory(self.epoch)
+
+    def scalars(self) -> Dict[str, float]:
+        values = {k: float(v) for k, v in self._stats.items()}
+        values.update({f"memory_{k}": v for k, v in self.objective.memory.stats().items()})
+        values["memory_momentum"] = momentum_schedule(self.epoch,
+                                                      self.objective.momentum_per_epoch)
+        return values
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"objective": self.objective.state_dict(), "source": self.source.state_dict(),
+                "target": self.target.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.objective.load_state_dict(state["objective"])
+        self.source.load_state_dict(state.get("source", {}))
+        self.target.load_state_dict(state.get("target", {}))

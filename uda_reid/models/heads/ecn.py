@@ -45,6 +45,11 @@ class ECNHead(nn.Module):
         nn.init.zeros_(self.classifier.bias)
 
     @property
+    def embedding_dim(self) -> int:
+        """Size of the training ``embedding`` (the target branch, ECN's memory features)."""
+        return self.feat.out_features
+
+    @property
     def out_dim(self) -> int:
         """Size of the retrieval embedding."""
         return self.feat.in_features if self.eval_feature == "before" else self.feat.out_features
