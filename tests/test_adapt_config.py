@@ -1,0 +1,54 @@
+"""Adaptation config: argument precedence, default output folder, the stage-1 cache key."""
+from pathlib import Path
+
+import pytest
+
+from uda_reid.adapt.pipeline import build_adapt_config, source_key
+from uda_reid.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ecn"
+
+
+def test_named_arguments_override_the_file_and_key_value_pairs_override_both(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text("ADAPT:\n  SOURCE: a\n  TARGET: b\n  METHOD: ecn\nSEED: 3\n")
+    cfg = build_adapt_config(source="x", config_file=str(path), overrides=["SEED", "4"])
+    assert (cfg.ADAPT.SOURCE, cfg.ADAPT.TARGET, cfg.ADAPT.METHOD, cfg.SEED) == ("x", "b", "ecn", 4)
+    assert cfg.OUTPUT_DIR == "output/adapt/x2b/ecn"
+    cfg = build_adapt_config(source="x", output_dir=str(tmp_path / "o"),
+                             overrides=["ADAPT.SOURCE", "y"])
+    assert cfg.ADAPT.SOURCE == "y" and cfg.OUTPUT_DIR == str(tmp_path / "o")
+
+
+def test_source_key_changes_with_stage_one_settings_only():
+    base = build_adapt_config("synth-market", "synth-duke", "ecn")
+    key = source_key(base)
+    same = [build_adapt_config("synth-market", "synth-market", "direct"),
+            build_adapt_config("synth-market", "synth-duke", "ecn",
+                               overrides=["TEST.EVAL_PERIOD", "3", "ADAPT.ECN.KNN", "4",
+                                          "ADAPT.SOLVER.BASE_LR", "0.5", "MODEL.DEVICE", "cpu",
+                                          "OUTPUT_DIR", "elsewhere"])]
+    assert all(source_key(c) == key for c in same)
+    different = [build_adapt_config("synth-duke", "synth-duke", "ecn"),
+                 build_adapt_config("synth-market", "synth-duke", "ecn",
+                                    overrides=["SOLVER.BASE_LR", "0.5"]),
+                 build_adapt_config("synth-market", "synth-duke", "ecn", overrides=["SEED", "1"])]
+    assert len({key, *(source_key(c) for c in different)}) == 4
+
+
+@pytest.mark.parametrize("name", ["market2duke", "duke2market", "market2msmt",
+                                  "synth-market2synth-duke"])
+def test_ecn_recipes_load_with_the_original_hyper_parameters(name):
+    cfg = load_config(CONFIGS / f"{name}.yml")
+    s, e = cfg.ADAPT.SOLVER, cfg.ADAPT.ECN
+    assert cfg.ADAPT.METHOD == "ecn" and cfg.MODEL.HEADS.NAME == "ecn"
+    assert (s.OPT, s.MOMENTUM, s.NESTEROV, s.WEIGHT_DECAY) == ("SGD", 0.9, True, 5e-4)
+    assert s.BACKBONE_LR_FACTOR == 0.1
+    assert (e.LAMBDA, e.TEMPERATURE, e.KNN, e.NEIGHBOR_START_EPOCH, e.MOMENTUM_PER_EPOCH) == \
+        (0.3, 0.05, 6, 5, 0.01)
+    if not name.startswith("synth"):
+        assert cfg.MODEL.BACKBONE.NAME == "resnet50" and cfg.MODEL.HEADS.EMBEDDING_DIM == 4096
+        assert (s.BASE_LR, s.MAX_EPOCH, s.STEPS, s.IMS_PER_BATCH) == (0.1, 60, (40,), 128)
+        assert e.TARGET_IMS_PER_BATCH == 128
+        assert e.FROZEN == ("backbone.conv1", "backbone.bn1", "backbone.layer1",
+                            "backbone.layer2")
