@@ -12,10 +12,31 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from typing import Any, Dict, Optional, Sequence
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from uda_reid.config import Config, apply_overrides, get_default_config, load_config
+import torch
+from torch import nn
+
+from uda_reid.adapt.base import AdaptContext, AdaptMethod
+from uda_reid.adapt.guard import UnlabeledDataset
+from uda_reid.adapt.registry import METHODS
+from uda_reid.config import Config, ConfigError, apply_overrides, get_default_config, load_config
 from uda_reid.config.schema import to_dict
+from uda_reid.data.datasets import build_dataset
+from uda_reid.engine.checkpoint import load_model_weights, read_checkpoint_meta
+from uda_reid.engine.defaults import (build_evaluator, build_trainer, default_setup,
+                                      resolve_device, resume_or_start, train)
+from uda_reid.engine.hooks import HookBase
+from uda_reid.engine.logger import setup_logger
+from uda_reid.engine.results import build_results, write_results
+from uda_reid.models import build_model
+
+import uda_reid.adapt.methods  # noqa: F401  (registers the methods)
+
+logger = logging.getLogger(__name__)
 
 # Config parts that decide the stage-1 model (the cache key); TEST, ADAPT, CAMSTYLE and
 # OUTPUT_DIR do not.
@@ -61,3 +82,120 @@ def source_key(cfg: Config) -> str:
     kept["DATASETS"] = {k: v for k, v in kept["DATASETS"].items() if k != "TESTS"}
     blob = json.dumps(kept, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def adapt_stage_config(cfg: Config) -> Config:
+    """The stage-2 config: ``ADAPT.SOLVER`` in place of ``SOLVER``, source training data."""
+    stage = copy.deepcopy(cfg)
+    stage.SOLVER = copy.deepcopy(cfg.ADAPT.SOLVER)
+    stage.DATASETS.NAMES = (cfg.ADAPT.SOURCE,)
+    stage.DATASETS.TESTS = (cfg.ADAPT.TARGET,)
+    return stage
+
+
+def build_method(cfg: Config) -> AdaptMethod:
+    """The registered method ``ADAPT.METHOD`` built from the config."""
+    try:
+        method_cls = METHODS.get(cfg.ADAPT.METHOD)
+    except KeyError as err:
+        raise ConfigError(f"ADAPT.METHOD: {err.args[0]}") from None
+    return method_cls.from_config(cfg)
+
+
+class EpochCurvesHook(HookBase):
+    """Per-epoch means of the losses and the step's scalars (kept across a resume)."""
+
+    def __init__(self) -> None:
+        self.curves: Dict[int, Dict[str, float]] = {}
+        self._sums: Dict[str, float] = {}
+        self._count = 0
+
+    def before_epoch(self) -> None:
+        self._sums, self._count = {}, 0
+
+    def after_step(self) -> None:
+        values = dict(self.trainer.losses)
+        values.update(self.trainer.step.scalars())
+        for name, value in values.items():
+            self._sums[name] = self._sums.get(name, 0.0) + value
+        self._count += 1
+
+    def after_epoch(self) -> None:
+        self.curves[self.trainer.epoch + 1] = {k: v / self._count for k, v in self._sums.items()}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"curves": self.curves}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.curves = {int(k): dict(v) for k, v in state["curves"].items()}
+
+
+def source_cache_dir(cfg: Config) -> Path:
+    return Path(cfg.ADAPT.SOURCE_CACHE) / f"{cfg.ADAPT.SOURCE}-{source_key(cfg)}"
+
+
+def train_or_load_source(cfg: Config, device: torch.device) -> Tuple[nn.Module, Dict[str, Any]]:
+    """Stage 1: the source model from the cache, trained there first when absent (a killed
+    stage-1 run resumes from its ``last.pth``). Returns the model on ``device`` and facts
+    about it (cache folder, whether it was reused, number of source classes)."""
+    cache = source_cache_dir(cfg)
+    reused = (cache / "results.json").is_file()
+    if not reused:
+        stage = source_stage_config(cfg)
+        stage.OUTPUT_DIR = str(cache)
+        logger.info("Stage 1: training the source model on %s in %s", cfg.ADAPT.SOURCE, cache)
+        train(stage, resume=(cache / "last.pth").is_file())
+        setup_logger(cfg.OUTPUT_DIR)
+    else:
+        logger.info("Stage 1: reusing the source model in %s", cache)
+    weights = cache / "last.pth"
+    num_classes = int(read_checkpoint_meta(weights)["num_classes"])
+    model = build_model(cfg, num_classes).to(device)
+    load_model_weights(model, weights)
+    return model, {"cache": str(cache), "reused": reused, "num_classes": num_classes}
+
+
+def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
+    """Both stages for ``cfg``; writes and returns ``OUTPUT_DIR/results.json``."""
+    start = time.perf_counter()
+    output_dir = default_setup(cfg, resume)
+    device = resolve_device(cfg.MODEL.DEVICE)
+    method = build_method(cfg)
+    source_name, target_name = cfg.ADAPT.SOURCE, cfg.ADAPT.TARGET
+    target = UnlabeledDataset.from_dataset(build_dataset(cfg, target_name))
+    method.check_target(target)
+
+    model, source_info = train_or_load_source(cfg, device)
+    direct = build_evaluator(cfg, model, (target_name, source_name))()
+    for name, values in direct.items():
+        logger.info("Stage 1 (source model) on %s: %s", name,
+                    ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    stages: List[Dict[str, Any]] = [dict(name="source", metrics=direct, **source_info)]
+    final = {target_name: direct[target_name]}
+
+    stage_cfg = adapt_stage_config(cfg)
+    ctx = AdaptContext(stage_cfg, model, build_dataset(cfg, source_name), target, device,
+                       output_dir)
+    method.prepare_model(model)
+    step = method.build_step(ctx)
+    if step is not None:
+        curves = EpochCurvesHook()
+        iters = stage_cfg.SOLVER.ITERS_PER_EPOCH or len(step)
+        trainer, checkpointer = build_trainer(
+            stage_cfg, model, step, iters, build_evaluator(stage_cfg, model, (target_name,)),
+            extra_hooks=[*method.hooks(ctx), curves], best_dataset=target_name,
+            meta={"num_classes": source_info["num_classes"], "method": cfg.ADAPT.METHOD})
+        resume_or_start(trainer, checkpointer, resume)
+        trainer.train()
+        final = trainer.metrics[max(trainer.metrics)]
+        epochs = sorted(set(curves.curves) | set(trainer.metrics))
+        stages.append({"name": cfg.ADAPT.METHOD, "metrics": final, "epochs": trainer.max_epoch,
+                       "curves": [dict(epoch=e, **curves.curves.get(e, {}),
+                                       metrics=trainer.metrics.get(e, {})) for e in epochs]})
+
+    results = build_results("adapt", cfg.ADAPT.METHOD, source_name, target_name, cfg.SEED,
+                            final, time.perf_counter() - start, stages,
+                            extra={"source_metrics": direct})
+    path = write_results(output_dir / "results.json", results)
+    logger.info("Results written to %s", path)
+    return results

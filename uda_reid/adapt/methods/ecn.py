@@ -126,3 +126,63 @@ class ECNStep(TrainStep):
         self.objective.load_state_dict(state["objective"])
         self.source.load_state_dict(state.get("source", {}))
         self.target.load_state_dict(state.get("target", {}))
+
+
+@METHODS.register("ecn")
+class ECN(AdaptMethod):
+    """ECN on the shared trainer: :class:`ECNStep` over a source loader and a target loader of
+    random camera-style images (or the plain images with ``camstyle=False``)."""
+
+    def __init__(self, lam: float = 0.3, temperature: float = 0.05, knn: int = 6,
+                 neighbor_start_epoch: int = 5, momentum_per_epoch: float = 0.01,
+                 camstyle: bool = True, target_batch_size: int = 0,
+                 frozen: Sequence[str] = ()) -> None:
+        self.lam = lam
+        self.temperature = temperature
+        self.knn = knn
+        self.neighbor_start_epoch = neighbor_start_epoch
+        self.momentum_per_epoch = momentum_per_epoch
+        self.camstyle = camstyle
+        self.target_batch_size = target_batch_size
+        self.frozen = tuple(frozen)
+        self._camstyle_dir: Optional[Path] = None
+
+    @classmethod
+    def from_config(cls, cfg) -> "ECN":
+        e = cfg.ADAPT.ECN
+        return cls(e.LAMBDA, e.TEMPERATURE, e.KNN, e.NEIGHBOR_START_EPOCH, e.MOMENTUM_PER_EPOCH,
+                   e.CAMSTYLE, e.TARGET_IMS_PER_BATCH, e.FROZEN)
+
+    def check_target(self, target: UnlabeledDataset) -> None:
+        """With camera invariance on, the camstyle folder must be complete (else a clear
+        error telling how to generate it); with it off, say so."""
+        if self.camstyle:
+            self._camstyle_dir = check_camstyle_dir(target.root, target.train,
+                                                    target.num_cameras, target.name)
+            logger.info("ECN camera invariance: camera-style images from %s",
+                        self._camstyle_dir)
+        else:
+            logger.warning("ECN runs WITHOUT camera invariance (ADAPT.ECN.CAMSTYLE False): "
+                           "the target images are used in their own camera style only")
+
+    def prepare_model(self, model: nn.Module) -> None:
+        frozen = freeze_modules(model, self.frozen)
+        logger.info("ECN: %d parameter tensors frozen under %s", len(frozen), self.frozen)
+
+    def build_step(self, ctx: AdaptContext) -> ECNStep:
+        embedding_dim = getattr(getattr(ctx.model, "head", None), "embedding_dim", None)
+        if embedding_dim is None:
+            raise ValueError("ECN needs a head with a target embedding (MODEL.HEADS.NAME ecn)")
+        batch_size = self.target_batch_size or ctx.cfg.SOLVER.IMS_PER_BATCH
+        source_loader, _ = build_train_loader_from_config(ctx.cfg)
+        target_loader = build_target_loader(ctx.cfg, ctx.target, batch_size,
+                                            self._camstyle_dir if self.camstyle else None)
+        loss_fn = build_loss_fn(ctx.cfg)
+        objective = ECNObjective(ExemplarMemory(len(ctx.target.train), embedding_dim),
+                                 lambda outputs, pids: sum(loss_fn(outputs, pids).values()),
+                                 self.lam, self.temperature, self.knn, self.neighbor_start_epoch,
+                                 self.momentum_per_epoch)
+        return ECNStep(objective, source_loader, target_loader, ctx.device)
+
+    def hooks(self, ctx: AdaptContext) -> List[HookBase]:
+        return [FrozenNormsHook(self.frozen)] if self.frozen else []
