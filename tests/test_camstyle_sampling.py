@@ -77,3 +77,25 @@ def test_incomplete_camstyle_folder_names_missing_files(tmp_path):
     (folder / "0001_c2_f0000001_fake_2to3.jpg").unlink()
     with pytest.raises(CamStyleMissingError, match="lacks 1 of the 8.*0001_c2_f0000001_fake_2to3"):
         check_camstyle_dir(tmp_path, samples, NUM_CAMS, "synth-duke")
+
+
+def test_target_loader_gives_full_shuffled_batches_of_styled_unlabelled_images(tmp_path):
+    from uda_reid.adapt.camstyle_data import build_target_loader
+    from uda_reid.adapt.guard import strip_labels
+    from uda_reid.config import get_default_config
+
+    samples = strip_labels(make_target(tmp_path, num_images=7))
+    folder = write_standins(tmp_path, samples, NUM_CAMS)
+    cfg = get_default_config()
+    cfg.INPUT.SIZE_TRAIN = (32, 16)
+    cfg.DATALOADER.NUM_WORKERS = 0
+    loader = build_target_loader(cfg, samples, NUM_CAMS, batch_size=3, camstyle_dir=folder)
+    loader.batch_sampler.set_epoch(0)
+    batches = list(loader)
+    assert len(batches) == 2 and all(b["images"].shape == (3, 3, 32, 16) for b in batches)
+    indexes = torch.cat([b["indexes"] for b in batches]).tolist()
+    assert len(set(indexes)) == 6 and all(b["pids"].eq(-1).all() for b in batches)
+    loader.batch_sampler.set_epoch(0)
+    assert torch.cat([b["indexes"] for b in loader]).tolist() == indexes  # same epoch, same order
+    loader.batch_sampler.set_epoch(1)
+    assert torch.cat([b["indexes"] for b in loader]).tolist() != indexes

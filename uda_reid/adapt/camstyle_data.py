@@ -16,7 +16,11 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
+
+from uda_reid.adapt.sampling import ShuffledBatchSampler
+from uda_reid.data.loaders import ImageDataset, collate, read_image
+from uda_reid.data.transforms import build_transforms_from_config
 
 CAMSTYLE_DIR = "bounding_box_train_camstyle"
 Sample = Tuple[str, int, int, int]
@@ -81,7 +85,7 @@ class CamStyleDataset(Dataset):
 
     def __init__(self, samples: Sequence[Sample], camstyle_dir: os.PathLike | str,
                  num_cameras: int, transform: Optional[Callable[[Image.Image], torch.Tensor]],
-                 loader: Callable[[str], Image.Image]) -> None:
+                 loader: Callable[[str], Image.Image] = read_image) -> None:
         if num_cameras < 1:
             raise ValueError(f"num_cameras must be >= 1, got {num_cameras}")
         self.samples = samples
@@ -102,3 +106,22 @@ class CamStyleDataset(Dataset):
             img = self.transform(img)
         return {"images": img, "pids": sample[1], "camids": style, "indexes": sample[3],
                 "paths": path}
+
+
+def build_shuffled_loader(dataset: Dataset, batch_size: int, num_workers: int = 0,
+                          seed: int = 0) -> DataLoader:
+    """Random full batches of ``dataset`` (the original's ``shuffle=True, drop_last=True``)."""
+    return DataLoader(dataset, batch_sampler=ShuffledBatchSampler(len(dataset), batch_size, seed),
+                      num_workers=num_workers, collate_fn=collate)
+
+
+def build_target_loader(cfg, samples: Sequence[Sample], num_cameras: int, batch_size: int,
+                        camstyle_dir: Optional[Path]) -> DataLoader:
+    """Shuffled target training batches with the training transforms; each image in a random
+    camera's style when ``camstyle_dir`` is given, else as it is."""
+    transform = build_transforms_from_config(cfg, is_train=True)
+    if camstyle_dir is None:
+        dataset: Dataset = ImageDataset(samples, transform)
+    else:
+        dataset = CamStyleDataset(samples, camstyle_dir, num_cameras, transform)
+    return build_shuffled_loader(dataset, batch_size, cfg.DATALOADER.NUM_WORKERS, cfg.SEED)

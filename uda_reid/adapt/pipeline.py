@@ -25,14 +25,13 @@ from uda_reid.adapt.guard import UnlabeledDataset
 from uda_reid.adapt.registry import METHODS
 from uda_reid.config import Config, ConfigError, apply_overrides, get_default_config, load_config
 from uda_reid.config.schema import to_dict
-from uda_reid.data.datasets import build_dataset
+from uda_reid.data.datasets import build_dataset_from_config
 from uda_reid.engine.checkpoint import load_model_weights, read_checkpoint_meta
 from uda_reid.engine.defaults import (build_evaluator, build_trainer, default_setup,
                                       resolve_device, resume_or_start, train)
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.logger import setup_logger
 from uda_reid.engine.results import build_results, write_results
-from uda_reid.models import build_model
 
 import uda_reid.adapt.methods  # noqa: F401  (registers the methods)
 
@@ -148,6 +147,8 @@ def train_or_load_source(cfg: Config, device: torch.device) -> Tuple[nn.Module, 
         setup_logger(cfg.OUTPUT_DIR)
     else:
         logger.info("Stage 1: reusing the source model in %s", cache)
+    from uda_reid.models import build_model
+
     weights = cache / "last.pth"
     num_classes = int(read_checkpoint_meta(weights)["num_classes"])
     model = build_model(cfg, num_classes).to(device)
@@ -162,7 +163,7 @@ def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
     device = resolve_device(cfg.MODEL.DEVICE)
     method = build_method(cfg)
     source_name, target_name = cfg.ADAPT.SOURCE, cfg.ADAPT.TARGET
-    target = UnlabeledDataset.from_dataset(build_dataset(cfg, target_name))
+    target = UnlabeledDataset.from_dataset(build_dataset_from_config(cfg, target_name))
     method.check_target(target)
 
     model, source_info = train_or_load_source(cfg, device)
@@ -174,7 +175,7 @@ def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
     final = {target_name: direct[target_name]}
 
     stage_cfg = adapt_stage_config(cfg)
-    ctx = AdaptContext(stage_cfg, model, build_dataset(cfg, source_name), target, device,
+    ctx = AdaptContext(stage_cfg, model, build_dataset_from_config(cfg, source_name), target, device,
                        output_dir)
     method.prepare_model(model)
     step = method.build_step(ctx)

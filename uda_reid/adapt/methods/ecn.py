@@ -3,16 +3,23 @@ invariance over an exemplar memory of the target training images."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from uda_reid.adapt.base import AdaptContext, AdaptMethod
+from uda_reid.adapt.camstyle_data import (build_shuffled_loader, build_target_loader,
+                                          check_camstyle_dir)
 from uda_reid.adapt.freeze import FrozenNormsHook, freeze_modules
+from uda_reid.adapt.guard import UnlabeledDataset
 from uda_reid.adapt.invariance import invariance_loss, use_neighbors
 from uda_reid.adapt.memory import ExemplarMemory, momentum_schedule
 from uda_reid.adapt.registry import METHODS
+from uda_reid.data.datasets import build_dataset_from_config
+from uda_reid.data.loaders import ImageDataset, build_train_loader_from_config, combine_train_sets
+from uda_reid.data.transforms import build_transforms_from_config
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
 
@@ -128,6 +135,20 @@ class ECNStep(TrainStep):
         self.target.load_state_dict(state.get("target", {}))
 
 
+def build_source_loader(cfg) -> Iterable:
+    """Source training batches: shuffled (``DATALOADER.SAMPLER random``, as the original) or
+    identity-balanced (``pk``)."""
+    if cfg.DATALOADER.SAMPLER == "pk":
+        return build_train_loader_from_config(cfg)[0]
+    if cfg.DATALOADER.SAMPLER != "random":
+        raise ValueError(f"DATALOADER.SAMPLER must be 'pk' or 'random', "
+                         f"got '{cfg.DATALOADER.SAMPLER}'")
+    datasets = [build_dataset_from_config(cfg, name) for name in cfg.DATASETS.NAMES]
+    dataset = ImageDataset(combine_train_sets(datasets), build_transforms_from_config(cfg, True))
+    return build_shuffled_loader(dataset, cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS,
+                                 cfg.SEED)
+
+
 @METHODS.register("ecn")
 class ECN(AdaptMethod):
     """ECN on the shared trainer: :class:`ECNStep` over a source loader and a target loader of
@@ -174,9 +195,12 @@ class ECN(AdaptMethod):
         if embedding_dim is None:
             raise ValueError("ECN needs a head with a target embedding (MODEL.HEADS.NAME ecn)")
         batch_size = self.target_batch_size or ctx.cfg.SOLVER.IMS_PER_BATCH
-        source_loader, _ = build_train_loader_from_config(ctx.cfg)
-        target_loader = build_target_loader(ctx.cfg, ctx.target, batch_size,
+        source_loader = build_source_loader(ctx.cfg)
+        target_loader = build_target_loader(ctx.cfg, ctx.target.train, ctx.target.num_cameras,
+                                            batch_size,
                                             self._camstyle_dir if self.camstyle else None)
+        from uda_reid.losses import build_loss_fn
+
         loss_fn = build_loss_fn(ctx.cfg)
         objective = ECNObjective(ExemplarMemory(len(ctx.target.train), embedding_dim),
                                  lambda outputs, pids: sum(loss_fn(outputs, pids).values()),
