@@ -52,3 +52,20 @@ def test_ecn_recipes_load_with_the_original_hyper_parameters(name):
         assert e.TARGET_IMS_PER_BATCH == 128
         assert e.FROZEN == ("backbone.conv1", "backbone.bn1", "backbone.layer1",
                             "backbone.layer2")
+
+
+def test_adapt_tool_reports_a_bad_method_and_a_missing_camstyle_folder(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "adapt_tool", Path(__file__).resolve().parents[1] / "tools" / "adapt.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    args = ["--source", "synth-market", "--target", "synth-duke", "--output-dir",
+            str(tmp_path / "out"), "DATASETS.ROOT", str(tmp_path / "data"),
+            "DATASETS.SYNTH_SCALE", "tiny", "MODEL.DEVICE", "cpu"]
+    assert tool.main(args + ["--method", "ecm"]) == 2
+    assert "ADAPT.METHOD" in capsys.readouterr().err
+    assert tool.main(args + ["--method", "ecn"]) == 2
+    err = capsys.readouterr().err
+    assert "bounding_box_train_camstyle" in err and "tools/camstyle.py train" in err

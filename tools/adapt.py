@@ -12,6 +12,8 @@ import sys
 from typing import List, Optional
 
 from uda_reid.adapt.pipeline import build_adapt_config, run_adaptation
+from uda_reid.config import ConfigError
+from uda_reid.engine.checkpoint import CheckpointMismatchError
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -25,15 +27,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", default=None, help="output folder (OUTPUT_DIR)")
     parser.add_argument("--resume", action="store_true",
                         help="continue a killed run from OUTPUT_DIR/last.pth")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return parser.parse_args(argv)
+    parser.add_argument("opts", nargs="*", metavar="KEY VALUE",
+                        help="config overrides, e.g. ADAPT.ECN.CAMSTYLE False")
+    return parser.parse_intermixed_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    cfg = build_adapt_config(args.source, args.target, args.method, args.config_file,
-                             args.output_dir, args.opts)
-    run_adaptation(cfg, resume=args.resume)
+    try:
+        cfg = build_adapt_config(args.source, args.target, args.method, args.config_file,
+                                 args.output_dir, args.opts)
+        run_adaptation(cfg, resume=args.resume)
+    except (ConfigError, CheckpointMismatchError, FileNotFoundError, KeyError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -32,6 +32,7 @@ from uda_reid.engine.defaults import (build_evaluator, build_trainer, default_se
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.logger import setup_logger
 from uda_reid.engine.results import build_results, write_results
+from uda_reid.engine.seed import seed_everything
 
 import uda_reid.adapt.methods  # noqa: F401  (registers the methods)
 
@@ -174,6 +175,8 @@ def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
     stages: List[Dict[str, Any]] = [dict(name="source", metrics=direct, **source_info)]
     final = {target_name: direct[target_name]}
 
+    # Stage 2 starts from the same random state whether stage 1 was trained or reused.
+    seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
     stage_cfg = adapt_stage_config(cfg)
     ctx = AdaptContext(stage_cfg, model, build_dataset_from_config(cfg, source_name), target, device,
                        output_dir)
