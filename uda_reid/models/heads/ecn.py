@@ -8,7 +8,7 @@ or the normalised 4096-d BN output (``"after"``).
 """
 from __future__ import annotations
 
-from typing import Dict, Union
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,6 @@ from uda_reid.models.registry import HEADS
 EVAL_FEATURES = ("before", "after")
 
 
-@HEADS.register("ecn")
 class ECNHead(nn.Module):
     """Training forward: ``{"logits": (N, num_classes), "features": (N, C) pooled,
     "embedding": (N, D) normalised-then-dropped target feature}``; eval: (N, C) or (N, D)."""
@@ -54,7 +53,8 @@ class ECNHead(nn.Module):
         """Size of the retrieval embedding."""
         return self.feat.in_features if self.eval_feature == "before" else self.feat.out_features
 
-    def forward(self, pooled: torch.Tensor) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
+    def forward(self, pooled: torch.Tensor, targets: Optional[torch.Tensor] = None
+                ) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
         if not self.training:
             if self.eval_feature == "before":
                 return pooled
@@ -63,3 +63,12 @@ class ECNHead(nn.Module):
         target = self.drop(F.normalize(hidden, dim=1))
         logits = self.classifier(self.drop(F.relu(hidden)))
         return {"logits": logits, "features": pooled, "embedding": target}
+
+
+@HEADS.register("ecn", aliases=("ecnhead",))
+def build_ecn_head(cfg, in_channels: int, num_classes: int) -> ECNHead:
+    """``MODEL.HEADS.EMBEDDING_DIM`` (0: the original's 4096) and ``NECK_FEAT`` (retrieval
+    feature: ``before`` = pool5 as the original, ``after`` = the normalised BN output)."""
+    heads = cfg.MODEL.HEADS
+    return ECNHead(in_channels, num_classes, heads.EMBEDDING_DIM or 4096,
+                   eval_feature=heads.NECK_FEAT)
