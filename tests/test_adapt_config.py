@@ -21,18 +21,19 @@ def test_named_arguments_override_the_file_and_key_value_pairs_override_both(tmp
 
 
 def test_source_key_changes_with_stage_one_settings_only():
-    base = build_adapt_config("synth-market", "synth-duke", "ecn")
-    key = source_key(base)
-    same = [build_adapt_config("synth-market", "synth-market", "direct"),
-            build_adapt_config("synth-market", "synth-duke", "ecn",
-                               overrides=["TEST.EVAL_PERIOD", "3", "ADAPT.ECN.KNN", "4",
-                                          "ADAPT.SOLVER.BASE_LR", "0.5", "MODEL.DEVICE", "cpu",
-                                          "OUTPUT_DIR", "elsewhere"])]
+    recipe = str(CONFIGS / "synth-market2synth-duke.yml")
+
+    def build(source, target, method, *overrides):
+        return build_adapt_config(source, target, method, recipe, overrides=list(overrides))
+
+    key = source_key(build("synth-market", "synth-duke", "ecn"))
+    same = [build("synth-market", "synth-market", "direct"),
+            build("synth-market", "synth-duke", "ecn", "TEST.EVAL_PERIOD", "3", "ADAPT.ECN.KNN",
+                  "4", "ADAPT.SOLVER.BASE_LR", "0.5", "MODEL.DEVICE", "cpu", "OUTPUT_DIR", "o")]
     assert all(source_key(c) == key for c in same)
-    different = [build_adapt_config("synth-duke", "synth-duke", "ecn"),
-                 build_adapt_config("synth-market", "synth-duke", "ecn",
-                                    overrides=["SOLVER.BASE_LR", "0.5"]),
-                 build_adapt_config("synth-market", "synth-duke", "ecn", overrides=["SEED", "1"])]
+    different = [build("synth-duke", "synth-duke", "ecn"),
+                 build("synth-market", "synth-duke", "ecn", "SOLVER.BASE_LR", "0.5"),
+                 build("synth-market", "synth-duke", "ecn", "SEED", "1")]
     assert len({key, *(source_key(c) for c in different)}) == 4
 
 
@@ -69,3 +70,11 @@ def test_adapt_tool_reports_a_bad_method_and_a_missing_camstyle_folder(tmp_path,
     assert tool.main(args + ["--method", "ecn"]) == 2
     err = capsys.readouterr().err
     assert "bounding_box_train_camstyle" in err and "tools/camstyle.py train" in err
+
+
+def test_without_a_config_file_the_methods_recipe_for_the_pair_is_used():
+    cfg = build_adapt_config("synth-market", "synth-duke", "ecn")
+    assert cfg.MODEL.HEADS.NAME == "ecn" and cfg.MODEL.BACKBONE.NAME == "resnet18"
+    assert cfg.OUTPUT_DIR == load_config(CONFIGS / "synth-market2synth-duke.yml").OUTPUT_DIR
+    plain = build_adapt_config("synth-market", "synth-duke", "direct")
+    assert plain.MODEL.HEADS.NAME == "bnneck"  # no configs/direct recipe: the defaults

@@ -33,6 +33,7 @@ from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.logger import setup_logger
 from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
+from uda_reid.models import build_model
 
 import uda_reid.adapt.methods  # noqa: F401  (registers the methods)
 
@@ -43,6 +44,16 @@ logger = logging.getLogger(__name__)
 STAGE1_KEYS = ("MODEL", "INPUT", "DATASETS", "DATALOADER", "SOLVER", "SEED",
                "CUDNN_DETERMINISTIC")
 DEFAULT_OUTPUT_DIR = get_default_config().OUTPUT_DIR
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def default_config_file(source: Optional[str], target: Optional[str],
+                        method: Optional[str]) -> Optional[Path]:
+    """``configs/<method>/<source>2<target>.yml`` of this checkout when it exists."""
+    if not (source and target and method):
+        return None
+    path = CONFIG_DIR / method.lower() / f"{source}2{target}.yml"
+    return path if path.is_file() else None
 
 
 def build_adapt_config(source: Optional[str] = None, target: Optional[str] = None,
@@ -50,9 +61,14 @@ def build_adapt_config(source: Optional[str] = None, target: Optional[str] = Non
                        output_dir: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
     """Defaults, then ``config_file``, then the named arguments, then ``KEY VALUE`` pairs.
 
-    Without an explicit output folder the run writes to
+    Without ``config_file`` the method's recipe for the pair is used when the checkout has one
+    (:func:`default_config_file`). Without an explicit output folder the run writes to
     ``output/adapt/<source>2<target>/<method>``.
     """
+    if config_file is None:
+        config_file = default_config_file(source, target, method)
+        if config_file is not None:
+            logger.info("Using the recipe %s", config_file)
     cfg = load_config(config_file)
     for key, value in (("SOURCE", source), ("TARGET", target), ("METHOD", method)):
         if value is not None:
@@ -148,8 +164,6 @@ def train_or_load_source(cfg: Config, device: torch.device) -> Tuple[nn.Module, 
         setup_logger(cfg.OUTPUT_DIR)
     else:
         logger.info("Stage 1: reusing the source model in %s", cache)
-    from uda_reid.models import build_model
-
     weights = cache / "last.pth"
     num_classes = int(read_checkpoint_meta(weights)["num_classes"])
     model = build_model(cfg, num_classes).to(device)

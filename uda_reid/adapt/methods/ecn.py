@@ -22,6 +22,7 @@ from uda_reid.data.loaders import ImageDataset, build_train_loader_from_config, 
 from uda_reid.data.transforms import build_transforms_from_config
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
+from uda_reid.losses import build_loss_fn
 
 logger = logging.getLogger(__name__)
 
@@ -199,8 +200,6 @@ class ECN(AdaptMethod):
         target_loader = build_target_loader(ctx.cfg, ctx.target.train, ctx.target.num_cameras,
                                             batch_size,
                                             self._camstyle_dir if self.camstyle else None)
-        from uda_reid.losses import build_loss_fn
-
         loss_fn = build_loss_fn(ctx.cfg)
         objective = ECNObjective(ExemplarMemory(len(ctx.target.train), embedding_dim),
                                  lambda outputs, pids: sum(loss_fn(outputs, pids).values()),
