@@ -147,6 +147,7 @@ class EpochCurvesHook(HookBase):
 
 
 def source_cache_dir(cfg: Config) -> Path:
+    """``ADAPT.SOURCE_CACHE/<source>-<source_key>``: where stage 1's model lives."""
     return Path(cfg.ADAPT.SOURCE_CACHE) / f"{cfg.ADAPT.SOURCE}-{source_key(cfg)}"
 
 
@@ -192,8 +193,8 @@ def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
     # Stage 2 starts from the same random state whether stage 1 was trained or reused.
     seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
     stage_cfg = adapt_stage_config(cfg)
-    ctx = AdaptContext(stage_cfg, model, build_dataset_from_config(cfg, source_name), target, device,
-                       output_dir)
+    source = build_dataset_from_config(cfg, source_name)
+    ctx = AdaptContext(stage_cfg, model, source, target, device, output_dir)
     method.prepare_model(model)
     step = method.build_step(ctx)
     if step is not None:
@@ -212,8 +213,7 @@ def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
                                        metrics=trainer.metrics.get(e, {})) for e in epochs]})
 
     results = build_results("adapt", cfg.ADAPT.METHOD, source_name, target_name, cfg.SEED,
-                            final, time.perf_counter() - start, stages,
-                            extra={"source_metrics": direct})
+                            final, time.perf_counter() - start, stages)
     path = write_results(output_dir / "results.json", results)
     logger.info("Results written to %s", path)
     return results

@@ -167,7 +167,6 @@ class ECN(AdaptMethod):
         self.camstyle = camstyle
         self.target_batch_size = target_batch_size
         self.frozen = tuple(frozen)
-        self._camstyle_dir: Optional[Path] = None
 
     @classmethod
     def from_config(cls, cfg) -> "ECN":
@@ -175,14 +174,18 @@ class ECN(AdaptMethod):
         return cls(e.LAMBDA, e.TEMPERATURE, e.KNN, e.NEIGHBOR_START_EPOCH, e.MOMENTUM_PER_EPOCH,
                    e.CAMSTYLE, e.TARGET_IMS_PER_BATCH, e.FROZEN)
 
+    def camstyle_dir(self, target: UnlabeledDataset) -> Optional[Path]:
+        """The checked camstyle folder (camera invariance on), else ``None``."""
+        if not self.camstyle:
+            return None
+        return check_camstyle_dir(target.root, target.train, target.num_cameras, target.name)
+
     def check_target(self, target: UnlabeledDataset) -> None:
         """With camera invariance on, the camstyle folder must be complete (else a clear
         error telling how to generate it); with it off, say so."""
-        if self.camstyle:
-            self._camstyle_dir = check_camstyle_dir(target.root, target.train,
-                                                    target.num_cameras, target.name)
-            logger.info("ECN camera invariance: camera-style images from %s",
-                        self._camstyle_dir)
+        folder = self.camstyle_dir(target)
+        if folder is not None:
+            logger.info("ECN camera invariance: camera-style images from %s", folder)
         else:
             logger.warning("ECN runs WITHOUT camera invariance (ADAPT.ECN.CAMSTYLE False): "
                            "the target images are used in their own camera style only")
@@ -198,8 +201,7 @@ class ECN(AdaptMethod):
         batch_size = self.target_batch_size or ctx.cfg.SOLVER.IMS_PER_BATCH
         source_loader = build_source_loader(ctx.cfg)
         target_loader = build_target_loader(ctx.cfg, ctx.target.train, ctx.target.num_cameras,
-                                            batch_size,
-                                            self._camstyle_dir if self.camstyle else None)
+                                            batch_size, self.camstyle_dir(ctx.target))
         loss_fn = build_loss_fn(ctx.cfg)
         objective = ECNObjective(ExemplarMemory(len(ctx.target.train), embedding_dim),
                                  lambda outputs, pids: sum(loss_fn(outputs, pids).values()),
