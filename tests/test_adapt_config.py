@@ -3,21 +3,24 @@ from pathlib import Path
 
 import pytest
 
-from uda_reid.adapt.pipeline import build_adapt_config, source_key
-from uda_reid.config import load_config
+from uda_reid.adapt.pipeline import build_adapt_config, default_config_file, source_key
+from uda_reid.config import ConfigError, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ecn"
 
 
 def test_named_arguments_override_the_file_and_key_value_pairs_override_both(tmp_path):
     path = tmp_path / "c.yml"
-    path.write_text("ADAPT:\n  SOURCE: a\n  TARGET: b\n  METHOD: ecn\nSEED: 3\n")
-    cfg = build_adapt_config(source="x", config_file=str(path), overrides=["SEED", "4"])
-    assert (cfg.ADAPT.SOURCE, cfg.ADAPT.TARGET, cfg.ADAPT.METHOD, cfg.SEED) == ("x", "b", "ecn", 4)
-    assert cfg.OUTPUT_DIR == "output/adapt/x2b/ecn"
-    cfg = build_adapt_config(source="x", output_dir=str(tmp_path / "o"),
-                             overrides=["ADAPT.SOURCE", "y"])
-    assert cfg.ADAPT.SOURCE == "y" and cfg.OUTPUT_DIR == str(tmp_path / "o")
+    path.write_text("ADAPT:\n  SOURCE: msmt17\n  TARGET: synth-duke\n  METHOD: ecn\nSEED: 3\n")
+    cfg = build_adapt_config(source="market", config_file=str(path), overrides=["SEED", "4"])
+    assert (cfg.ADAPT.SOURCE, cfg.ADAPT.TARGET, cfg.ADAPT.METHOD, cfg.SEED) == \
+        ("market1501", "synth-duke", "ecn", 4)
+    assert cfg.OUTPUT_DIR == "output/adapt/market15012synth-duke/ecn"
+    cfg = build_adapt_config(source="market", output_dir=str(tmp_path / "o"),
+                             overrides=["ADAPT.SOURCE", "duke"])
+    assert cfg.ADAPT.SOURCE == "dukemtmc" and cfg.OUTPUT_DIR == str(tmp_path / "o")
+    with pytest.raises(ConfigError, match="ADAPT.TARGET.*synth-duk"):
+        build_adapt_config(target="synth-duk")
 
 
 def test_source_key_changes_with_stage_one_settings_only():
@@ -81,3 +84,12 @@ def test_without_a_config_file_the_methods_recipe_for_the_pair_is_used():
     assert cfg.OUTPUT_DIR == load_config(CONFIGS / "synth-market2synth-duke.yml").OUTPUT_DIR
     plain = build_adapt_config("synth-market", "synth-duke", "direct")
     assert plain.MODEL.HEADS.NAME == "bnneck"  # no configs/direct recipe: the defaults
+
+
+@pytest.mark.parametrize("source,target,recipe", [("market", "duke", "market2duke"),
+                                                  ("market1501", "dukemtmc", "market2duke"),
+                                                  ("dukemtmc", "market", "duke2market"),
+                                                  ("market", "msmt17", "market2msmt")])
+def test_recipe_lookup_accepts_dataset_names_and_aliases(source, target, recipe):
+    assert default_config_file(source, target, "ecn") == CONFIGS / f"{recipe}.yml"
+    assert default_config_file(source, target, "direct") is None

@@ -25,7 +25,7 @@ from uda_reid.adapt.guard import UnlabeledDataset
 from uda_reid.adapt.registry import METHODS
 from uda_reid.config import Config, ConfigError, apply_overrides, get_default_config, load_config
 from uda_reid.config.schema import to_dict
-from uda_reid.data.datasets import build_dataset_from_config
+from uda_reid.data.datasets import DATASETS, build_dataset_from_config
 from uda_reid.engine.checkpoint import load_model_weights, read_checkpoint_meta
 from uda_reid.engine.defaults import (build_evaluator, build_trainer, default_setup,
                                       resolve_device, resume_or_start, train)
@@ -47,13 +47,25 @@ DEFAULT_OUTPUT_DIR = get_default_config().OUTPUT_DIR
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
+def _pair_of(stem: str) -> Optional[Tuple[str, str]]:
+    """``"market2duke"`` -> ``("market1501", "dukemtmc")`` (registered names), else None."""
+    for i, char in enumerate(stem):
+        if char == "2" and stem[:i] in DATASETS and stem[i + 1:] in DATASETS:
+            return DATASETS.canonical(stem[:i]), DATASETS.canonical(stem[i + 1:])
+    return None
+
+
 def default_config_file(source: Optional[str], target: Optional[str],
                         method: Optional[str]) -> Optional[Path]:
-    """``configs/<method>/<source>2<target>.yml`` of this checkout when it exists."""
-    if not (source and target and method):
+    """The checkout's ``configs/<method>/<source>2<target>.yml`` for the pair (dataset names
+    or aliases, e.g. ``market2duke.yml`` for ``market1501`` -> ``dukemtmc``), if any."""
+    if not (source and target and method) or source not in DATASETS or target not in DATASETS:
         return None
-    path = CONFIG_DIR / method.lower() / f"{source}2{target}.yml"
-    return path if path.is_file() else None
+    pair = (DATASETS.canonical(source), DATASETS.canonical(target))
+    for path in sorted((CONFIG_DIR / method.lower()).glob("*.yml")):
+        if _pair_of(path.stem) == pair:
+            return path
+    return None
 
 
 def build_adapt_config(source: Optional[str] = None, target: Optional[str] = None,
@@ -62,7 +74,8 @@ def build_adapt_config(source: Optional[str] = None, target: Optional[str] = Non
     """Defaults, then ``config_file``, then the named arguments, then ``KEY VALUE`` pairs.
 
     Without ``config_file`` the method's recipe for the pair is used when the checkout has one
-    (:func:`default_config_file`). Without an explicit output folder the run writes to
+    (:func:`default_config_file`). Dataset aliases become their registered names (``market``
+    -> ``market1501``). Without an explicit output folder the run writes to
     ``output/adapt/<source>2<target>/<method>``.
     """
     if config_file is None:
@@ -76,6 +89,11 @@ def build_adapt_config(source: Optional[str] = None, target: Optional[str] = Non
     if output_dir is not None:
         cfg.OUTPUT_DIR = output_dir
     apply_overrides(cfg, list(overrides))
+    for key in ("SOURCE", "TARGET"):
+        try:
+            setattr(cfg.ADAPT, key, DATASETS.canonical(getattr(cfg.ADAPT, key)))
+        except KeyError as err:
+            raise ConfigError(f"ADAPT.{key}: {err.args[0]}") from None
     if cfg.OUTPUT_DIR == DEFAULT_OUTPUT_DIR and output_dir is None:
         cfg.OUTPUT_DIR = (f"{DEFAULT_OUTPUT_DIR}/adapt/{cfg.ADAPT.SOURCE}2{cfg.ADAPT.TARGET}/"
                           f"{cfg.ADAPT.METHOD}")
