@@ -15,7 +15,7 @@ def compute_distance(qf: ArrayLike, gf: ArrayLike, metric: str = "cosine") -> np
     """(Q, D), (G, D) features -> (Q, G) float32 numpy distances, smaller is closer.
 
     ``cosine``: ``1 - cos(q, g)`` (in [0, 2]); ``euclidean``: ``||q - g||``. Computed on the
-    features' device in chunks of queries (about 64 MiB of output each).
+    features' device in chunks of queries (about 16 MiB of output each).
     """
     if metric not in METRICS:
         raise ValueError(f"TEST.METRIC must be one of {METRICS}, got {metric!r}")

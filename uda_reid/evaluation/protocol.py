@@ -23,7 +23,7 @@ import torch
 ArrayLike = Union[np.ndarray, torch.Tensor]
 T = TypeVar("T")
 
-CHUNK_ELEMENTS = 1 << 24  # distance entries per chunk (64 MiB of float32)
+CHUNK_ELEMENTS = 1 << 22  # distance entries per chunk (16 MiB of float32)
 
 
 def to_numpy(x: ArrayLike) -> np.ndarray:
