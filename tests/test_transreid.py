@@ -251,3 +251,15 @@ def test_checkpoint_with_another_patch_size_is_rejected():
     other = VisionTransformer(img_size=(64, 32), patch_size=8, embed_dim=192, depth=4, num_heads=3)
     with pytest.raises(ValueError, match="patch_embed.proj.weight"):
         vit_state_dict_from_checkpoint(other.state_dict(), tiny())
+
+
+# ---------------------------------------------------------------- FLOPs table
+def test_counted_flops_equal_the_closed_form_with_and_without_jpm():
+    from uda_reid.benchmarks.model_flops import analytic_vit_flops, count_flops
+
+    for jpm in (False, True):
+        model = tiny(jpm=True, num_cameras=2) if jpm else tiny()
+        assert count_flops(model, (64, 32)) == analytic_vit_flops(model)
+    # hand count, vit_tiny_reid at 64x32 stride 12: 10 patches, 11 tokens, D = 192, 4 blocks
+    block = 11 * 192 * 192 * 12 + 2 * 11 * 11 * 192
+    assert analytic_vit_flops(tiny()) == 2 * (10 * 192 * 3 * 16 * 16 + 4 * block)
