@@ -20,14 +20,18 @@ from uda_reid.models.backbones.vit_layers import jpm_groups
 
 
 def count_flops(model: torch.nn.Module, size: Tuple[int, int]) -> int:
-    """FLOPs of ``model`` on one (1, 3, H, W) image, counted op by op.
+    """FLOPs of ``model`` on one (1, 3, H, W) image (camera 0), counted op by op.
 
     Attention runs on PyTorch's math kernel so that its two matrix products are counted
     (fused CPU kernels are invisible to the counter).
     """
     model.eval()
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 3, *size))
+        images = torch.zeros(1, 3, *size)
+        if getattr(model, "uses_side_info", False):
+            model(images, torch.zeros(1, dtype=torch.long))
+        else:
+            model(images)
     return counter.get_total_flops()
 
 
