@@ -8,7 +8,7 @@ ViT checkpoints load after :func:`vit_state_dict_from_checkpoint`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from timm.models.vision_transformer import Block
@@ -16,6 +16,9 @@ from torch import Tensor, nn
 
 from uda_reid.models.backbones.vit_layers import (OverlappingPatchEmbed, SideInformationEmbedding,
                                                   jpm_groups, resize_pos_embed)
+
+if TYPE_CHECKING:
+    from uda_reid.config import Config
 
 
 class VisionTransformerReID(nn.Module):
@@ -166,3 +169,30 @@ def build_vit(name: str, **kwargs: object) -> VisionTransformerReID:
     spec = VIT_SPECS[name]
     return VisionTransformerReID(embed_dim=spec.embed_dim, depth=spec.depth,
                                  num_heads=spec.num_heads, **kwargs)
+
+
+def vit_from_config(name: str, cfg: "Config") -> VisionTransformerReID:
+    """Variant ``name`` with the options of ``MODEL.TRANSREID`` at ``INPUT.SIZE_TRAIN``.
+
+    ``RE_ARRANGE False`` keeps JPM's groups contiguous (no shift, no shuffle).
+    """
+    opts = cfg.MODEL.TRANSREID
+    if tuple(cfg.INPUT.SIZE_TEST) != tuple(cfg.INPUT.SIZE_TRAIN):
+        raise ValueError(f"INPUT.SIZE_TEST {tuple(cfg.INPUT.SIZE_TEST)} must equal "
+                         f"INPUT.SIZE_TRAIN {tuple(cfg.INPUT.SIZE_TRAIN)} for a ViT backbone "
+                         "(its position embedding has one grid)")
+    if opts.SIE_CAMERA and opts.NUM_CAMERAS <= 0:
+        raise ValueError("MODEL.TRANSREID.SIE_CAMERA is on but MODEL.TRANSREID.NUM_CAMERAS is "
+                         f"{opts.NUM_CAMERAS}; set it to the training set's camera count")
+    if opts.SIE_VIEW and opts.NUM_VIEWS <= 0:
+        raise ValueError("MODEL.TRANSREID.SIE_VIEW is on but MODEL.TRANSREID.NUM_VIEWS is "
+                         f"{opts.NUM_VIEWS}")
+    return build_vit(
+        name, img_size=tuple(cfg.INPUT.SIZE_TRAIN), patch_size=opts.PATCH_SIZE,
+        stride=tuple(opts.STRIDE_SIZE), drop_path=opts.DROP_PATH,
+        num_cameras=opts.NUM_CAMERAS if opts.SIE_CAMERA else 0,
+        num_views=opts.NUM_VIEWS if opts.SIE_VIEW else 0, sie_coef=opts.SIE_COEF,
+        sie_target_policy=opts.SIE_TARGET_POLICY, sie_camera_map=opts.SIE_CAMERA_MAP,
+        jpm=opts.JPM, shift_num=opts.SHIFT_NUM if opts.RE_ARRANGE else 0,
+        shuffle_groups=opts.SHUFFLE_GROUP if opts.RE_ARRANGE else 1,
+        num_parts=opts.DEVIDE_LENGTH)
