@@ -263,3 +263,47 @@ def test_counted_flops_equal_the_closed_form_with_and_without_jpm():
     # hand count, vit_tiny_reid at 64x32 stride 12: 10 patches, 11 tokens, D = 192, 4 blocks
     block = 11 * 192 * 192 * 12 + 2 * 11 * 11 * 192
     assert analytic_vit_flops(tiny()) == 2 * (10 * 192 * 3 * 16 * 16 + 4 * block)
+
+
+def test_side_info_domain_reaches_the_backbone_inside_a_model():
+    from uda_reid.models.backbones.vit import set_side_info_domain
+
+    wrapper = torch.nn.Sequential(tiny(num_cameras=3))
+    assert set_side_info_domain(wrapper, "target") == 1
+    assert wrapper[0].sie.domain == "target"
+    assert set_side_info_domain(torch.nn.Sequential(tiny()), "target") == 0
+    with pytest.raises(ValueError, match="'source' or 'target'"):
+        set_side_info_domain(wrapper, "other")
+
+
+# ---------------------------------------------------------------- JPM head
+class _Branch(torch.nn.Module):
+    """Stand-in embedding head: BN feature, bias-free classifier."""
+
+    def __init__(self, dim: int, classes: int) -> None:
+        super().__init__()
+        self.bn = torch.nn.BatchNorm1d(dim)
+        self.fc = torch.nn.Linear(dim, classes, bias=False)
+
+    def forward(self, x, targets=None):
+        bn = self.bn(x)
+        return {"logits": self.fc(bn), "features": x, "embedding": bn} if self.training else bn
+
+
+def test_jpm_head_lists_every_branch_in_training_and_weights_locals_by_one_over_k_at_test():
+    from uda_reid.models.heads.jpm import JPMHead
+
+    torch.manual_seed(0)
+    head = JPMHead([_Branch(6, 5) for _ in range(5)])
+    feats = torch.randn(8, 5, 6)
+    out = head.train()(feats)
+    assert set(out) == {"logits", "features", "embedding"}
+    assert [t.shape for t in out["logits"]] == [(8, 5)] * 5
+    assert all(torch.equal(out["features"][i], feats[:, i]) for i in range(5))
+    head.eval()
+    emb = head(feats)
+    parts = [head.branches[i](feats[:, i]) for i in range(5)]
+    assert emb.shape == (8, 30)
+    assert torch.allclose(emb, torch.cat([parts[0]] + [p / 4 for p in parts[1:]], 1))
+    with pytest.raises(ValueError, match="MODEL.TRANSREID.JPM"):
+        head(torch.randn(8, 6))

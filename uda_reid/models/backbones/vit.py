@@ -103,6 +103,19 @@ class VisionTransformerReID(nn.Module):
         return torch.stack([global_feat, *local_feats], dim=1)
 
 
+def set_side_info_domain(model: nn.Module, domain: str) -> int:
+    """Tell every SIE backbone inside ``model`` whether its camera ids are the training
+    (``source``) cameras or another domain's (``target``: ``SIE_TARGET_POLICY`` applies).
+    Call with ``target`` before extracting or training on a domain other than the SIE's
+    training set. Returns the number of backbones told (0 for models without SIE)."""
+    told = 0
+    for module in model.modules():
+        if isinstance(module, VisionTransformerReID) and module.sie is not None:
+            module.set_sie_domain(domain)
+            told += 1
+    return told
+
+
 # Keys of classification checkpoints that a ReID backbone has no use for.
 _DROPPED_PREFIXES = ("head.", "head_dist.", "pre_logits.", "fc_norm.")
 
