@@ -7,7 +7,8 @@ import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from uda_reid.models.backbones.vit import build_vit, vit_state_dict_from_checkpoint
+from uda_reid.models.backbones.vit import (build_vit, load_vit_pretrained,
+                                          vit_state_dict_from_checkpoint)
 from uda_reid.models.backbones.vit_layers import (OverlappingPatchEmbed, SideInformationEmbedding,
                                                   jpm_groups, jpm_permutation, patch_grid,
                                                   resize_pos_embed)
@@ -218,11 +219,9 @@ def test_timm_state_dict_loads_with_no_missing_keys_and_same_features(tmp_path):
     torch.manual_seed(0)
     reference = timm_vit((64, 32))
     torch.save(reference.state_dict(), tmp_path / "vit.pth")
-    checkpoint = torch.load(tmp_path / "vit.pth", map_location="cpu")
     model = tiny(stride=(16, 16), jpm=True)
-    missing, unexpected = model.load_state_dict(vit_state_dict_from_checkpoint(checkpoint, model),
-                                                strict=False)
-    assert missing == [] and unexpected == []
+    report = load_vit_pretrained(model, tmp_path / "vit.pth")
+    assert report.missing == [] and report.unexpected == [] and not report.mismatched
     assert torch.equal(model.jpm_block.mlp.fc2.weight, reference.blocks[3].mlp.fc2.weight)
     images = torch.randn(2, 3, 64, 32)
     with torch.no_grad():
@@ -239,9 +238,8 @@ def test_deit_wrapped_checkpoint_is_resized_to_the_overlapping_grid(tmp_path):
     state = {"module." + k: v for k, v in state.items()}
     torch.save({"model": state, "epoch": 300}, tmp_path / "deit.pth")
     model = build_vit("vit_tiny_reid", img_size=(256, 128), stride=(12, 12), num_cameras=6)
-    converted = vit_state_dict_from_checkpoint(torch.load(tmp_path / "deit.pth"), model)
-    missing, unexpected = model.load_state_dict(converted, strict=False)
-    assert missing == ["sie.embed"] and unexpected == []
+    report = load_vit_pretrained(model, tmp_path / "deit.pth")
+    assert report.missing == ["sie.embed"] and report.unexpected == []
     assert model.pos_embed.shape == (1, 1 + 210, 192)
     assert torch.equal(model.pos_embed[:, 0], deit.pos_embed[:, 0])
     assert torch.allclose(model.pos_embed[:, 1:], resize_pos_embed(deit.pos_embed, (21, 10))[:, 1:])

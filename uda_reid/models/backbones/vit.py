@@ -3,10 +3,11 @@
 Overlapping patch embedding, learnable position embedding (resized bilinearly when pretrained
 weights come from another grid), side-information embedding (SIE) and the jigsaw patch module
 (JPM). The blocks are timm's ``Block``; parameter names follow timm, so timm / DeiT / official
-ViT checkpoints load after :func:`vit_state_dict_from_checkpoint`.
+ViT checkpoints load with :func:`load_vit_pretrained`. Registered backbones: see ``VIT_SPECS``.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -16,9 +17,13 @@ from torch import Tensor, nn
 
 from uda_reid.models.backbones.vit_layers import (OverlappingPatchEmbed, SideInformationEmbedding,
                                                   jpm_groups, resize_pos_embed)
+from uda_reid.models.registry import BACKBONES
+from uda_reid.models.weights import LoadReport, load_state_dict_report, read_state_dict
 
 if TYPE_CHECKING:
     from uda_reid.config import Config
+
+logger = logging.getLogger(__name__)
 
 
 class VisionTransformerReID(nn.Module):
@@ -120,26 +125,19 @@ def set_side_info_domain(model: nn.Module, domain: str) -> int:
 _DROPPED_PREFIXES = ("head.", "head_dist.", "pre_logits.", "fc_norm.")
 
 
-def vit_state_dict_from_checkpoint(checkpoint: Mapping[str, object],
+def vit_state_dict_from_checkpoint(checkpoint: Mapping[str, Tensor],
                                    model: VisionTransformerReID) -> Dict[str, Tensor]:
-    """Map a timm / DeiT / official-ViT checkpoint onto ``model``'s parameter names.
+    """Map a flat timm / DeiT / official-ViT state dict onto ``model``'s parameter names.
 
-    Accepts a plain state dict or one wrapped as ``{"model": ...}`` (DeiT) or
-    ``{"state_dict": ...}``; strips ``module.``; drops classifier keys (``head.*``) and DeiT's
-    distillation token; resizes ``pos_embed`` bilinearly to the model's patch grid (square
-    source grid, class position kept); copies the last block and final norm into the JPM
-    branch. Missing / unexpected keys are left to the loader's report.
+    Drops classifier keys (``head.*``) and DeiT's distillation token; resizes ``pos_embed``
+    bilinearly to the model's patch grid (square source grid, class position kept); copies the
+    last block and final norm into the JPM branch. Missing / unexpected keys are left to the
+    loader's report. (Wrappers such as ``{"model": ...}`` and ``module.`` are removed by
+    :func:`uda_reid.models.weights.read_state_dict`.)
     """
-    for wrapper in ("model", "state_dict"):
-        inner = checkpoint.get(wrapper)
-        if isinstance(inner, Mapping):
-            checkpoint = inner
-    state = {}
-    for key, value in checkpoint.items():
-        key = key[len("module."):] if key.startswith("module.") else key
-        if not key.startswith(_DROPPED_PREFIXES) and key != "dist_token":
-            state[key] = value
-    num_prefix = 2 if "dist_token" in checkpoint or "module.dist_token" in checkpoint else 1
+    state = {key: value for key, value in checkpoint.items()
+             if not key.startswith(_DROPPED_PREFIXES) and key != "dist_token"}
+    num_prefix = 2 if "dist_token" in checkpoint else 1
     own = model.state_dict()
     proj = state.get("patch_embed.proj.weight")
     if proj is not None and proj.shape != own["patch_embed.proj.weight"].shape:
@@ -148,7 +146,12 @@ def vit_state_dict_from_checkpoint(checkpoint: Mapping[str, object],
                          "and width must match the checkpoint)")
     pos = state.get("pos_embed")
     if pos is not None and (pos.shape != own["pos_embed"].shape or num_prefix != 1):
-        state["pos_embed"] = resize_pos_embed(pos, model.patch_embed.grid, num_prefix=num_prefix)
+        try:
+            state["pos_embed"] = resize_pos_embed(pos, model.patch_embed.grid,
+                                                  num_prefix=num_prefix)
+        except ValueError as err:
+            raise ValueError(f"Pretrained pos_embed {tuple(pos.shape)} cannot be resized to the "
+                             f"{model.patch_embed.grid} grid: {err}") from err
     if model.jpm:
         last = f"blocks.{len(model.blocks) - 1}."
         for key, value in list(state.items()):
@@ -157,6 +160,14 @@ def vit_state_dict_from_checkpoint(checkpoint: Mapping[str, object],
             elif key.startswith("norm."):
                 state["jpm_" + key] = value
     return state
+
+
+def load_vit_pretrained(model: VisionTransformerReID, path: str) -> LoadReport:
+    """Load a local ImageNet ViT / DeiT checkpoint into ``model`` and log the key report."""
+    state = vit_state_dict_from_checkpoint(read_state_dict(path), model)
+    report = load_state_dict_report(model, state)
+    logger.info("Loaded %s into %s: %s", path, type(model).__name__, report)
+    return report
 
 
 @dataclass(frozen=True)
@@ -185,7 +196,8 @@ def build_vit(name: str, **kwargs: object) -> VisionTransformerReID:
 
 
 def vit_from_config(name: str, cfg: "Config") -> VisionTransformerReID:
-    """Variant ``name`` with the options of ``MODEL.TRANSREID`` at ``INPUT.SIZE_TRAIN``.
+    """Variant ``name`` with the options of ``MODEL.TRANSREID`` at ``INPUT.SIZE_TRAIN``,
+    ImageNet weights from ``MODEL.BACKBONE.PRETRAIN_PATH`` when ``PRETRAIN`` is on.
 
     ``RE_ARRANGE False`` keeps JPM's groups contiguous (no shift, no shuffle).
     """
@@ -200,7 +212,7 @@ def vit_from_config(name: str, cfg: "Config") -> VisionTransformerReID:
     if opts.SIE_VIEW and opts.NUM_VIEWS <= 0:
         raise ValueError("MODEL.TRANSREID.SIE_VIEW is on but MODEL.TRANSREID.NUM_VIEWS is "
                          f"{opts.NUM_VIEWS}")
-    return build_vit(
+    model = build_vit(
         name, img_size=tuple(cfg.INPUT.SIZE_TRAIN), patch_size=opts.PATCH_SIZE,
         stride=tuple(opts.STRIDE_SIZE), drop_path=opts.DROP_PATH,
         num_cameras=opts.NUM_CAMERAS if opts.SIE_CAMERA else 0,
@@ -209,3 +221,24 @@ def vit_from_config(name: str, cfg: "Config") -> VisionTransformerReID:
         jpm=opts.JPM, shift_num=opts.SHIFT_NUM if opts.RE_ARRANGE else 0,
         shuffle_groups=opts.SHUFFLE_GROUP if opts.RE_ARRANGE else 1,
         num_parts=opts.DEVIDE_LENGTH)
+    backbone = cfg.MODEL.BACKBONE
+    if backbone.PRETRAIN:
+        if not backbone.PRETRAIN_PATH:
+            raise ValueError("MODEL.BACKBONE.PRETRAIN is on but MODEL.BACKBONE.PRETRAIN_PATH is "
+                             "empty: give a local ViT / DeiT checkpoint (nothing is downloaded)")
+        load_vit_pretrained(model, backbone.PRETRAIN_PATH)
+    return model
+
+
+def _register(name: str) -> None:
+    def build(cfg: "Config") -> VisionTransformerReID:
+        return vit_from_config(name, cfg)
+
+    spec = VIT_SPECS[name]
+    build.__doc__ = (f"{name}: TransReID ViT (width {spec.embed_dim}, depth {spec.depth}, "
+                     f"{spec.num_heads} heads) from the config.")
+    BACKBONES.register(name)(build)
+
+
+for _name in VIT_SPECS:
+    _register(_name)

@@ -6,6 +6,9 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from uda_reid.models.heads.embedding import build_bnneck
+from uda_reid.models.registry import HEADS
+
 
 def jpm_embedding(global_embedding: Tensor, local_embeddings: Sequence[Tensor]) -> Tensor:
     """Test feature of TransReID: ``[global, local_1 / k, ..., local_k / k]``.
@@ -43,3 +46,14 @@ class JPMHead(nn.Module):
         if not self.training:
             return jpm_embedding(outputs[0], outputs[1:])
         return {key: [out[key] for out in outputs] for key in outputs[0]}
+
+
+@HEADS.register("jpm", aliases=("jpmhead",))
+def build_jpm_head(cfg, in_channels: int, num_classes: int) -> JPMHead:
+    """A BNNeck head (``MODEL.HEADS``) for the global and each of the
+    ``MODEL.TRANSREID.DEVIDE_LENGTH`` local features."""
+    if not cfg.MODEL.TRANSREID.JPM:
+        raise ValueError("MODEL.HEADS.NAME is 'jpm' but MODEL.TRANSREID.JPM is off: the backbone "
+                         "returns one feature; use the 'bnneck' head or turn JPM on")
+    return JPMHead([build_bnneck(cfg, in_channels, num_classes)
+                    for _ in range(1 + cfg.MODEL.TRANSREID.DEVIDE_LENGTH)])
