@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from uda_reid.models.backbones.vit import (build_vit, load_vit_pretrained,
+from uda_reid.benchmarks.model_flops import analytic_vit_flops, count_flops
+from uda_reid.config import load_config
+from uda_reid.models import build_model
+from uda_reid.models.backbones.vit import (build_vit, load_vit_pretrained, set_side_info_domain,
                                           vit_state_dict_from_checkpoint)
 from uda_reid.models.backbones.vit_layers import (OverlappingPatchEmbed, SideInformationEmbedding,
                                                   jpm_groups, jpm_permutation, patch_grid,
                                                   resize_pos_embed)
+from uda_reid.models.heads.jpm import JPMHead
 
 torch.set_num_threads(1)
 
@@ -253,8 +258,6 @@ def test_checkpoint_with_another_patch_size_is_rejected():
 
 # ---------------------------------------------------------------- FLOPs table
 def test_counted_flops_equal_the_closed_form_with_and_without_jpm():
-    from uda_reid.benchmarks.model_flops import analytic_vit_flops, count_flops
-
     for jpm in (False, True):
         model = tiny(jpm=True, num_cameras=2) if jpm else tiny()
         assert count_flops(model, (64, 32)) == analytic_vit_flops(model)
@@ -264,8 +267,6 @@ def test_counted_flops_equal_the_closed_form_with_and_without_jpm():
 
 
 def test_side_info_domain_reaches_the_backbone_inside_a_model():
-    from uda_reid.models.backbones.vit import set_side_info_domain
-
     wrapper = torch.nn.Sequential(tiny(num_cameras=3))
     assert set_side_info_domain(wrapper, "target") == 1
     assert wrapper[0].sie.domain == "target"
@@ -289,8 +290,6 @@ class _Branch(torch.nn.Module):
 
 
 def test_jpm_head_lists_every_branch_in_training_and_weights_locals_by_one_over_k_at_test():
-    from uda_reid.models.heads.jpm import JPMHead
-
     torch.manual_seed(0)
     head = JPMHead([_Branch(6, 5) for _ in range(5)])
     feats = torch.randn(8, 5, 6)
@@ -305,3 +304,52 @@ def test_jpm_head_lists_every_branch_in_training_and_weights_locals_by_one_over_
     assert torch.allclose(emb, torch.cat([parts[0]] + [p / 4 for p in parts[1:]], 1))
     with pytest.raises(ValueError, match="MODEL.TRANSREID.JPM"):
         head(torch.randn(8, 6))
+
+
+# ---------------------------------------------------------------- config -> model
+SYNTH_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "transreid" / "synth-market_vit_tiny.yml"
+SMALL = ["INPUT.SIZE_TRAIN", "[64, 32]", "INPUT.SIZE_TEST", "[64, 32]"]
+
+
+def test_config_builds_a_reid_model_with_jpm_lists_and_a_weighted_test_feature():
+    torch.manual_seed(0)
+    cfg = load_config(SYNTH_CONFIG, SMALL)
+    model = build_model(cfg, num_classes=7)
+    images, cams = torch.randn(4, 3, 64, 32), torch.tensor([0, 1, 2, 5])
+    out = model.train()(images, cams)
+    assert [len(out[k]) for k in ("logits", "features", "embedding")] == [5, 5, 5]
+    assert out["logits"][3].shape == (4, 7) and out["features"][0].shape == (4, 192)
+    model.eval()
+    with torch.no_grad():
+        emb = model(images, cams)
+        tokens = model.backbone(images, cams)
+    assert emb.shape == (4, 5 * 192)
+    # NECK_FEAT before: the test feature is [global, local_i / 4] of the raw class tokens
+    assert torch.allclose(emb, torch.cat([tokens[:, 0]] + [tokens[:, i] / 4 for i in range(1, 5)],
+                                         1), atol=1e-6)
+
+
+def test_config_mistakes_are_named():
+    with pytest.raises(ValueError, match="NUM_CAMERAS"):
+        build_model(load_config(SYNTH_CONFIG, SMALL + ["MODEL.TRANSREID.NUM_CAMERAS", "0"]), 3)
+    with pytest.raises(ValueError, match="SIZE_TEST"):
+        build_model(load_config(SYNTH_CONFIG, ["INPUT.SIZE_TEST", "[64, 32]"]), 3)
+    with pytest.raises(ValueError, match="MODEL.TRANSREID.JPM is off"):
+        build_model(load_config(SYNTH_CONFIG, SMALL + ["MODEL.TRANSREID.JPM", "False"]), 3)
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        build_model(load_config(SYNTH_CONFIG, SMALL + ["MODEL.BACKBONE.PRETRAIN", "True",
+                                                       "MODEL.BACKBONE.PRETRAIN_PATH", "x.pth"]), 3)
+
+
+@pytest.mark.parametrize("name,cameras", [("market1501", 6), ("dukemtmc", 8), ("msmt17", 15),
+                                          ("veri776", 20)])
+def test_paper_configs_resolve_to_the_recipe(name, cameras):
+    cfg = load_config(SYNTH_CONFIG.parent / f"{name}.yml")
+    t = cfg.MODEL.TRANSREID
+    assert (cfg.MODEL.BACKBONE.NAME, t.STRIDE_SIZE, t.SIE_COEF, t.DEVIDE_LENGTH) == (
+        "vit_base_patch16", (12, 12), 3.0, 4)
+    assert t.NUM_CAMERAS == cameras and t.SHIFT_NUM == (8 if name == "veri776" else 5)
+    assert (cfg.SOLVER.OPT, cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.MAX_EPOCH) == ("SGD", 64, 120)
+    assert cfg.SOLVER.BASE_LR == (0.01 if name == "veri776" else 0.008)
+    assert (cfg.MODEL.LOSSES.CE.EPSILON, cfg.MODEL.LOSSES.TRI.MARGIN) == (0.0, 0.0)
+    assert cfg.INPUT.PIXEL_MEAN == cfg.INPUT.PIXEL_STD == (0.5, 0.5, 0.5)
