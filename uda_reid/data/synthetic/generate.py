@@ -23,7 +23,7 @@ from uda_reid.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 LAYOUT_DIRS = {"market1501": "Market-1501-v15.09.15", "dukemtmc": "DukeMTMC-reID"}
 MANIFEST = "manifest.json"
 
