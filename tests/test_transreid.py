@@ -12,7 +12,7 @@ from uda_reid.benchmarks.model_flops import analytic_vit_flops, count_flops
 from uda_reid.config import load_config
 from uda_reid.models import build_model
 from uda_reid.models.backbones.vit import (build_vit, load_vit_pretrained, set_side_info_domain,
-                                          vit_state_dict_from_checkpoint)
+                                          side_info_domain, vit_state_dict_from_checkpoint)
 from uda_reid.models.backbones.vit_layers import (OverlappingPatchEmbed, SideInformationEmbedding,
                                                   jpm_groups, jpm_permutation, patch_grid,
                                                   resize_pos_embed)
@@ -273,6 +273,14 @@ def test_side_info_domain_reaches_the_backbone_inside_a_model():
     assert set_side_info_domain(torch.nn.Sequential(tiny()), "target") == 0
     with pytest.raises(ValueError, match="'source' or 'target'"):
         set_side_info_domain(wrapper, "other")
+    set_side_info_domain(wrapper, "source")
+    images = torch.randn(2, 3, 64, 32)
+    with side_info_domain(wrapper, "target"), torch.no_grad():
+        assert wrapper[0].sie.domain == "target"
+        wrapper(images, torch.tensor([7, 9]))  # cameras the source never had: mean policy
+    assert wrapper[0].sie.domain == "source"
+    with pytest.raises(ValueError, match="camera id 7"):
+        wrapper(images, torch.tensor([7, 9]))
 
 
 # ---------------------------------------------------------------- JPM head

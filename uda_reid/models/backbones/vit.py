@@ -8,8 +8,9 @@ ViT checkpoints load with :func:`load_vit_pretrained`. Registered backbones: see
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import torch
 from timm.models.vision_transformer import Block
@@ -119,6 +120,17 @@ def set_side_info_domain(model: nn.Module, domain: str) -> int:
             module.set_sie_domain(domain)
             told += 1
     return told
+
+
+@contextmanager
+def side_info_domain(model: nn.Module, domain: str) -> Iterator[nn.Module]:
+    """Within the block the SIE backbones of ``model`` read camera ids as ``domain``'s
+    (``source`` or ``target``); afterwards they are back to ``source``."""
+    set_side_info_domain(model, domain)
+    try:
+        yield model
+    finally:
+        set_side_info_domain(model, "source")
 
 
 # Keys of classification checkpoints that a ReID backbone has no use for.
