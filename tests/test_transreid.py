@@ -277,10 +277,10 @@ def test_side_info_domain_reaches_the_backbone_inside_a_model():
     images = torch.randn(2, 3, 64, 32)
     with side_info_domain(wrapper, "target"), torch.no_grad():
         assert wrapper[0].sie.domain == "target"
-        wrapper(images, torch.tensor([7, 9]))  # cameras the source never had: mean policy
+        wrapper[0](images, torch.tensor([7, 9]))  # cameras the source never had: mean policy
     assert wrapper[0].sie.domain == "source"
     with pytest.raises(ValueError, match="camera id 7"):
-        wrapper(images, torch.tensor([7, 9]))
+        wrapper[0](images, torch.tensor([7, 9]))
 
 
 # ---------------------------------------------------------------- JPM head
