@@ -163,7 +163,8 @@ def jpm_permutation(num_patches: int, shift: int, groups: int) -> Tensor:
     into ``groups`` contiguous chunks (sizes differ by at most one) that are interleaved, the
     i-th patch of each chunk in turn: for divisible lengths this is the
     (groups, L/groups) -> (L/groups, groups) transpose of ShuffleNet's channel shuffle.
-    Every patch appears exactly once.
+    Every patch appears exactly once. (This is the paper's shift by m; the official code's
+    slicing moves m - 1 patches.)
     """
     if groups < 1:
         raise ValueError(f"JPM shuffle groups must be >= 1, got {groups}")
@@ -177,7 +178,8 @@ def jpm_groups(tokens: Tensor, shift: int, shuffle_groups: int, num_parts: int) 
     """Split the rearranged patch tokens into ``num_parts`` groups, each led by the class token.
 
     ``tokens`` is (N, 1 + L, D) with the class token first. Returns ``num_parts`` tensors
-    (N, 1 + L_i, D), the L_i differing by at most one and summing to L.
+    (N, 1 + L_i, D), the L_i differing by at most one and summing to L (the official code uses
+    L // k patches per group and drops the rest, e.g. 2 of 210).
     """
     cls_token, patches = tokens[:, :1], tokens[:, 1:]
     if patches.shape[1] < num_parts:
