@@ -431,3 +431,28 @@ def test_tiny_vit_with_sie_and_jpm_trains_above_chance_on_synth_market(tmp_path)
     assert chance < 0.1
     assert rank1 > 1.5 * chance
     assert mean_ap > untrained_map + 0.04
+
+
+# ---------------------------------------------------------------- VeRi-776 parser
+def test_veri776_parses_vehicle_ids_and_twenty_cameras(tmp_path):
+    from PIL import Image
+
+    from uda_reid.data.datasets import DatasetLayoutError, build_dataset
+
+    base = tmp_path / "VeRi"
+    files = {"image_train": ["0001_c001_00016450_0.jpg", "0001_c020_00016500_0.jpg",
+                             "0005_c003_00000001_1.jpg"],
+             "image_query": ["0002_c002_00030600_1.jpg"],
+             "image_test": ["0002_c015_00030670_0.jpg", "0009_c004_00000010_0.jpg"]}
+    for folder, names in files.items():
+        (base / folder).mkdir(parents=True)
+        for name in names:
+            Image.new("RGB", (8, 8)).save(base / folder / name)
+    ds = build_dataset("veri", str(tmp_path))
+    assert sorted((s[1], s[2]) for s in ds.train) == [(0, 0), (0, 19), (1, 2)]
+    assert [(s[1], s[2]) for s in ds.query] == [(2, 1)]
+    assert sorted((s[1], s[2]) for s in ds.gallery) == [(2, 14), (9, 3)]
+    assert ds.num_cameras == 6 and ds.num_train_pids == 2
+    Image.new("RGB", (8, 8)).save(base / "image_test" / "0003_c021_00000001_0.jpg")
+    with pytest.raises(DatasetLayoutError, match="Camera 21"):
+        build_dataset("veri776", str(tmp_path))
