@@ -1,14 +1,16 @@
 """Write a synthetic domain to disk in the real Market-1501 / DukeMTMC-reID layouts.
 
-The folder is a cache: a ``manifest.json`` (file names and sizes, written last and atomically)
-marks it complete. A folder without a valid manifest — an interrupted generation — is removed
-and generated again. Output is byte-identical for the same domain, scale and seed.
+The folder is a cache: a ``manifest.json`` (file names and sizes) marks it complete. A copy is
+built in a private temporary folder and renamed into place when complete, so concurrent runs
+never see half-written files; a folder without a valid manifest (an interruption, a damaged
+file) is removed and generated again. Output is byte-identical for the same domain, scale and seed.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -128,17 +130,27 @@ def ensure_domain(root: str | Path, name: str, scale: str = "default", seed: int
     if folder.exists():
         logger.warning("Synthetic domain at %s is incomplete (no valid manifest): rebuilding",
                        folder)
-        shutil.rmtree(folder)
+        shutil.rmtree(folder, ignore_errors=True)
     spec, size = DOMAINS[name], SCALES[scale]
     start = time.perf_counter()
-    files = _render_all(spec, size, seed, folder / LAYOUT_DIRS[spec.layout])
+    # build in a private folder and rename it into place: concurrent runs never see (or
+    # delete) each other's half-written files; the first complete copy wins
+    work = folder.parent / f".{folder.name}.{os.getpid()}.tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    files = _render_all(spec, size, seed, work / LAYOUT_DIRS[spec.layout])
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.read_bytes())
-    atomic_write_json(folder / MANIFEST, {
+    atomic_write_json(work / MANIFEST, {
         "version": GENERATOR_VERSION, "name": name, "scale": scale, "seed": seed,
         "sha256": digest.hexdigest(),
-        "files": {str(p.relative_to(folder)): p.stat().st_size for p in files}})
+        "files": {str(p.relative_to(work)): p.stat().st_size for p in files}})
+    try:
+        os.rename(work, folder)
+    except OSError:
+        shutil.rmtree(work, ignore_errors=True)
+        if not _manifest_ok(folder):
+            raise
     logger.info("Generated %s (%s, seed %d): %d images in %.1f s at %s", name, scale, seed,
                 len(files), time.perf_counter() - start, folder)
     return folder
