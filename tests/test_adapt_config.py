@@ -55,7 +55,7 @@ def test_ecn_recipes_load_with_the_original_hyper_parameters(name):
         (0.3, 0.05, 6, 5, 0.01)
     if name.startswith("synth"):  # stage 1 keeps its own solver (no shared YAML objects)
         assert (cfg.SOLVER.OPT, cfg.SOLVER.BACKBONE_LR_FACTOR) == ("Adam", 1.0)
-        assert cfg.MODEL.BACKBONE.NAME == "resnet18" and cfg.INPUT.SIZE_TRAIN == (128, 64)
+        assert cfg.MODEL.BACKBONE.NAME == "resnet18" and cfg.INPUT.SIZE_TRAIN == (64, 32)
     else:
         assert cfg.MODEL.BACKBONE.NAME == "resnet50" and cfg.MODEL.HEADS.EMBEDDING_DIM == 4096
         assert (s.BASE_LR, s.MAX_EPOCH, s.STEPS, s.IMS_PER_BATCH) == (0.1, 60, (40,), 128)
@@ -76,7 +76,7 @@ def test_adapt_tool_reports_a_bad_method_and_a_missing_camstyle_folder(tmp_path,
             "DATASETS.SYNTH_SCALE", "tiny", "MODEL.DEVICE", "cpu"]
     assert tool.main(args + ["--method", "ecm"]) == 2
     assert "ADAPT.METHOD" in capsys.readouterr().err
-    assert tool.main(args + ["--method", "ecn"]) == 2
+    assert tool.main(args + ["--method", "ecn", "ADAPT.ECN.CAMSTYLE", "True"]) == 2
     err = capsys.readouterr().err
     assert "bounding_box_train_camstyle" in err and "tools/camstyle.py train" in err
 

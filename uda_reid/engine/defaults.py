@@ -19,6 +19,7 @@ from torch import nn
 
 from uda_reid.config import Config, load_config, save_config
 from uda_reid.config.schema import to_dict
+from uda_reid.data.datasets import DATASETS
 from uda_reid.data.loaders import build_test_loader_from_config, build_train_loader_from_config
 from uda_reid.engine.checkpoint import (CheckpointMismatchError, Checkpointer, identity_diff,
                                        load_model_weights, read_checkpoint_meta)
@@ -37,6 +38,7 @@ from uda_reid.evaluation.roc import evaluate_roc
 from uda_reid.evaluation.visualize import save_rank_lists, save_roc_plot
 from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
+from uda_reid.models.backbones.vit import side_info_domain
 from uda_reid.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -163,7 +165,10 @@ def evaluate_dataset(cfg: Config, model: nn.Module, name: str, device: torch.dev
     are drawn under ``vis_dir/name``.
     """
     loader, num_query = build_test_loader_from_config(cfg, name)
-    feats, pids, camids, paths = extract_features(model, loader, cfg.TEST.FLIP, device)
+    trained_on = {DATASETS.canonical(n) for n in cfg.DATASETS.NAMES}
+    domain = "source" if DATASETS.canonical(name) in trained_on else "target"
+    with side_info_domain(model, domain):  # SIE: another domain's cameras follow its policy
+        feats, pids, camids, paths = extract_features(model, loader, cfg.TEST.FLIP, device)
     q, g = slice(0, num_query), slice(num_query, None)
     ids = [t.numpy() for t in (pids[q], pids[g], camids[q], camids[g])]
     metrics = evaluate_from_config(cfg, feats[q], feats[g], *ids)
