@@ -170,7 +170,8 @@ def re_ranking_features(qf: ArrayLike, gf: ArrayLike, k1: int = 20, k2: int = 6,
     res = self_knn(x, max(k1 + 1, k2), knn_metric, farthest=True,
                    keep=(slice(0, nq), slice(nq, n)), backend=backend, use_gpu=use_gpu)
     col_max = _to_squared_distance(res.farthest, metric)
-    pair_sq = feature_pair_distance(x, knn_metric)
+    pair_sq = feature_pair_distance(x, knn_metric, res.indices,
+                                    _to_squared_distance(res.scores, metric))
 
     def original(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return pair_sq(rows, cols) / col_max[rows]

@@ -137,14 +137,17 @@ def _torch_self_knn(x: torch.Tensor, k: int, metric: str, farthest: bool, keep: 
             cols = range(j0, min(j0 + block_size, n))
             sqj = sq[cols.start:cols.stop] if sq is not None else None
             s = _scores(xi, x[cols.start:cols.stop], metric, sqi, sqj)
-            pairs = [(rows, cols, s)] if j0 == i0 else [(rows, cols, s), (cols, rows, s.T)]
-            for r, c, block in pairs:
+            # the transposed side is made contiguous: row-wise top-k / max are much faster
+            sides = [(rows, cols, s)] if j0 == i0 else [(rows, cols, s), (cols, rows, s.T.contiguous())]
+            for r, c, block in sides:
                 _merge_topk(best_s[r.start:r.stop], best_i[r.start:r.stop], block, c.start, k,
                             largest)
                 if farthest:
-                    far = block.min(1).values if largest else block.max(1).values
                     w = worst[r.start:r.stop]
-                    torch.minimum(w, far, out=w) if largest else torch.maximum(w, far, out=w)
+                    if largest:
+                        torch.minimum(w, block.min(1).values, out=w)
+                    else:
+                        torch.maximum(w, block.max(1).values, out=w)
                 if out is not None:
                     _copy_block(out, keep, r, c, block)
     return KnnResult(best_s.cpu().numpy(), best_i.cpu().numpy(),

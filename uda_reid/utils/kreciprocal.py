@@ -133,25 +133,45 @@ def jaccard_from_overlap(overlap: np.ndarray) -> np.ndarray:
     return 1.0 - overlap / (2.0 - overlap)
 
 
-def feature_pair_distance(x: torch.Tensor, metric: str, chunk: int = 1 << 14) -> PairDistance:
+def feature_pair_distance(x: torch.Tensor, metric: str, ranks: Optional[np.ndarray] = None,
+                          ranked: Optional[np.ndarray] = None, chunk: int = 4096) -> PairDistance:
     """Pair distances from features x (N, D): ``"l2"`` squared Euclidean, ``"ip"`` (1 - <x, y>)^2.
 
     The squared forms are what re-ranking (squared distances) and the Jaccard weights
-    (squared Euclidean on l2-normalised features) put into exp(-d).
+    (squared Euclidean on l2-normalised features) put into exp(-d). When the k-NN ranks (N, K)
+    and their distances ``ranked`` (N, K) (same form) are given, those pairs are looked up
+    instead of recomputed, so that only pairs outside the k-NN lists touch the features
+    (in chunks small enough for the gathered rows to stay in cache).
     """
-    sq = (x * x).sum(1)
+    xn = x.detach().cpu().numpy()
+    sq = np.einsum("ij,ij->i", xn, xn)
+    num = xn.shape[0]
+    keys = vals = None
+    if ranks is not None:
+        order = np.argsort(ranks, axis=1)
+        keys = (np.arange(num)[:, None] * num + np.take_along_axis(ranks, order, 1)).ravel()
+        vals = np.take_along_axis(ranked, order, 1).ravel().astype(np.float32)
 
-    def distance(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    def compute(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows), np.float32)
         for p in range(0, len(rows), chunk):
-            r = torch.from_numpy(np.asarray(rows[p:p + chunk], dtype=np.int64)).to(x.device)
-            c = torch.from_numpy(np.asarray(cols[p:p + chunk], dtype=np.int64)).to(x.device)
-            dot = (x[r] * x[c]).sum(1)
+            r, c = rows[p:p + chunk], cols[p:p + chunk]
+            dot = np.einsum("ij,ij->i", xn[r], xn[c])
             if metric == "l2":
-                d = (sq[r] + sq[c] - 2.0 * dot).clamp_(min=0.0)
+                out[p:p + chunk] = np.maximum(sq[r] + sq[c] - 2.0 * dot, 0.0)
             else:
-                d = (1.0 - dot).clamp_(min=0.0).square_()
-            out[p:p + chunk] = d.cpu().numpy()
+                out[p:p + chunk] = np.square(np.maximum(1.0 - dot, 0.0))
+        return out
+
+    def distance(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        if keys is None:
+            return compute(rows, cols)
+        query = rows.astype(np.int64) * num + cols
+        pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+        hit = keys[pos] == query
+        out = np.empty(len(rows), np.float32)
+        out[hit] = vals[pos[hit]]
+        out[~hit] = compute(rows[~hit], cols[~hit])
         return out
 
     return distance
