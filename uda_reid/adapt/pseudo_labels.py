@@ -1,6 +1,8 @@
-"""k-reciprocal Jaccard distance for clustering pseudo-labels (SpCL / OpenUnReID / FastReID).
+"""Clustering pseudo-labels: k-reciprocal Jaccard distance (SpCL / OpenUnReID / FastReID),
+multi-granularity labels, cluster centroids.
 
-The definition is the one those code bases cluster on (their dense ``compute_jaccard_distance``):
+The Jaccard distance is the one those code bases cluster on (their dense
+``compute_jaccard_distance``):
 features are ranked by squared Euclidean distance (an exact flat L2 search returning k1
 neighbours, the point itself included), k-reciprocal sets use those k1 ranks (their
 ``initial_rank[i, :k1 + 1]`` on a k1-column ranking), half sets round(k1 / 2) + 1 ranks, the
@@ -16,10 +18,14 @@ absent ones are never within eps.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Dict, List, Sequence, Tuple, Union
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from uda_reid.adapt.clustering import CLUSTER_BACKENDS, ClusterResult, build_backend, cluster
 from uda_reid.utils.knn import ArrayLike, self_knn
 from uda_reid.utils.kreciprocal import (
     feature_pair_distance,
@@ -55,3 +61,76 @@ def compute_jaccard_distance(features: ArrayLike, k1: int = 20, k2: int = 6,
     dist = np.maximum(jaccard_from_overlap(overlap.data), 0.0).astype(np.float32)
     # built from the arrays (not by arithmetic on the matrix) so explicit zeros stay stored
     return sp.csr_matrix((dist, overlap.indices, overlap.indptr), shape=overlap.shape)
+
+
+def cluster_centroids(features: ArrayLike, labels: np.ndarray) -> np.ndarray:
+    """(C, D) float32 l2-normalised mean feature of each class 0..C-1 (C = labels.max() + 1).
+
+    Samples labelled -1 are ignored; used to initialise a classifier head per granularity.
+    A class with no sample raises (labels must be consecutive).
+    """
+    x = np.asarray(torch.as_tensor(features).float().cpu().numpy())
+    labels = np.asarray(labels, dtype=np.int64)
+    keep = labels >= 0
+    num = int(labels.max(initial=-1)) + 1
+    counts = np.bincount(labels[keep], minlength=num)
+    if (counts == 0).any():
+        raise ValueError(f"cluster_centroids: classes {np.where(counts == 0)[0][:5].tolist()} "
+                         "have no sample; labels must be consecutive 0..C-1")
+    sums = np.zeros((num, x.shape[1]), np.float64)
+    np.add.at(sums, labels[keep], x[keep])
+    sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return sums.astype(np.float32)
+
+
+def multi_granularity_labels(features: ArrayLike, granularities: Sequence[float],
+                             backend: Union[str, object] = "dbscan", outliers: str = "drop",
+                             k1: int = 30, k2: int = 6, search_option: str = "auto",
+                             use_gpu: bool = False) -> List[ClusterResult]:
+    """One ClusterResult per granularity (e.g. DBSCAN eps values or k-means K values).
+
+    The Jaccard distance is computed once (only for backends that read it) and shared by all
+    granularities; features (N, D) are l2-normalised for every backend.
+    """
+    if len(granularities) == 0:
+        raise ValueError("multi_granularity_labels: give at least one granularity")
+    if isinstance(backend, str):
+        backend = build_backend(backend)
+    x = torch.nn.functional.normalize(torch.as_tensor(features).float(), dim=1)
+    distance = None
+    if backend.uses_distance:
+        distance = compute_jaccard_distance(x, k1, k2, search_option, use_gpu, normalize=False)
+    xn = x.cpu().numpy()
+    return [cluster(backend, g, xn, distance, outliers) for g in granularities]
+
+
+@dataclass
+class PseudoLabeler:
+    """Features -> pseudo-labels at each granularity; ``from_config`` maps ADAPT.CLUSTER."""
+
+    backend: str = "dbscan"
+    granularities: Tuple[float, ...] = (0.6,)
+    outliers: str = "drop"
+    k1: int = 30
+    k2: int = 6
+    backend_options: Dict[str, object] = field(default_factory=dict)
+    search_option: str = "auto"
+    use_gpu: bool = False
+
+    def __call__(self, features: ArrayLike) -> List[ClusterResult]:
+        return multi_granularity_labels(
+            features, self.granularities, build_backend(self.backend, **self.backend_options),
+            self.outliers, self.k1, self.k2, self.search_option, self.use_gpu)
+
+    @classmethod
+    def from_config(cls, cfg) -> "PseudoLabeler":
+        """From an ADAPT.CLUSTER section (``uda_reid.config.sections.cluster.ClusterConfig``)."""
+        name = CLUSTER_BACKENDS.canonical(cfg.BACKEND)
+        granularities = {"dbscan": cfg.EPS, "hdbscan": cfg.MIN_CLUSTER_SIZE,
+                         "kmeans": cfg.NUM_CLUSTERS}[name]
+        options = {"dbscan": {"min_samples": cfg.MIN_SAMPLES},
+                   "hdbscan": {"min_samples": cfg.MIN_SAMPLES},
+                   "kmeans": {"niter": cfg.KMEANS_ITERS, "nredo": cfg.KMEANS_REDO,
+                               "seed": cfg.SEED}}[name]
+        return cls(name, tuple(granularities), cfg.OUTLIERS, cfg.K1, cfg.K2, options,
+                   cfg.SEARCH, cfg.USE_GPU)
