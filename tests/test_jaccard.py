@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.cluster import DBSCAN
 
+from uda_reid.adapt.clustering import cluster
 from uda_reid.adapt.pseudo_labels import compute_jaccard_distance
 
 
@@ -84,6 +85,9 @@ def test_dbscan_on_sparse_jaccard_equals_dbscan_on_dense(eps):
     a = DBSCAN(eps=eps, min_samples=4, metric="precomputed").fit_predict(sparse)
     b = DBSCAN(eps=eps, min_samples=4, metric="precomputed").fit_predict(densify(sparse))
     np.testing.assert_array_equal(a, b)
+    assert len(np.unique(b)) > 2
+    backend = cluster("dbscan", eps, x, sparse)  # prunes entries beyond eps first
+    np.testing.assert_array_equal(backend.labels, b)
 
 
 def test_jaccard_rejects_bad_arguments():

@@ -51,6 +51,18 @@ def _require(name: str, value: object, what: str) -> None:
         raise ValueError(f"clustering backend '{name}' needs {what}")
 
 
+def entries_within(distance: sp.spmatrix, radius: float) -> sp.csr_matrix:
+    """The stored entries <= radius of a sparse distance (N, N), explicit zeros kept.
+
+    DBSCAN never looks past its eps, so this only drops work (scikit-learn sorts every row).
+    """
+    d = distance.tocsr()
+    keep = d.data <= radius
+    rows = np.repeat(np.arange(d.shape[0]), np.diff(d.indptr))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=d.shape[0]))])
+    return sp.csr_matrix((d.data[keep], d.indices[keep], indptr), shape=d.shape)
+
+
 @CLUSTER_BACKENDS.register("dbscan")
 class DBSCANBackend:
     """scikit-learn DBSCAN on a precomputed (sparse Jaccard) distance; granularity = eps."""
@@ -68,6 +80,8 @@ class DBSCANBackend:
         if sp.issparse(distance) and not 0.0 < granularity < 1.0:
             raise ValueError(f"dbscan eps={granularity} must lie in (0, 1) on a sparse Jaccard "
                              "distance: absent entries mean distance 1")
+        if sp.issparse(distance):
+            distance = entries_within(distance, granularity)
         model = DBSCAN(eps=granularity, min_samples=self.min_samples, metric="precomputed",
                        n_jobs=self.n_jobs)
         return model.fit_predict(distance).astype(np.int64)
