@@ -105,14 +105,19 @@ def test_multi_granularity_gives_one_clustering_per_eps_coarser_with_larger_eps(
         np.testing.assert_allclose(np.linalg.norm(heads, axis=1), 1.0, atol=1e-5)
 
 
-def test_pseudo_labeler_from_config_uses_the_backend_granularities():
+@pytest.mark.parametrize("overrides,expected_clusters", [
+    (dict(BACKEND="kmeans", NUM_CLUSTERS=(4, 8)), [4, 8]),
+    (dict(BACKEND="dbscan", EPS=(0.6,), K1=20), [8]),
+    (dict(BACKEND="hdbscan", MIN_CLUSTER_SIZE=(10,)), [8]),
+])
+def test_pseudo_labeler_from_config_uses_the_backend_granularities(overrides, expected_clusters):
     x, truth = sphere_blobs()
-    cfg = ClusterConfig(BACKEND="kmeans", NUM_CLUSTERS=(4, 8), OUTLIERS="singleton")
-    labeler = PseudoLabeler.from_config(cfg)
-    assert labeler.granularities == (4, 8)
+    labeler = PseudoLabeler.from_config(ClusterConfig(OUTLIERS="singleton", **overrides))
+    assert len(labeler.granularities) == len(expected_clusters)
     results = labeler(x)
-    assert [r.num_clusters for r in results] == [4, 8]
-    assert adjusted_rand_score(truth, results[1].labels) > 0.9
+    assert [r.num_clusters for r in results] == expected_clusters
+    assert adjusted_rand_score(truth, results[-1].labels) > 0.9
+    assert (results[-1].labels >= 0).all()  # singleton policy: no -1 left
 
 
 def brute_pairwise(pred, true):

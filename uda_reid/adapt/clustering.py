@@ -1,6 +1,7 @@
 """Clustering backends for pseudo-labels, behind one interface.
 
-A backend is a registered class with a plain constructor (its fixed options) and
+A backend is a registered class with a plain constructor (its fixed options),
+``from_config(cfg) -> (backend, granularities)`` for an ADAPT.CLUSTER section, and
 ``__call__(granularity, features, distance) -> labels (N,) int64`` with -1 for outliers. The
 granularity is the parameter that sets how fine the clusters are: DBSCAN's ``eps``, HDBSCAN's
 ``min_cluster_size``, k-means' number of clusters. ``uses_distance`` says whether the backend
@@ -14,7 +15,7 @@ cluster), a message instead of an exception, so an adaptation epoch can log it a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -72,6 +73,11 @@ class DBSCANBackend:
     def __init__(self, min_samples: int = 4, n_jobs: Optional[int] = None) -> None:
         self.min_samples, self.n_jobs = min_samples, n_jobs
 
+    @classmethod
+    def from_config(cls, cfg) -> Tuple["DBSCANBackend", Tuple[float, ...]]:
+        """Backend and granularities (EPS) from an ADAPT.CLUSTER section."""
+        return cls(cfg.MIN_SAMPLES), tuple(cfg.EPS)
+
     def __call__(self, granularity: float, features: Optional[np.ndarray],
                  distance: Optional[sp.spmatrix]) -> np.ndarray:
         from sklearn.cluster import DBSCAN
@@ -99,6 +105,11 @@ class HDBSCANBackend:
 
     def __init__(self, min_samples: Optional[int] = None) -> None:
         self.min_samples = min_samples
+
+    @classmethod
+    def from_config(cls, cfg) -> Tuple["HDBSCANBackend", Tuple[float, ...]]:
+        """Backend and granularities (MIN_CLUSTER_SIZE) from an ADAPT.CLUSTER section."""
+        return cls(cfg.MIN_SAMPLES), tuple(cfg.MIN_CLUSTER_SIZE)
 
     def __call__(self, granularity: float, features: Optional[np.ndarray],
                  distance: Optional[sp.spmatrix]) -> np.ndarray:
@@ -137,6 +148,11 @@ class KMeansBackend:
 
     def __init__(self, niter: int = 20, nredo: int = 1, seed: int = 0) -> None:
         self.niter, self.nredo, self.seed = niter, nredo, seed
+
+    @classmethod
+    def from_config(cls, cfg) -> Tuple["KMeansBackend", Tuple[float, ...]]:
+        """Backend and granularities (NUM_CLUSTERS) from an ADAPT.CLUSTER section."""
+        return cls(cfg.KMEANS_ITERS, cfg.KMEANS_REDO, cfg.SEED), tuple(cfg.NUM_CLUSTERS)
 
     def __call__(self, granularity: float, features: Optional[np.ndarray],
                  distance: Optional[sp.spmatrix]) -> np.ndarray:

@@ -18,8 +18,8 @@ absent ones are never within eps.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -69,7 +69,7 @@ def cluster_centroids(features: ArrayLike, labels: np.ndarray) -> np.ndarray:
     Samples labelled -1 are ignored; used to initialise a classifier head per granularity.
     A class with no sample raises (labels must be consecutive).
     """
-    x = np.asarray(torch.as_tensor(features).float().cpu().numpy())
+    x = torch.as_tensor(features).float().cpu().numpy()
     labels = np.asarray(labels, dtype=np.int64)
     keep = labels >= 0
     num = int(labels.max(initial=-1)) + 1
@@ -77,8 +77,9 @@ def cluster_centroids(features: ArrayLike, labels: np.ndarray) -> np.ndarray:
     if (counts == 0).any():
         raise ValueError(f"cluster_centroids: classes {np.where(counts == 0)[0][:5].tolist()} "
                          "have no sample; labels must be consecutive 0..C-1")
-    sums = np.zeros((num, x.shape[1]), np.float64)
-    np.add.at(sums, labels[keep], x[keep])
+    members = sp.csr_matrix((np.ones(int(keep.sum()), np.float32),
+                             (labels[keep], np.where(keep)[0])), shape=(num, len(x)))
+    sums = np.asarray(members @ x)
     sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
     return sums.astype(np.float32)
 
@@ -106,31 +107,28 @@ def multi_granularity_labels(features: ArrayLike, granularities: Sequence[float]
 
 @dataclass
 class PseudoLabeler:
-    """Features -> pseudo-labels at each granularity; ``from_config`` maps ADAPT.CLUSTER."""
+    """Features -> pseudo-labels at each granularity; ``from_config`` maps ADAPT.CLUSTER.
 
-    backend: str = "dbscan"
-    granularities: Tuple[float, ...] = (0.6,)
+    backend: a clustering backend instance (see ``uda_reid.adapt.clustering``).
+    """
+
+    backend: object
+    granularities: Tuple[float, ...]
     outliers: str = "drop"
     k1: int = 30
     k2: int = 6
-    backend_options: Dict[str, object] = field(default_factory=dict)
     search_option: str = "auto"
     use_gpu: bool = False
 
     def __call__(self, features: ArrayLike) -> List[ClusterResult]:
-        return multi_granularity_labels(
-            features, self.granularities, build_backend(self.backend, **self.backend_options),
-            self.outliers, self.k1, self.k2, self.search_option, self.use_gpu)
+        return multi_granularity_labels(features, self.granularities, self.backend,
+                                        self.outliers, self.k1, self.k2, self.search_option,
+                                        self.use_gpu)
 
     @classmethod
     def from_config(cls, cfg) -> "PseudoLabeler":
-        """From an ADAPT.CLUSTER section (``uda_reid.config.sections.cluster.ClusterConfig``)."""
-        name = CLUSTER_BACKENDS.canonical(cfg.BACKEND)
-        granularities = {"dbscan": cfg.EPS, "hdbscan": cfg.MIN_CLUSTER_SIZE,
-                         "kmeans": cfg.NUM_CLUSTERS}[name]
-        options = {"dbscan": {"min_samples": cfg.MIN_SAMPLES},
-                   "hdbscan": {"min_samples": cfg.MIN_SAMPLES},
-                   "kmeans": {"niter": cfg.KMEANS_ITERS, "nredo": cfg.KMEANS_REDO,
-                               "seed": cfg.SEED}}[name]
-        return cls(name, tuple(granularities), cfg.OUTLIERS, cfg.K1, cfg.K2, options,
-                   cfg.SEARCH, cfg.USE_GPU)
+        """From an ADAPT.CLUSTER section (``uda_reid.config.sections.cluster.ClusterConfig``);
+        the backend class picks its own options and granularities from the section."""
+        backend, granularities = CLUSTER_BACKENDS.get(cfg.BACKEND).from_config(cfg)
+        return cls(backend, tuple(granularities), cfg.OUTLIERS, cfg.K1, cfg.K2, cfg.SEARCH,
+                   cfg.USE_GPU)
