@@ -95,7 +95,8 @@ class DBSCANBackend:
 
 @CLUSTER_BACKENDS.register("hdbscan")
 class HDBSCANBackend:
-    """scikit-learn HDBSCAN on l2-normalised features (Euclidean); granularity = min_cluster_size.
+    """HDBSCAN (the ``hdbscan`` package) on l2-normalised features (Euclidean);
+    granularity = min_cluster_size.
 
     Features rather than the sparse Jaccard distance: HDBSCAN's spanning tree needs a connected
     graph, which a sparse k-reciprocal distance is not.
@@ -113,11 +114,10 @@ class HDBSCANBackend:
 
     def __call__(self, granularity: float, features: Optional[np.ndarray],
                  distance: Optional[sp.spmatrix]) -> np.ndarray:
-        from sklearn.cluster import HDBSCAN
+        import hdbscan
 
         _require("hdbscan", features, "features")
-        model = HDBSCAN(min_cluster_size=int(granularity), min_samples=self.min_samples,
-                        copy=True)
+        model = hdbscan.HDBSCAN(min_cluster_size=int(granularity), min_samples=self.min_samples)
         return model.fit_predict(_l2_normalize(features)).astype(np.int64)
 
 
