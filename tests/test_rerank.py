@@ -46,7 +46,8 @@ def slow_re_ranking(q_g, q_q, g_g, k1, k2, lam):
 
 def blobs(rng, n, dim=16, centers=6, spread=0.35):
     c = rng.standard_normal((centers, dim))
-    return (c[rng.integers(0, centers, n)] + spread * rng.standard_normal((n, dim))).astype(np.float32)
+    x = c[rng.integers(0, centers, n)] + spread * rng.standard_normal((n, dim))
+    return x.astype(np.float32)
 
 
 def mean_ap(dist, q_ids, g_ids):

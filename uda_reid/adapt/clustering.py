@@ -129,7 +129,7 @@ def kmeans_pp_seeds(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
     nearest = np.maximum(sq + sq[seeds[0]] - 2.0 * x @ x[seeds[0]], 0.0)
     for _ in range(1, k):
         total = nearest.sum()
-        pick = int(rng.choice(len(x), p=nearest / total)) if total > 0 else int(rng.integers(len(x)))
+        pick = int(rng.choice(len(x), p=nearest / total) if total > 0 else rng.integers(len(x)))
         seeds.append(pick)
         np.minimum(nearest, np.maximum(sq + sq[pick] - 2.0 * x @ x[pick], 0.0), out=nearest)
     return np.ascontiguousarray(x[seeds])

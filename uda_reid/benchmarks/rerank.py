@@ -99,7 +99,8 @@ class RerankBenchmark:
             print("dense re_ranking / reference: not run at msmt size (the (N, N) float32 "
                   "original distance alone is 35 GB)")
             return 0
-        blocks = [np.sqrt(np.maximum(2 - 2 * a @ b.T, 0)) for a, b in ((qf, gf), (qf, qf), (gf, gf))]
+        blocks = [np.sqrt(np.maximum(2 - 2 * a @ b.T, 0))
+                  for a, b in ((qf, gf), (qf, qf), (gf, gf))]
         dense, m_dense = measure(lambda: re_ranking(*blocks, **params))
         reference, m_ref = None, None
         if not args.no_reference:

@@ -138,7 +138,9 @@ def _torch_self_knn(x: torch.Tensor, k: int, metric: str, farthest: bool, keep: 
             sqj = sq[cols.start:cols.stop] if sq is not None else None
             s = _scores(xi, x[cols.start:cols.stop], metric, sqi, sqj)
             # the transposed side is made contiguous: row-wise top-k / max are much faster
-            sides = [(rows, cols, s)] if j0 == i0 else [(rows, cols, s), (cols, rows, s.T.contiguous())]
+            sides = [(rows, cols, s)]
+            if j0 != i0:
+                sides.append((cols, rows, s.T.contiguous()))
             for r, c, block in sides:
                 _merge_topk(best_s[r.start:r.stop], best_i[r.start:r.stop], block, c.start, k,
                             largest)
@@ -190,7 +192,8 @@ def knn(queries: ArrayLike, database: ArrayLike, k: int, metric: str = "l2",
         sqi = (qi * qi).sum(1) if metric == "l2" else None
         for j0 in range(0, db.shape[0], block_size):
             dbj = db[j0:j0 + block_size]
-            s = _scores(qi, dbj, metric, sqi, sq_db[j0:j0 + block_size] if sq_db is not None else None)
+            sqj = sq_db[j0:j0 + block_size] if sq_db is not None else None
+            s = _scores(qi, dbj, metric, sqi, sqj)
             _merge_topk(best_s, best_i, s, j0, k, largest)
         out_s.append(best_s.cpu().numpy())
         out_i.append(best_i.cpu().numpy())

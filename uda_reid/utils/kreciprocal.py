@@ -43,7 +43,7 @@ def neighbour_indicator(ranks: np.ndarray, n: int) -> sp.csr_matrix:
 
 
 def k_reciprocal_sets(ranks: np.ndarray, n: int) -> sp.csr_matrix:
-    """(N, N) CSR indicator of R(i): j in the first n of ranks[i] and i in the first n of ranks[j]."""
+    """(N, N) CSR indicator of R(i): j among the first n of ranks[i], i among those of ranks[j]."""
     a = neighbour_indicator(ranks, n)
     return a.multiply(a.T).tocsr()
 
