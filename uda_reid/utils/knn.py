@@ -83,11 +83,14 @@ def _faiss_search(queries: np.ndarray, database: np.ndarray, k: int, metric: str
 
 def _scores(a: torch.Tensor, b: torch.Tensor, metric: str, sq_a: Optional[torch.Tensor],
             sq_b: Optional[torch.Tensor]) -> torch.Tensor:
-    """(n, m) scores between rows of a and b: squared L2 or inner product."""
-    s = a @ b.T
-    if metric == "l2":
-        s = (sq_a[:, None] + sq_b[None, :]).sub_(s, alpha=2.0).clamp_(min=0.0)
-    return s
+    """(n, m) scores between rows of a and b: squared L2 or inner product.
+
+    Squared L2 is |a|^2 + |b|^2 - 2 <a, b> with the |b|^2 term and the factor fused into the
+    matrix product; rounding can leave tiny negative values (clamped by the callers' outputs).
+    """
+    if metric == "ip":
+        return a @ b.T
+    return torch.addmm(sq_b[None, :], a, b.T, alpha=-2.0).add_(sq_a[:, None])
 
 
 def _merge_topk(best_s: torch.Tensor, best_i: torch.Tensor, s: torch.Tensor, offset: int,
@@ -152,6 +155,11 @@ def _torch_self_knn(x: torch.Tensor, k: int, metric: str, farthest: bool, keep: 
                         torch.maximum(w, block.max(1).values, out=w)
                 if out is not None:
                     _copy_block(out, keep, r, c, block)
+    if metric == "l2":
+        best_s.clamp_(min=0.0)
+        worst.clamp_(min=0.0)
+        if out is not None:
+            np.maximum(out, 0.0, out=out)
     return KnnResult(best_s.cpu().numpy(), best_i.cpu().numpy(),
                      worst.cpu().numpy() if farthest else None, out)
 
@@ -195,7 +203,7 @@ def knn(queries: ArrayLike, database: ArrayLike, k: int, metric: str = "l2",
             sqj = sq_db[j0:j0 + block_size] if sq_db is not None else None
             s = _scores(qi, dbj, metric, sqi, sqj)
             _merge_topk(best_s, best_i, s, j0, k, largest)
-        out_s.append(best_s.cpu().numpy())
+        out_s.append((best_s.clamp_(min=0.0) if metric == "l2" else best_s).cpu().numpy())
         out_i.append(best_i.cpu().numpy())
     return np.concatenate(out_s), np.concatenate(out_i)
 
@@ -228,5 +236,6 @@ def self_knn(x: ArrayLike, k: int, metric: str = "l2", farthest: bool = False,
         sq = (xt * xt).sum(1) if metric == "l2" else None
         a, b = xt[keep[0]], xt[keep[1]]
         out = _scores(a, b, metric, sq[keep[0]] if sq is not None else None,
-                      sq[keep[1]] if sq is not None else None).cpu().numpy()
+                      sq[keep[1]] if sq is not None else None)
+        out = (out.clamp_(min=0.0) if metric == "l2" else out).cpu().numpy()
     return KnnResult(scores, indices, far, out)
