@@ -114,7 +114,9 @@ class RerankBenchmark:
               f"mAP {mean_ap(ours, ids[:nq], ids[nq:]):.4f} "
               f"vs {mean_ap(dense, ids[:nq], ids[nq:]):.4f}")
         if reference is not None:
-            print(f"  max |dense - reference| {np.abs(dense - reference).max():.2e}, "
+            diff = np.abs(dense - reference)
+            print(f"  max |dense - reference| {diff.max():.2e}, entries > 1e-5: "
+                  f"{(diff > 1e-5).mean():.2e} (order of exactly tied distances), "
                   f"mAP reference {mean_ap(reference, ids[:nq], ids[nq:]):.4f} "
                   f"ours {mean_ap(dense, ids[:nq], ids[nq:]):.4f}")
         return 0
