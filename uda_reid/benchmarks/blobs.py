@@ -1,7 +1,9 @@
 """Synthetic ReID-like features for the benchmarks: Gaussian blobs on the unit sphere."""
 from __future__ import annotations
 
-from typing import Tuple
+import os
+import time
+from typing import Any, Callable, Tuple
 
 import numpy as np
 
@@ -28,3 +30,15 @@ def sphere_blobs(num: int, dim: int, num_ids: int, noise: float = 3.0,
         part /= np.linalg.norm(part, axis=1, keepdims=True)
         feats[s:s + len(part)] = part
     return feats, ids.astype(np.int64)
+
+
+def machine_note() -> str:
+    """Cores and load average, printed with results (the machine may be shared)."""
+    return f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start"
+
+
+def cpu_seconds(fn: Callable[[], Any]) -> Tuple[Any, float]:
+    """Run fn() and return its result and the process CPU time it used (all threads)."""
+    start = time.process_time()
+    result = fn()
+    return result, time.process_time() - start

@@ -10,7 +10,7 @@ from uda_reid.adapt.clustering import build_backend, cluster
 from uda_reid.adapt.label_quality import label_quality
 from uda_reid.adapt.pseudo_labels import compute_jaccard_distance, multi_granularity_labels
 from uda_reid.benchmarks import BENCHMARKS
-from uda_reid.benchmarks.blobs import sphere_blobs
+from uda_reid.benchmarks.blobs import cpu_seconds, machine_note, sphere_blobs
 from uda_reid.benchmarks.measure import format_row, measure
 from uda_reid.utils.knn import knn
 
@@ -77,8 +77,10 @@ class JaccardBenchmark:
         n, num_ids = SIZES[args.size]
         x, ids = sphere_blobs(n, args.dim, num_ids, noise=args.noise, seed=args.seed)
         print(f"jaccard --size {args.size}: {n} x {args.dim}, k1={args.k1} k2={args.k2}, "
-              f"torch threads {torch.get_num_threads()}")
-        ours, m_jac = measure(lambda: compute_jaccard_distance(x, args.k1, args.k2))
+              f"torch threads {torch.get_num_threads()}, {machine_note()}")
+        (ours, cpu), m_jac = measure(lambda: cpu_seconds(lambda: compute_jaccard_distance(
+            x, args.k1, args.k2)))
+        print(f"  Jaccard process CPU time {cpu:.1f} s")
         print(f"  sparse Jaccard: {ours.nnz} stored pairs ({ours.nnz / n:.1f} per row)")
         dbscan = build_backend("dbscan", min_samples=4)
         _, m_clu = measure(lambda: [cluster(dbscan, e, x, ours) for e in args.eps])

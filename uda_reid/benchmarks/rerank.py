@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from uda_reid.benchmarks import BENCHMARKS
-from uda_reid.benchmarks.blobs import sphere_blobs
+from uda_reid.benchmarks.blobs import cpu_seconds, machine_note, sphere_blobs
 from uda_reid.benchmarks.measure import format_row, measure
 from uda_reid.evaluation.rerank import re_ranking, re_ranking_features
 
@@ -90,9 +90,10 @@ class RerankBenchmark:
         qf, gf = feats[:nq], feats[nq:]
         params = dict(k1=args.k1, k2=args.k2, lambda_value=args.lambda_value)
         print(f"rerank --size {args.size}: {nq} queries x {ng} gallery, {args.dim}-d, "
-              f"torch threads {torch.get_num_threads()}")
-        ours, m_feat = measure(lambda: re_ranking_features(qf, gf, **params))
-        print(format_row("re_ranking_features", m_feat, None))
+              f"torch threads {torch.get_num_threads()}, {machine_note()}")
+        (ours, cpu), m_feat = measure(lambda: cpu_seconds(lambda: re_ranking_features(qf, gf,
+                                                                                      **params)))
+        print(format_row("re_ranking_features", m_feat, None) + f" (process CPU {cpu:.1f} s)")
         if args.size == "msmt":
             print("dense re_ranking / reference / mAP: not run at msmt size (the (N, N) float32 "
                   "original distance alone is 35 GB)")
