@@ -123,3 +123,13 @@ def test_re_ranking_rejects_mismatched_shapes():
         re_ranking(np.zeros((3, 4)), np.zeros((3, 3)), np.zeros((5, 5)))
     with pytest.raises(ValueError, match="metric"):
         re_ranking_features(np.zeros((3, 4)), np.zeros((5, 4)), metric="manhattan")
+
+
+def test_fewer_points_than_k1_uses_every_point_as_the_original_does():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((12, 5))
+    q, g = x[:4], x[4:]
+    q_g, q_q, g_g = cdist(q, g), cdist(q, q), cdist(g, g)
+    ref = slow_re_ranking(q_g, q_q, g_g, 20, 6, 0.3)
+    np.testing.assert_allclose(re_ranking(q_g, q_q, g_g), ref, atol=1e-5)
+    np.testing.assert_allclose(re_ranking_features(q, g), ref, atol=1e-5)
