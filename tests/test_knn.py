@@ -22,11 +22,13 @@ def points():
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])
-@pytest.mark.parametrize("backend", ["torch", "faiss"])
-def test_self_knn_matches_brute_force_with_farthest_and_kept_block(points, metric, backend):
+@pytest.mark.parametrize("backend,block_size", [("torch", 16), ("torch", 3), ("faiss", 16)])
+def test_self_knn_matches_brute_force_with_farthest_and_kept_block(points, metric, backend,
+                                                                   block_size):
+    """block_size 3: 35 column blocks per row block, so candidates are merged on the way."""
     s, order = brute(points, points, metric)
     res = self_knn(points, 7, metric, farthest=True, keep=(slice(10, 30), slice(40, 103)),
-                   backend=backend, block_size=16)
+                   backend=backend, block_size=block_size)
     np.testing.assert_array_equal(res.indices, order[:, :7])
     np.testing.assert_allclose(res.scores, np.take_along_axis(s, order[:, :7], 1), atol=1e-4)
     far = s.max(1) if metric == "l2" else s.min(1)
@@ -39,7 +41,7 @@ def test_self_knn_matches_brute_force_with_farthest_and_kept_block(points, metri
 def test_knn_between_sets_matches_brute_force(points, metric, backend):
     q, db = points[:20], points[20:]
     s, order = brute(q, db, metric)
-    scores, idx = knn(q, db, 5, metric, backend=backend, block_size=8)
+    scores, idx = knn(q, db, 5, metric, backend=backend, block_size=3)
     np.testing.assert_array_equal(idx, order[:, :5])
     np.testing.assert_allclose(scores, np.take_along_axis(s, order[:, :5], 1), atol=1e-4)
 

@@ -93,18 +93,6 @@ def _scores(a: torch.Tensor, b: torch.Tensor, metric: str, sq_a: Optional[torch.
     return torch.addmm(sq_b[None, :], a, b.T, alpha=-2.0).add_(sq_a[:, None])
 
 
-def _merge_topk(best_s: torch.Tensor, best_i: torch.Tensor, s: torch.Tensor, offset: int,
-                k: int, largest: bool) -> None:
-    """Merge block scores ``s`` (n, m) (columns start at ``offset``) into running top-k."""
-    kk = min(k, s.shape[1])
-    bs, bi = torch.topk(s, kk, dim=1, largest=largest, sorted=False)
-    cs = torch.cat([best_s, bs], dim=1)
-    ci = torch.cat([best_i, bi + offset], dim=1)
-    top_s, pos = torch.topk(cs, k, dim=1, largest=largest, sorted=True)
-    best_s.copy_(top_s)
-    best_i.copy_(torch.gather(ci, 1, pos))
-
-
 def _overlap(a: range, b: slice) -> Optional[Tuple[int, int]]:
     lo, hi = max(a.start, b.start), min(a.stop, b.stop)
     return (lo, hi) if lo < hi else None
@@ -120,48 +108,80 @@ def _copy_block(out: np.ndarray, keep: Block, rows: range, cols: range, s: torch
         c[0] - keep[1].start:c[1] - keep[1].start] = part.cpu().numpy()
 
 
+class _RowBlockTopK:
+    """Running top-k (and extreme score) of one block of rows, fed column block by block.
+
+    Candidates are collected and reduced every ``merge_every`` blocks, so that few small
+    tensor operations run per block (each costs a thread-pool round trip, which is what
+    dominates on a loaded machine).
+    """
+
+    def __init__(self, k: int, largest: bool, merge_every: int = 16) -> None:
+        self.k, self.largest, self.merge_every = k, largest, merge_every
+        self.scores: list = []
+        self.indices: list = []
+        self.extremes: list = []
+
+    def add(self, block: torch.Tensor, offset: int, extreme: bool) -> None:
+        s, i = torch.topk(block, min(self.k, block.shape[1]), dim=1, largest=self.largest,
+                          sorted=False)
+        self.scores.append(s)
+        self.indices.append(i.add_(offset))
+        if extreme:
+            self.extremes.append(block.min(1).values if self.largest else block.max(1).values)
+        if len(self.scores) >= self.merge_every:
+            self._merge(sort=False)
+
+    def _merge(self, sort: bool) -> None:
+        s, i = torch.cat(self.scores, dim=1), torch.cat(self.indices, dim=1)
+        top, pos = torch.topk(s, min(self.k, s.shape[1]), dim=1, largest=self.largest,
+                              sorted=sort)
+        self.scores, self.indices = [top], [torch.gather(i, 1, pos)]
+        if self.extremes:
+            e = torch.stack(self.extremes, dim=1)
+            self.extremes = [e.min(1).values if self.largest else e.max(1).values]
+
+    def result(self) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        self._merge(sort=True)
+        return self.scores[0], self.indices[0], self.extremes[0] if self.extremes else None
+
+
 def _torch_self_knn(x: torch.Tensor, k: int, metric: str, farthest: bool, keep: Optional[Block],
                     block_size: int) -> KnnResult:
     n = x.shape[0]
-    largest = metric == "ip"
-    fill = -np.inf if largest else np.inf
     sq = (x * x).sum(1) if metric == "l2" else None
-    best_s = torch.full((n, k), fill, dtype=torch.float32, device=x.device)
-    best_i = torch.zeros((n, k), dtype=torch.int64, device=x.device)
-    worst = torch.full((n,), -fill, dtype=torch.float32, device=x.device)
+    starts = list(range(0, n, block_size))
+    acc = [_RowBlockTopK(k, largest=metric == "ip") for _ in starts]
     out = None
     if keep is not None:
         out = np.empty((keep[0].stop - keep[0].start, keep[1].stop - keep[1].start), np.float32)
-    for i0 in range(0, n, block_size):
+    for bi, i0 in enumerate(starts):
         rows = range(i0, min(i0 + block_size, n))
         xi = x[rows.start:rows.stop]
         sqi = sq[rows.start:rows.stop] if sq is not None else None
-        for j0 in range(i0, n, block_size):
-            cols = range(j0, min(j0 + block_size, n))
+        for bj in range(bi, len(starts)):
+            cols = range(starts[bj], min(starts[bj] + block_size, n))
             sqj = sq[cols.start:cols.stop] if sq is not None else None
             s = _scores(xi, x[cols.start:cols.stop], metric, sqi, sqj)
             # the transposed side is made contiguous: row-wise top-k / max are much faster
-            sides = [(rows, cols, s)]
-            if j0 != i0:
-                sides.append((cols, rows, s.T.contiguous()))
-            for r, c, block in sides:
-                _merge_topk(best_s[r.start:r.stop], best_i[r.start:r.stop], block, c.start, k,
-                            largest)
-                if farthest:
-                    w = worst[r.start:r.stop]
-                    if largest:
-                        torch.minimum(w, block.min(1).values, out=w)
-                    else:
-                        torch.maximum(w, block.max(1).values, out=w)
+            sides = [(bi, rows, cols, s)]
+            if bj != bi:
+                sides.append((bj, cols, rows, s.T.contiguous()))
+            for b, r, c, block in sides:
+                acc[b].add(block, c.start, farthest)
                 if out is not None:
                     _copy_block(out, keep, r, c, block)
+    parts = [a.result() for a in acc]
+    scores = torch.cat([p[0] for p in parts])
+    indices = torch.cat([p[1] for p in parts])
+    far = torch.cat([p[2] for p in parts]) if farthest else None
     if metric == "l2":
-        best_s.clamp_(min=0.0)
-        worst.clamp_(min=0.0)
+        scores.clamp_(min=0.0)
+        far = far.clamp_(min=0.0) if far is not None else None
         if out is not None:
             np.maximum(out, 0.0, out=out)
-    return KnnResult(best_s.cpu().numpy(), best_i.cpu().numpy(),
-                     worst.cpu().numpy() if farthest else None, out)
+    return KnnResult(scores.cpu().numpy(), indices.cpu().numpy(),
+                     far.cpu().numpy() if far is not None else None, out)
 
 
 def _faiss_farthest(x: np.ndarray, metric: str, use_gpu: bool) -> np.ndarray:
@@ -190,27 +210,24 @@ def knn(queries: ArrayLike, database: ArrayLike, k: int, metric: str = "l2",
     k = min(k, db.shape[0])
     if backend in ("auto", "faiss"):
         return _faiss_search(q.cpu().numpy(), db.cpu().numpy(), k, metric, use_gpu)
-    largest = metric == "ip"
     sq_db = (db * db).sum(1) if metric == "l2" else None
     out_s, out_i = [], []
     for i0 in range(0, q.shape[0], block_size):
         qi = q[i0:i0 + block_size]
-        best_s = torch.full((qi.shape[0], k), -np.inf if largest else np.inf, device=q.device)
-        best_i = torch.zeros((qi.shape[0], k), dtype=torch.int64, device=q.device)
         sqi = (qi * qi).sum(1) if metric == "l2" else None
+        acc = _RowBlockTopK(k, largest=metric == "ip")
         for j0 in range(0, db.shape[0], block_size):
-            dbj = db[j0:j0 + block_size]
             sqj = sq_db[j0:j0 + block_size] if sq_db is not None else None
-            s = _scores(qi, dbj, metric, sqi, sqj)
-            _merge_topk(best_s, best_i, s, j0, k, largest)
-        out_s.append((best_s.clamp_(min=0.0) if metric == "l2" else best_s).cpu().numpy())
-        out_i.append(best_i.cpu().numpy())
+            acc.add(_scores(qi, db[j0:j0 + block_size], metric, sqi, sqj), j0, extreme=False)
+        scores, indices, _ = acc.result()
+        out_s.append((scores.clamp_(min=0.0) if metric == "l2" else scores).cpu().numpy())
+        out_i.append(indices.cpu().numpy())
     return np.concatenate(out_s), np.concatenate(out_i)
 
 
 def self_knn(x: ArrayLike, k: int, metric: str = "l2", farthest: bool = False,
              keep: Optional[Block] = None, backend: str = "auto", use_gpu: bool = False,
-             block_size: int = 2048) -> KnnResult:
+             block_size: int = 4096) -> KnnResult:
     """Exact k nearest neighbours of every row of x (N, D) among all rows (itself included).
 
     farthest: also return each row's farthest score (needed for column-max normalisation).
