@@ -15,7 +15,7 @@ cluster), a message instead of an exception, so an adaptation epoch can log it a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Protocol, Tuple, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +24,15 @@ from uda_reid.utils.registry import Registry
 
 CLUSTER_BACKENDS = Registry("clustering backend")
 OUTLIER_POLICIES = ("drop", "singleton")
+
+
+class ClusteringBackend(Protocol):
+    """What ``cluster`` and ``multi_granularity_labels`` need from a backend."""
+
+    uses_distance: bool
+
+    def __call__(self, granularity: float, features: Optional[np.ndarray],
+                 distance: Optional[sp.spmatrix]) -> np.ndarray: ...
 
 
 @dataclass
@@ -175,7 +184,7 @@ class KMeansBackend:
         return np.unique(best, return_inverse=True)[1].astype(np.int64)
 
 
-def build_backend(name: str, **options: object):
+def build_backend(name: str, **options: object) -> ClusteringBackend:
     """The registered backend ``name`` constructed with its options."""
     return CLUSTER_BACKENDS.get(name)(**options)
 
@@ -209,7 +218,7 @@ def summarize(raw: np.ndarray, policy: str) -> ClusterResult:
     return ClusterResult(labels, num_clusters, num_outliers, num_classes, degenerate)
 
 
-def cluster(backend, granularity: float, features: Optional[np.ndarray] = None,
+def cluster(backend: Union[str, ClusteringBackend], granularity: float, features: Optional[np.ndarray] = None,
             distance: Optional[sp.spmatrix] = None, outliers: str = "drop") -> ClusterResult:
     """Run a backend (instance, or registered name with default options) at one granularity."""
     if isinstance(backend, str):

@@ -25,7 +25,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from uda_reid.adapt.clustering import CLUSTER_BACKENDS, ClusterResult, build_backend, cluster
+from uda_reid.adapt.clustering import (
+    CLUSTER_BACKENDS,
+    ClusteringBackend,
+    ClusterResult,
+    build_backend,
+    cluster,
+)
 from uda_reid.utils.knn import ArrayLike, self_knn
 from uda_reid.utils.kreciprocal import (
     feature_pair_distance,
@@ -85,7 +91,8 @@ def cluster_centroids(features: ArrayLike, labels: np.ndarray) -> np.ndarray:
 
 
 def multi_granularity_labels(features: ArrayLike, granularities: Sequence[float],
-                             backend: Union[str, object] = "dbscan", outliers: str = "drop",
+                             backend: Union[str, ClusteringBackend] = "dbscan",
+                             outliers: str = "drop",
                              k1: int = 30, k2: int = 6, search_option: str = "auto",
                              use_gpu: bool = False) -> List[ClusterResult]:
     """One ClusterResult per granularity (e.g. DBSCAN eps values or k-means K values).
@@ -112,7 +119,7 @@ class PseudoLabeler:
     backend: a clustering backend instance (see ``uda_reid.adapt.clustering``).
     """
 
-    backend: object
+    backend: ClusteringBackend
     granularities: Tuple[float, ...]
     outliers: str = "drop"
     k1: int = 30
