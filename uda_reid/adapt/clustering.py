@@ -218,8 +218,9 @@ def summarize(raw: np.ndarray, policy: str) -> ClusterResult:
     return ClusterResult(labels, num_clusters, num_outliers, num_classes, degenerate)
 
 
-def cluster(backend: Union[str, ClusteringBackend], granularity: float, features: Optional[np.ndarray] = None,
-            distance: Optional[sp.spmatrix] = None, outliers: str = "drop") -> ClusterResult:
+def cluster(backend: Union[str, ClusteringBackend], granularity: float,
+            features: Optional[np.ndarray] = None, distance: Optional[sp.spmatrix] = None,
+            outliers: str = "drop") -> ClusterResult:
     """Run a backend (instance, or registered name with default options) at one granularity."""
     if isinstance(backend, str):
         backend = build_backend(backend)
