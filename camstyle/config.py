@@ -62,4 +62,5 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu"
     generator = build_generator(spec)
     generator.load_state_dict(state["trainer"]["generator"])
     meta = {k: v for k, v in state.items() if k not in ("trainer", "stream", "rng")}
+    meta["iteration"] = int(state["trainer"]["iteration"])
     return generator.to(device).eval(), tuple(spec["image_size"]), meta

@@ -144,14 +144,30 @@ def _write_jpeg(image: Image.Image, path: Path, quality: int) -> None:
 
 
 @torch.no_grad()
+def translate(generator: Generator, images: Sequence[Image.Image], targets: Sequence[int],
+              image_size: Tuple[int, int]) -> List[Image.Image]:
+    """Render each PIL image in the style of its 0-based target camera, at the image's size.
+
+    ``image_size`` = (H, W) the generator works at; outputs are resized back to each input's
+    (W, H). The generator runs on its own device, in eval mode.
+    """
+    if not images:
+        return []
+    device = next(generator.parameters()).device
+    generator.eval()
+    x = torch.stack([to_tensor(img, image_size) for img in images]).to(device)
+    fakes = generator(x, torch.as_tensor(list(targets), device=device))
+    return [to_image(fake, img.size) for fake, img in zip(fakes, images)]
+
+
 def generate_shard(generator: Generator, samples: Sequence[CameraSample], out_dir: str | Path, *,
                    image_size: Tuple[int, int], shard: Tuple[int, int] = (0, 1),
                    batch_size: int = 32, jpeg_quality: int = 95, progress: bool = True
                    ) -> Dict[str, int]:
     """Run (or continue) shard ``shard = (i, n)`` of the job; returns counts of this call.
 
-    ``generator`` is used in eval mode on its own device; ``image_size`` = (H, W) it was
-    trained at; outputs are resized back to each source's (W, H).
+    ``image_size`` = (H, W) the generator was trained at; outputs are resized back to each
+    source's size. Files are written per source batch; the manifest after each batch.
     """
     from tqdm import tqdm
 
@@ -164,25 +180,19 @@ def generate_shard(generator: Generator, samples: Sequence[CameraSample], out_di
     stale = remove_stale_temporaries(out_dir, names)
     todo = [s for s in mine if _stem(s[0]) not in manifest
             or not all((out_dir / n).is_file() for n in _outputs_of(s, num_cameras))]
-    device = next(generator.parameters()).device
-    generator.eval()
     written = 0
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), disable=not progress,
                desc=f"camstyle shard {index}/{count}", dynamic_ncols=True)
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
         images = [load_rgb(path) for path, _ in batch]
-        x = torch.stack([to_tensor(img, image_size) for img in images]).to(device)
-        cams = torch.tensor([cam for _, cam in batch])
         for target in range(num_cameras):
-            rows = (cams != target).nonzero().flatten()
-            if not len(rows):
-                continue
-            fakes = generator(x[rows.to(device)], torch.full((len(rows),), target, device=device))
-            for row, fake in zip(rows.tolist(), fakes):
-                path, cam = batch[row]
-                name = fake_name(_stem(path), cam, target)
-                _write_jpeg(to_image(fake, images[row].size), out_dir / name, jpeg_quality)
+            rows = [k for k, (_, cam) in enumerate(batch) if cam != target]
+            fakes = translate(generator, [images[k] for k in rows], [target] * len(rows),
+                              image_size)
+            for k, fake in zip(rows, fakes):
+                path, cam = batch[k]
+                _write_jpeg(fake, out_dir / fake_name(_stem(path), cam, target), jpeg_quality)
                 written += 1
         manifest.add(_stem(path) for path, _ in batch)
         bar.update(len(batch))

@@ -10,6 +10,7 @@ import torch
 
 from camstyle.config import build_trainer, load_generator, model_spec, resolve_device
 from camstyle.data import CameraImageDataset, CameraSample, camera_samples
+from camstyle.evaluate import evaluate_transfer
 from camstyle.generate import CAMSTYLE_DIR, generate_shard
 from camstyle.trainer import BatchStream, fit, load_checkpoint, sample_images
 from camstyle.verify import VerifyReport, verify_folder
@@ -109,3 +110,21 @@ def verify(cfg: Config, dataset_name: str, decode: bool = True) -> VerifyReport:
     """Missing / extra / unreadable files of the dataset's camstyle folder."""
     dataset, samples, num_cameras = dataset_cameras(cfg, dataset_name)
     return verify_folder(samples, camstyle_folder(dataset), num_cameras, decode=decode)
+
+
+def evaluate(cfg: Config, dataset_name: str, checkpoint: str, output: str | Path
+             ) -> Dict[str, Any]:
+    """The measured check of ``camstyle.evaluate`` on the dataset; written to ``output``."""
+    dataset, _, num_cameras = dataset_cameras(cfg, dataset_name)
+    generator, image_size, meta = load_generator(checkpoint, resolve_device(cfg.MODEL.DEVICE))
+    ev = cfg.CAMSTYLE.EVAL
+    result = {"dataset": dataset.name, "checkpoint": str(checkpoint),
+              "gan_iterations": meta["iteration"],
+              "gan_train_seconds": meta.get("train_seconds"), "model_spec": meta["model_spec"],
+              **evaluate_transfer(generator, image_size, dataset.train, dataset.query,
+                                  dataset.gallery, classifier_size=ev.CLASSIFIER_SIZE,
+                                  epochs=ev.EPOCHS, max_queries=ev.MAX_QUERIES,
+                                  max_gallery=ev.MAX_GALLERY,
+                                  jpeg_quality=cfg.CAMSTYLE.JPEG_QUALITY, seed=cfg.SEED)}
+    atomic_write_json(output, result)
+    return result

@@ -100,6 +100,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if tuple(x.shape[-2:]) != self.image_size:
-            raise ValueError(f"Discriminator built for {self.image_size}, got {tuple(x.shape[-2:])}")
+            raise ValueError(f"Discriminator built for {self.image_size}, "
+                             f"got {tuple(x.shape[-2:])}")
         h = self.main(x)
         return self.critic(h), self.classifier(h).flatten(1)

@@ -9,9 +9,19 @@ CamStyle (CVPR 2018) used CycleGAN per camera pair. The image size is ReID-shape
 """
 from __future__ import annotations
 
+from dataclasses import field
 from typing import Tuple
 
 from uda_reid.config.schema import section
+
+
+@section
+class CamStyleEvalConfig:
+    """The measured check (camstyle.evaluate): small CNNs trained on the real images."""
+    CLASSIFIER_SIZE: Tuple[int, int] = (64, 32)  # (height, width)
+    EPOCHS: int = 10
+    MAX_QUERIES: int = 300  # held-out query images translated into every other camera
+    MAX_GALLERY: int = 3000
 
 
 @section
@@ -39,3 +49,4 @@ class CamStyleConfig:
     NUM_SAMPLE_IMAGES: int = 4  # rows of the sample sheet (each row: real + every camera)
     GEN_BATCH_SIZE: int = 32  # source images per generation batch
     JPEG_QUALITY: int = 95
+    EVAL: CamStyleEvalConfig = field(default_factory=CamStyleEvalConfig)
