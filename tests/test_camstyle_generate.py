@@ -1,4 +1,10 @@
 """Generation jobs: names, sizes, restart after a crash, shards, manifest; verify."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +175,47 @@ def test_verify_reports_truncated_extra_and_missing_files(setup):
 def test_verify_on_missing_folder_lists_everything_missing(tmp_path):
     report = verify_folder([("/a/x.jpg", 0)], tmp_path / "nope", 2)
     assert report.missing == ["x_fake_1to2.jpg"] and not report.ok
+
+
+KILLED_WORKER = """
+import json, sys, time
+import torch
+import camstyle.generate as gen
+from camstyle.model import Generator
+
+real_write = gen._write_jpeg
+def slow_write(image, path, quality):
+    real_write(image, path, quality)
+    time.sleep(0.05)
+gen._write_jpeg = slow_write
+generator = Generator(3, conv_dim=2, repeat_num=1)
+generator.load_state_dict(torch.load(sys.argv[1]))
+samples = [tuple(s) for s in json.load(open(sys.argv[2]))]
+gen.generate_shard(generator, samples, sys.argv[3], image_size=(16, 8), batch_size=1,
+                   progress=False)
+"""
+
+
+def test_worker_killed_with_sigkill_then_rerun_completes_exactly(setup, tmp_path):
+    samples, generator, out = setup
+    torch.save(generator.state_dict(), tmp_path / "g.pth")
+    (tmp_path / "samples.json").write_text(json.dumps(samples))
+    env = dict(os.environ, PYTHONPATH=str(Path(gen.__file__).resolve().parents[1]),
+               OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WORKER, str(tmp_path / "g.pth"),
+                             str(tmp_path / "samples.json"), str(out)], env=env)
+    manifest = manifest_path(out, 0, 1)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if manifest.exists() and manifest.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the worker finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(files(out)) < len(expected_outputs(samples, NUM_CAMERAS))
+
+    stats = run(generator, samples, out, batch_size=1)
+    assert stats["skipped_images"] >= 2
+    assert files(out) == set(expected_outputs(samples, NUM_CAMERAS))
+    assert verify_folder(samples, out, NUM_CAMERAS).ok
