@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.utils import make_grid, save_image
 
 from camstyle import losses
+from camstyle.data import CameraImageDataset, load_rgb, to_tensor
 from camstyle.model import Discriminator, Generator
 from uda_reid.utils.atomic import atomic_path, atomic_save
 
@@ -150,6 +151,8 @@ class BatchStream:
     """Endless shuffled batches (drop_last) whose position survives a restart.
 
     Epoch ``e`` is the permutation drawn from ``seed + e``; the state is (epoch, batch offset).
+    With ``num_workers=0`` a resumed run sees exactly the batches (and flips, drawn from the
+    restored global RNG) of an uninterrupted one; with workers, flips are re-seeded per epoch.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int = 0,
@@ -236,21 +239,18 @@ def save_sample_sheet(grid: torch.Tensor, path: str | Path) -> Path:
     return Path(path)
 
 
-def sample_images(dataset: Dataset, count: int) -> torch.Tensor:
-    """``count`` fixed images (K,3,H,W) for sample sheets, spread over the cameras."""
-    by_cam: Dict[int, List[int]] = {}
-    for index, (_, camid) in enumerate(dataset.samples):
-        by_cam.setdefault(camid, []).append(index)
-    picks: List[int] = []
-    queues = [list(v) for _, v in sorted(by_cam.items())]
+def sample_images(dataset: CameraImageDataset, count: int) -> torch.Tensor:
+    """``count`` fixed, unflipped images (K,3,H,W) for sample sheets, spread over the cameras."""
+    by_cam: Dict[int, List[str]] = {}
+    for path, camid in dataset.samples:
+        by_cam.setdefault(camid, []).append(path)
+    queues = [paths for _, paths in sorted(by_cam.items())]
+    picks: List[str] = []
     while len(picks) < min(count, len(dataset)):
         for queue in queues:
             if queue and len(picks) < count:
                 picks.append(queue.pop(0))
-    flip, dataset.flip = dataset.flip, False
-    images = torch.stack([dataset[i][0] for i in picks])
-    dataset.flip = flip
-    return images
+    return torch.stack([to_tensor(load_rgb(path), dataset.image_size) for path in picks])
 
 
 def fit(trainer: StarGANTrainer, stream: BatchStream, output_dir: str | Path, *,
