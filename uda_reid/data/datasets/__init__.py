@@ -1,4 +1,31 @@
-"""Every module in this package registers its components on import."""
+"""Datasets by name: every module in this package registers its datasets on import."""
+from __future__ import annotations
+
+from uda_reid.data.datasets.base import DatasetLayoutError, ReIDDataset, Sample
+from uda_reid.data.datasets.registry import DATASETS
 from uda_reid.utils.registry import import_submodules
 
 import_submodules(__name__, __path__)
+
+
+def build_dataset(name: str, root: str = "data", synth_scale: str = "default",
+                  synth_seed: int = 0) -> ReIDDataset:
+    """The dataset registered as ``name`` (or an alias) under ``root``.
+
+    ``synth_scale``/``synth_seed`` choose the generated copy of a synthetic domain and are
+    ignored for real datasets.
+    """
+    cls = DATASETS.get(name)
+    if getattr(cls, "synthetic", False):
+        return cls(root, synth_scale=synth_scale, synth_seed=synth_seed)
+    return cls(root)
+
+
+def build_dataset_from_config(cfg, name: str) -> ReIDDataset:
+    """:func:`build_dataset` with ``DATASETS.ROOT``/``SYNTH_SCALE``/``SYNTH_SEED``."""
+    return build_dataset(name, cfg.DATASETS.ROOT, cfg.DATASETS.SYNTH_SCALE,
+                         cfg.DATASETS.SYNTH_SEED)
+
+
+__all__ = ["DATASETS", "DatasetLayoutError", "ReIDDataset", "Sample", "build_dataset",
+           "build_dataset_from_config"]

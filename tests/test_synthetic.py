@@ -1,0 +1,74 @@
+"""Synthetic domains: deterministic, cached, rebuilt after interruption, parsed back."""
+import json
+
+import numpy as np
+from PIL import Image
+
+from uda_reid.data.datasets import build_dataset
+from uda_reid.data.synthetic.domains import SCALES
+from uda_reid.data.synthetic.generate import MANIFEST, ensure_domain
+
+
+def file_bytes(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*.jpg"))}
+
+
+def test_generation_is_deterministic_per_seed_and_differs_across_seeds(tmp_path):
+    a = ensure_domain(tmp_path / "a", "synth-market", "tiny", 0)
+    b = ensure_domain(tmp_path / "b", "synth-market", "tiny", 0)
+    c = ensure_domain(tmp_path / "c", "synth-market", "tiny", 1)
+    assert file_bytes(a) == file_bytes(b)
+    assert file_bytes(a) != file_bytes(c)
+
+
+def test_cached_domain_is_not_regenerated(tmp_path):
+    folder = ensure_domain(tmp_path, "synth-duke", "tiny", 0)
+    mtimes = {p: p.stat().st_mtime_ns for p in folder.rglob("*.jpg")}
+    assert ensure_domain(tmp_path, "synth-duke", "tiny", 0) == folder
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.jpg")} == mtimes
+
+
+def test_interrupted_generation_is_detected_and_rebuilt(tmp_path):
+    folder = ensure_domain(tmp_path, "synth-market", "tiny", 0)
+    reference = file_bytes(folder)
+    victim = sorted(folder.rglob("*.jpg"))[3]
+    victim.write_bytes(victim.read_bytes()[:50])  # a truncated file
+    ensure_domain(tmp_path, "synth-market", "tiny", 0)
+    assert file_bytes(folder) == reference
+    (folder / MANIFEST).unlink()  # killed before the manifest was written
+    extra = victim.parent / "0999_c1s1_000001_01.jpg"
+    extra.write_bytes(b"partial")
+    ensure_domain(tmp_path, "synth-market", "tiny", 0)
+    assert file_bytes(folder) == reference and not extra.exists()
+    assert json.loads((folder / MANIFEST).read_text())["scale"] == "tiny"
+
+
+def test_parsed_back_by_real_parsers_with_expected_counts(tmp_path):
+    scale = SCALES["tiny"]
+    market = build_dataset("synth-market", str(tmp_path), "tiny", 0)
+    duke = build_dataset("synth-duke", str(tmp_path), "tiny", 0)
+    for ds, cams in ((market, 6), (duke, 8)):
+        assert ds.num_train_pids == scale.train_ids
+        assert len({s[1] for s in ds.query}) == scale.test_ids
+        assert not {s[1] for s in ds.query} & {s[1] for s in ds.train}
+        assert max(s[2] for s in ds.train + ds.query + ds.gallery) < cams
+        low, high = scale.cameras_per_id[0] * scale.images_per_camera[0], \
+            scale.cameras_per_id[1] * scale.images_per_camera[1]
+        assert low * scale.train_ids <= len(ds.train) <= high * scale.train_ids
+        # every query has a gallery match from another camera
+        gallery = {(s[1], s[2]) for s in ds.gallery}
+        assert all(any(p == q[1] and c != q[2] for p, c in gallery) for q in ds.query)
+    assert sum(1 for s in market.gallery if s[1] == 0) == scale.distractors
+    assert "Market-1501-v15.09.15" in market.root and "DukeMTMC-reID" in duke.root
+    img = Image.open(market.train[0][0])
+    assert img.size == (scale.width, scale.height)
+
+
+def test_domains_differ_in_colour_statistics(tmp_path):
+    def mean_saturation(ds):
+        hsv = [np.asarray(Image.open(s[0]).convert("HSV"), dtype=float) for s in ds.train]
+        return np.mean([h[..., 1].mean() for h in hsv]), np.mean([h[..., 2].mean() for h in hsv])
+
+    m_sat, m_val = mean_saturation(build_dataset("synth-market", str(tmp_path), "tiny", 0))
+    d_sat, d_val = mean_saturation(build_dataset("synth-duke", str(tmp_path), "tiny", 0))
+    assert m_val > d_val + 10  # the duke-like domain is darker

@@ -1,0 +1,99 @@
+"""Dataset base: samples, layout errors, relabelling and the summary table."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+Sample = Tuple[str, int, int, int]  # (image path, person id, camera id (0-based), index)
+
+SYNTHETIC_HINT = ("No real dataset is needed to try uda-reid: the synthetic domains "
+                  "'synth-market' and 'synth-duke' generate themselves under DATASETS.ROOT.")
+
+
+class DatasetLayoutError(FileNotFoundError):
+    """A dataset folder, list file or file name does not match the expected layout."""
+
+
+class ReIDDataset:
+    """A parsed ReID dataset: ``train``, ``query`` and ``gallery`` lists of :data:`Sample`.
+
+    Train ids are relabelled to ``0..P-1``; query/gallery keep the original ids (distractors
+    ``0``). Camera ids are 0-based (file names are 1-based).
+    """
+
+    name = "reid"
+    synthetic = False
+
+    def __init__(self, root: str, train: List[Sample], query: List[Sample],
+                 gallery: List[Sample]) -> None:
+        self.root = str(root)
+        self.train, self.query, self.gallery = train, query, gallery
+        for split, items in (("train", train), ("query", query), ("gallery", gallery)):
+            if not items:
+                raise DatasetLayoutError(f"{self.name}: the {split} split under {self.root} is "
+                                         f"empty. {SYNTHETIC_HINT}")
+
+    @property
+    def num_train_pids(self) -> int:
+        return len({s[1] for s in self.train})
+
+    @property
+    def num_cameras(self) -> int:
+        return len({s[2] for s in self.train + self.query + self.gallery})
+
+    def summary(self) -> str:
+        """A one-table summary of ids, images and cameras per split (FastReID style)."""
+        rows = [("train", self.train), ("query", self.query), ("gallery", self.gallery)]
+        lines = [f"=> {self.name} ({self.root})",
+                 f"  {'subset':<8} | {'# ids':>6} | {'# images':>8} | {'# cameras':>9}",
+                 "  " + "-" * 41]
+        for split, items in rows:
+            ids = len({s[1] for s in items})
+            cams = len({s[2] for s in items})
+            lines.append(f"  {split:<8} | {ids:>6} | {len(items):>8} | {cams:>9}")
+        return "\n".join(lines)
+
+
+def require_dir(path: Path, layout: str) -> Path:
+    """``path`` if it is a folder, else a :class:`DatasetLayoutError` describing ``layout``."""
+    if not path.is_dir():
+        raise DatasetLayoutError(f"Missing folder {path}. Expected layout:\n{layout}\n"
+                                 f"{SYNTHETIC_HINT}")
+    return path
+
+
+def relabel(samples: Sequence[Sample]) -> List[Sample]:
+    """Map person ids to ``0..P-1`` (sorted order) and re-index samples."""
+    mapping = {pid: i for i, pid in enumerate(sorted({s[1] for s in samples}))}
+    return [(path, mapping[pid], cam, i) for i, (path, pid, cam, _) in enumerate(samples)]
+
+
+def index_samples(samples: Iterable[Tuple[str, int, int]]) -> List[Sample]:
+    return [(path, pid, cam, i) for i, (path, pid, cam) in enumerate(samples)]
+
+
+def parse_image_folder(folder: Path, pattern: "re.Pattern[str]", expected: str,
+                       keep_distractors: bool, num_cameras: Optional[int] = None
+                       ) -> List[Tuple[str, int, int]]:
+    """Parse every ``*.jpg`` of ``folder`` whose name ``pattern`` matches as (pid, camera).
+
+    ``-1`` junk is dropped; ``0`` distractors are kept only if ``keep_distractors``. A ``.jpg``
+    whose name does not match, or a camera outside ``1..num_cameras``, is an error naming it.
+    """
+    out = []
+    for name in sorted(os.listdir(folder)):
+        if not name.lower().endswith(".jpg"):
+            continue
+        match = pattern.fullmatch(name)
+        if match is None:
+            raise DatasetLayoutError(f"Unexpected file name {folder / name}: expected {expected}")
+        pid, cam = int(match.group(1)), int(match.group(2))
+        if num_cameras is not None and not 1 <= cam <= num_cameras:
+            raise DatasetLayoutError(f"Camera {cam} out of range 1..{num_cameras} in "
+                                     f"{folder / name}")
+        if pid == -1 or (pid == 0 and not keep_distractors):
+            continue
+        out.append((str(folder / name), pid, cam - 1))
+    return out

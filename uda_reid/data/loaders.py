@@ -1,0 +1,106 @@
+"""Datasets over sample lists and the train / test loaders."""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from uda_reid.data.datasets import Sample, build_dataset_from_config
+from uda_reid.data.datasets.base import relabel
+from uda_reid.data.samplers import PKBatchSampler
+from uda_reid.data.transforms import build_transforms_from_config
+
+logger = logging.getLogger(__name__)
+
+
+def read_image(path: str) -> Image.Image:
+    """An RGB PIL image; a missing or unreadable file is an error naming it."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except OSError as err:
+        raise OSError(f"Cannot read image {path}: {err}") from err
+
+
+class ImageDataset(Dataset):
+    """Items ``{"images", "pids", "camids", "indexes", "paths"}`` over a list of samples."""
+
+    def __init__(self, samples: Sequence[Sample], transform: Optional[Callable] = None) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> Dict[str, object]:
+        path, pid, camid, index = self.samples[i]
+        img = read_image(path)
+        return {"images": self.transform(img) if self.transform else img, "pids": pid,
+                "camids": camid, "indexes": index, "paths": path}
+
+
+def collate(items: List[Dict[str, object]]) -> Dict[str, object]:
+    """Stack images, tensorise ids; ``paths`` stay a list of strings."""
+    return {"images": torch.stack([it["images"] for it in items]),  # type: ignore[misc]
+            "pids": torch.tensor([it["pids"] for it in items], dtype=torch.long),
+            "camids": torch.tensor([it["camids"] for it in items], dtype=torch.long),
+            "indexes": torch.tensor([it["indexes"] for it in items], dtype=torch.long),
+            "paths": [it["paths"] for it in items]}
+
+
+def build_train_loader(samples: Sequence[Sample], transform: Callable, batch_size: int,
+                       num_instances: int, num_workers: int = 0, seed: int = 0,
+                       labels: Optional[Sequence[int]] = None,
+                       dataset: Optional[Dataset] = None) -> DataLoader:
+    """A PK-sampled training loader over ``samples``.
+
+    ``labels`` (default: the samples' pids) drive the PK sampler, so pseudo-labels can replace
+    true ids; ``dataset`` replaces the default :class:`ImageDataset` (e.g. camera-style
+    sampling) while keeping the sampler.
+    """
+    labels = [s[1] for s in samples] if labels is None else labels
+    sampler = PKBatchSampler(labels, batch_size, num_instances, seed)
+    return DataLoader(dataset if dataset is not None else ImageDataset(samples, transform),
+                      batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
+                      persistent_workers=False)
+
+
+def build_test_loader(query: Sequence[Sample], gallery: Sequence[Sample], transform: Callable,
+                      batch_size: int, num_workers: int = 0) -> Tuple[DataLoader, int]:
+    """A sequential loader over query then gallery; returns it and the number of queries."""
+    loader = DataLoader(ImageDataset(list(query) + list(gallery), transform),
+                        batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=collate)
+    return loader, len(query)
+
+
+def combine_train_sets(datasets: Sequence) -> List[Sample]:
+    """Training samples of several datasets with disjoint, relabelled ids."""
+    combined: List[Sample] = []
+    offset = 0
+    for ds in datasets:
+        combined += [(p, pid + offset, cam, 0) for p, pid, cam, _ in ds.train]
+        offset += ds.num_train_pids
+    return relabel(combined)
+
+
+def build_train_loader_from_config(cfg) -> Tuple[DataLoader, int]:
+    """Training loader over ``DATASETS.NAMES`` and its number of identities."""
+    datasets = [build_dataset_from_config(cfg, name) for name in cfg.DATASETS.NAMES]
+    for ds in datasets:
+        logger.info("\n%s", ds.summary())
+    samples = combine_train_sets(datasets)
+    loader = build_train_loader(samples, build_transforms_from_config(cfg, True),
+                                cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE,
+                                cfg.DATALOADER.NUM_WORKERS, cfg.SEED)
+    return loader, len({s[1] for s in samples})
+
+
+def build_test_loader_from_config(cfg, name: str) -> Tuple[DataLoader, int]:
+    """Query+gallery loader of test dataset ``name`` and its number of queries."""
+    ds = build_dataset_from_config(cfg, name)
+    return build_test_loader(ds.query, ds.gallery, build_transforms_from_config(cfg, False),
+                             cfg.TEST.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)

@@ -1,0 +1,144 @@
+"""Write a synthetic domain to disk in the real Market-1501 / DukeMTMC-reID layouts.
+
+The folder is a cache: a ``manifest.json`` (file names and sizes, written last and atomically)
+marks it complete. A folder without a valid manifest — an interrupted generation — is removed
+and generated again. Output is byte-identical for the same domain, scale and seed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Tuple
+
+import numpy as np
+from PIL import Image
+
+from uda_reid.data.synthetic.domains import DOMAINS, SCALES, DomainSpec, ScaleSpec
+from uda_reid.data.synthetic.render import render_image, sample_identity
+from uda_reid.utils.atomic import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 2
+LAYOUT_DIRS = {"market1501": "Market-1501-v15.09.15", "dukemtmc": "DukeMTMC-reID"}
+MANIFEST = "manifest.json"
+
+
+def domain_folder(root: str | Path, name: str, scale: str, seed: int) -> Path:
+    """Where ``name`` at ``scale``/``seed`` lives: ``<root>/<name>-<scale>-s<seed>``."""
+    return Path(root) / f"{name}-{scale}-s{seed}"
+
+
+def _file_name(layout: str, pid: int, cam: int, frame: int, box: int) -> str:
+    if layout == "market1501":
+        return f"{pid:04d}_c{cam + 1}s1_{frame:06d}_{box:02d}.jpg" if pid >= 0 else \
+            f"-1_c{cam + 1}s1_{frame:06d}_{box:02d}.jpg"
+    return f"{pid:04d}_c{cam + 1}_f{frame:07d}.jpg"
+
+
+def _domain_key(name: str) -> int:
+    """A stable integer per domain name, mixed into every seed so domains draw independently."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+
+
+def _plan(spec: DomainSpec, scale: ScaleSpec, seed: int
+          ) -> Iterator[Tuple[str, int, int, int, int]]:
+    """Yield (split, pid, identity key, camera, image number) for every image to render.
+
+    Train ids are 1..T and test ids T+1..T+Q (disjoint, as in the real datasets). A test
+    identity gets one query image from each of its cameras except one gallery-only camera.
+    """
+    rng = np.random.default_rng([seed, _domain_key(spec.name), 1])
+    for split, first, count in (("train", 1, scale.train_ids),
+                                ("test", scale.train_ids + 1, scale.test_ids)):
+        for pid in range(first, first + count):
+            n_cams = int(rng.integers(scale.cameras_per_id[0], scale.cameras_per_id[1] + 1))
+            cams = sorted(rng.choice(spec.num_cameras, size=n_cams, replace=False).tolist())
+            for j, cam in enumerate(cams):
+                n_img = int(rng.integers(scale.images_per_camera[0],
+                                         scale.images_per_camera[1] + 1))
+                for k in range(n_img):
+                    sub = split
+                    if split == "test":
+                        sub = "query" if (k == 0 and j < len(cams) - 1) else "gallery"
+                    yield sub, pid, pid, cam, k
+    if spec.layout == "market1501":
+        extra = scale.train_ids + scale.test_ids + 1
+        for i in range(scale.distractors):
+            yield "gallery", 0, extra + i, int(rng.integers(spec.num_cameras)), 0
+        for i in range(scale.junk):
+            yield "gallery", -1, extra + scale.distractors + i, int(rng.integers(spec.num_cameras)), 0
+
+
+def _render_all(spec: DomainSpec, scale: ScaleSpec, seed: int, base: Path) -> List[Path]:
+    subdirs = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+    for sub in subdirs.values():
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    identities: Dict[int, object] = {}
+    written: List[Path] = []
+    frame = 0
+    dkey = _domain_key(spec.name)
+    for split, pid, key, cam, k in _plan(spec, scale, seed):
+        if key not in identities:
+            identities[key] = sample_identity(np.random.default_rng([seed, dkey, 2, key]),
+                                              spec.attributes)
+        frame += 1
+        rng = np.random.default_rng([seed, dkey, 3, key, cam, k])
+        img = render_image(identities[key], spec.cameras[cam], rng, scale.height, scale.width)
+        path = base / subdirs[split] / _file_name(spec.layout, pid, cam, frame, k + 1)
+        Image.fromarray(img).save(path, quality=92)
+        written.append(path)
+    return written
+
+
+def _manifest_ok(folder: Path) -> bool:
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        data = json.loads(manifest.read_text())
+        if data.get("version") != GENERATOR_VERSION:
+            return False
+        for rel, size in data["files"].items():
+            path = folder / rel
+            if not path.is_file() or path.stat().st_size != size:
+                return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def ensure_domain(root: str | Path, name: str, scale: str = "default", seed: int = 0) -> Path:
+    """Generate domain ``name`` under ``root`` unless a complete copy is cached there.
+
+    Returns the folder that holds the dataset in its real layout (the parser's root).
+    """
+    if name not in DOMAINS:
+        raise KeyError(f"Unknown synthetic domain '{name}'; known: {', '.join(DOMAINS)}")
+    if scale not in SCALES:
+        raise KeyError(f"Unknown synthetic scale '{scale}' (DATASETS.SYNTH_SCALE); "
+                       f"known: {', '.join(SCALES)}")
+    folder = domain_folder(root, name, scale, seed)
+    if _manifest_ok(folder):
+        return folder
+    if folder.exists():
+        logger.warning("Synthetic domain at %s is incomplete (no valid manifest): rebuilding",
+                       folder)
+        shutil.rmtree(folder)
+    spec, size = DOMAINS[name], SCALES[scale]
+    start = time.perf_counter()
+    files = _render_all(spec, size, seed, folder / LAYOUT_DIRS[spec.layout])
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    atomic_write_json(folder / MANIFEST, {
+        "version": GENERATOR_VERSION, "name": name, "scale": scale, "seed": seed,
+        "sha256": digest.hexdigest(),
+        "files": {str(p.relative_to(folder)): p.stat().st_size for p in files}})
+    logger.info("Generated %s (%s, seed %d): %d images in %.1f s at %s", name, scale, seed,
+                len(files), time.perf_counter() - start, folder)
+    return folder

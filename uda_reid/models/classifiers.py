@@ -1,0 +1,97 @@
+"""Classifier layers: plain linear and the margin-softmax family (ArcFace, CosFace, Circle).
+
+Each maps embeddings (N, D) and, in training, labels (N,) to logits (N, num_classes); the
+margin is applied only where labels are given.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uda_reid.models.registry import CLS_LAYERS
+
+
+class LinearClassifier(nn.Module):
+    """Bias-free linear logits ``x W^T`` (BNNeck's classifier)."""
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, in_features))
+        nn.init.normal_(self.weight, std=0.001)
+
+    def forward(self, x: torch.Tensor, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+
+class CosineClassifier(LinearClassifier):
+    """Cosine logits ``s * cos(x, w)`` plus a margin on the target class (subclasses)."""
+
+    def __init__(self, in_features: int, num_classes: int, scale: float, margin: float) -> None:
+        super().__init__(in_features, num_classes)
+        self.scale, self.margin = scale, margin
+
+    def cosine(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+
+    def with_margin(self, cos: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        return cos
+
+    def forward(self, x: torch.Tensor, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
+        cos = self.cosine(x)
+        if targets is None:
+            return self.scale * cos
+        onehot = F.one_hot(targets, cos.shape[1]).to(cos.dtype)
+        return self.with_margin(cos, onehot)
+
+
+class ArcFace(CosineClassifier):
+    """ArcFace (Deng et al.): ``s * cos(theta + m)`` on the target class, ``s * cos`` elsewhere."""
+
+    def with_margin(self, cos: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        theta = torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7))
+        target = torch.cos(torch.clamp(theta + self.margin, max=math.pi))
+        return self.scale * torch.where(onehot.bool(), target, cos)
+
+
+class CosFace(CosineClassifier):
+    """CosFace / AM-softmax (Wang et al.): ``s * (cos - m)`` on the target class."""
+
+    def with_margin(self, cos: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        return self.scale * (cos - self.margin * onehot)
+
+
+class CircleSoftmax(CosineClassifier):
+    """Circle loss in its classification form (Sun et al., CVPR 2020; FastReID's
+    CircleSoftmax): self-paced weights ``a_p = [1 + m - cos]_+`` on the target class and
+    ``a_n = [cos + m]_+`` elsewhere, with optima ``1 - m`` and ``m``."""
+
+    def with_margin(self, cos: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        alpha_p = F.relu(1 + self.margin - cos.detach())
+        alpha_n = F.relu(cos.detach() + self.margin)
+        s_p = self.scale * alpha_p * (cos - (1 - self.margin))
+        s_n = self.scale * alpha_n * (cos - self.margin)
+        return onehot * s_p + (1 - onehot) * s_n
+
+
+@CLS_LAYERS.register("linear")
+def build_linear(cfg, in_features: int, num_classes: int) -> nn.Module:
+    return LinearClassifier(in_features, num_classes)
+
+
+@CLS_LAYERS.register("arcface", aliases=("arcsoftmax",))
+def build_arcface(cfg, in_features: int, num_classes: int) -> nn.Module:
+    return ArcFace(in_features, num_classes, cfg.MODEL.HEADS.SCALE, cfg.MODEL.HEADS.MARGIN)
+
+
+@CLS_LAYERS.register("cosface", aliases=("cossoftmax", "amsoftmax"))
+def build_cosface(cfg, in_features: int, num_classes: int) -> nn.Module:
+    return CosFace(in_features, num_classes, cfg.MODEL.HEADS.SCALE, cfg.MODEL.HEADS.MARGIN)
+
+
+@CLS_LAYERS.register("circle", aliases=("circlesoftmax",))
+def build_circle(cfg, in_features: int, num_classes: int) -> nn.Module:
+    return CircleSoftmax(in_features, num_classes, cfg.MODEL.HEADS.SCALE, cfg.MODEL.HEADS.MARGIN)

@@ -1,0 +1,43 @@
+"""Building blocks shared by backbones: IBN-a normalisation and non-local blocks."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class IBN(nn.Module):
+    """Instance norm on the first half of the channels, batch norm on the rest (IBN-Net-a)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.half = channels // 2
+        self.IN = nn.InstanceNorm2d(self.half, affine=True)
+        self.BN = nn.BatchNorm2d(channels - self.half)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = torch.split(x, [self.half, x.shape[1] - self.half], dim=1)
+        return torch.cat([self.IN(a.contiguous()), self.BN(b.contiguous())], dim=1)
+
+
+class NonLocalBlock(nn.Module):
+    """Embedded-Gaussian non-local block (Wang et al., CVPR 2018) with a zero-initialised
+    output BN so that it starts as the identity. (N, C, H, W) -> (N, C, H, W)."""
+
+    def __init__(self, channels: int, reduction: int = 2) -> None:
+        super().__init__()
+        inner = max(channels // reduction, 1)
+        self.theta = nn.Conv2d(channels, inner, 1)
+        self.phi = nn.Conv2d(channels, inner, 1)
+        self.g = nn.Conv2d(channels, inner, 1)
+        self.out = nn.Sequential(nn.Conv2d(inner, channels, 1), nn.BatchNorm2d(channels))
+        nn.init.zeros_(self.out[1].weight)
+        nn.init.zeros_(self.out[1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        theta = self.theta(x).flatten(2).transpose(1, 2)  # (N, HW, C')
+        phi = self.phi(x).flatten(2)  # (N, C', HW)
+        g = self.g(x).flatten(2).transpose(1, 2)  # (N, HW, C')
+        attn = torch.softmax(theta @ phi, dim=-1)
+        y = (attn @ g).transpose(1, 2).reshape(n, -1, h, w)
+        return x + self.out(y)

@@ -1,0 +1,81 @@
+"""Aggregation of a feature map into a vector: avg, max, GeM, attention; identity for tokens."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uda_reid.models.registry import POOLINGS
+
+
+class AvgPool(nn.Module):
+    """(N, C, H, W) -> (N, C) mean over positions."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+class MaxPool(nn.Module):
+    """(N, C, H, W) -> (N, C) max over positions."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=(2, 3))
+
+
+class GeMPool(nn.Module):
+    """Generalised mean ``(mean x^p)^(1/p)`` (Radenović et al.): p=1 is avg, p->inf is max.
+    (N, C, H, W) -> (N, C); ``p`` is learnable when ``learnable``."""
+
+    def __init__(self, p: float = 3.0, learnable: bool = True, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)), requires_grad=learnable)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
+
+
+class AttentionPool(nn.Module):
+    """Softmax attention over positions from a 1x1 conv score: (N, C, H, W) -> (N, C)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.score = nn.Conv2d(channels, 1, 1)
+        nn.init.zeros_(self.score.weight)
+        nn.init.zeros_(self.score.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = F.softmax(self.score(x).flatten(2), dim=-1)  # (N, 1, HW)
+        return (x.flatten(2) * weights).sum(-1)
+
+
+class IdentityPool(nn.Module):
+    """For backbones that already return vectors or tokens: (N, C) or (N, 1+k, C) unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@POOLINGS.register("avg", aliases=("avgpool", "gap"))
+def build_avg(cfg, channels: int) -> nn.Module:
+    return AvgPool()
+
+
+@POOLINGS.register("max", aliases=("maxpool", "gmp"))
+def build_max(cfg, channels: int) -> nn.Module:
+    return MaxPool()
+
+
+@POOLINGS.register("gem", aliases=("gempool", "gempoolp"))
+def build_gem(cfg, channels: int) -> nn.Module:
+    return GeMPool(cfg.MODEL.POOLING.GEM_P, cfg.MODEL.POOLING.GEM_LEARNABLE)
+
+
+@POOLINGS.register("attention", aliases=("attn",))
+def build_attention(cfg, channels: int) -> nn.Module:
+    return AttentionPool(channels)
+
+
+@POOLINGS.register("identity", aliases=("flatten", "none"))
+def build_identity(cfg, channels: int) -> nn.Module:
+    return IdentityPool()

@@ -1,0 +1,48 @@
+"""The ReID model: backbone -> pooling -> head, built from the config by registry names."""
+from __future__ import annotations
+
+import logging
+from typing import Dict, Optional, Union
+
+import torch
+from torch import nn
+
+from uda_reid.models.registry import BACKBONES, HEADS, POOLINGS
+from uda_reid.models.weights import load_pretrained
+
+logger = logging.getLogger(__name__)
+
+
+class ReIDModel(nn.Module):
+    """images (N, 3, H, W) -> backbone map or tokens -> pooled (N, C) -> head.
+
+    Training returns the head's dict (``logits``, ``features``, ``embedding``); eval returns
+    the retrieval embedding (N, D). Backbones with ``uses_side_info`` receive the camera ids;
+    margin classifiers receive ``targets``.
+    """
+
+    def __init__(self, backbone: nn.Module, pooling: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.pooling, self.head = backbone, pooling, head
+
+    def forward(self, images: torch.Tensor, camids: Optional[torch.Tensor] = None,
+                targets: Optional[torch.Tensor] = None
+                ) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
+        if getattr(self.backbone, "uses_side_info", False):
+            maps = self.backbone(images, camids)
+        else:
+            maps = self.backbone(images)
+        return self.head(self.pooling(maps), targets)
+
+
+def build_model(cfg, num_classes: int) -> ReIDModel:
+    """``MODEL.BACKBONE.NAME`` + ``MODEL.POOLING.NAME`` + ``MODEL.HEADS.NAME`` for
+    ``num_classes`` training ids; ``MODEL.WEIGHTS`` (a local file) is loaded with a report."""
+    backbone = BACKBONES.get(cfg.MODEL.BACKBONE.NAME)(cfg)
+    channels = backbone.out_channels
+    pooling = POOLINGS.get(cfg.MODEL.POOLING.NAME)(cfg, channels)
+    head = HEADS.get(cfg.MODEL.HEADS.NAME)(cfg, channels, num_classes)
+    model = ReIDModel(backbone, pooling, head)
+    if cfg.MODEL.WEIGHTS:
+        load_pretrained(model, cfg.MODEL.WEIGHTS)
+    return model
