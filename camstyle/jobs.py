@@ -16,15 +16,10 @@ from camstyle.trainer import BatchStream, fit, load_checkpoint, sample_images
 from camstyle.verify import VerifyReport, verify_folder
 from uda_reid.config import Config, ConfigError, load_config, save_config
 from uda_reid.config.io import config_diff
+from uda_reid.data.datasets import DATASETS, build_dataset_from_config
 from uda_reid.utils.atomic import atomic_write_json
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "camstyle"
-
-
-def canonical_dataset_name(name: str) -> str:
-    """The dataset registry's name for ``name`` or an alias (``duke`` -> ``dukemtmc``)."""
-    from uda_reid.data.datasets import DATASETS
-    return DATASETS.canonical(name)
 
 
 def load_camstyle_config(dataset: str, config_file: Optional[str] = None,
@@ -32,15 +27,14 @@ def load_camstyle_config(dataset: str, config_file: Optional[str] = None,
     """``config_file``, else ``configs/camstyle/<dataset>.yml`` when it exists, else defaults;
     then ``KEY VALUE`` overrides."""
     if config_file is None:
-        default = CONFIG_DIR / f"{canonical_dataset_name(dataset)}.yml"
+        default = CONFIG_DIR / f"{DATASETS.canonical(dataset)}.yml"
         config_file = str(default) if default.is_file() else None
     return load_config(config_file, overrides)
 
 
 def dataset_cameras(cfg: Config, name: str) -> Tuple[Any, List[CameraSample], int]:
     """(dataset object, training (path, camid) list, number of cameras)."""
-    from uda_reid.data.datasets import build_dataset
-    dataset = build_dataset(name, cfg.DATASETS.ROOT)
+    dataset = build_dataset_from_config(cfg, name)
     return dataset, camera_samples(dataset.train), int(dataset.num_cameras)
 
 
@@ -80,10 +74,10 @@ def train(cfg: Config, dataset_name: str, resume: bool = False, progress: bool =
     trainer = build_trainer(cs, num_cameras, resolve_device(cfg.MODEL.DEVICE))
     stream = BatchStream(images, cs.BATCH_SIZE, seed=cfg.SEED, num_workers=cs.NUM_WORKERS)
     extra = {"model_spec": model_spec(cs, num_cameras), "dataset": dataset.name,
-             "train_seconds": 0.0}
+             "train_seconds": 0.0, "train_cpu_seconds": 0.0}
     if resume:
-        extra["train_seconds"] = load_checkpoint(trainer, stream, out / "last.pth")[
-            "train_seconds"]
+        state = load_checkpoint(trainer, stream, out / "last.pth")
+        extra.update({k: state[k] for k in ("train_seconds", "train_cpu_seconds")})
     summary = fit(trainer, stream, out, sample_batch=sample_images(images, cs.NUM_SAMPLE_IMAGES),
                   log_period=cs.LOG_PERIOD, sample_period=cs.SAMPLE_PERIOD,
                   checkpoint_period=cs.CHECKPOINT_PERIOD, extra_state=extra, progress=progress)
@@ -120,7 +114,9 @@ def evaluate(cfg: Config, dataset_name: str, checkpoint: str, output: str | Path
     ev = cfg.CAMSTYLE.EVAL
     result = {"dataset": dataset.name, "checkpoint": str(checkpoint),
               "gan_iterations": meta["iteration"],
-              "gan_train_seconds": meta.get("train_seconds"), "model_spec": meta["model_spec"],
+              "gan_train_seconds": meta.get("train_seconds"),
+              "gan_train_cpu_seconds": meta.get("train_cpu_seconds"),
+              "model_spec": meta["model_spec"],
               **evaluate_transfer(generator, image_size, dataset.train, dataset.query,
                                   dataset.gallery, classifier_size=ev.CLASSIFIER_SIZE,
                                   epochs=ev.EPOCHS, max_queries=ev.MAX_QUERIES,

@@ -259,8 +259,8 @@ def fit(trainer: StarGANTrainer, stream: BatchStream, output_dir: str | Path, *,
         progress: bool = True) -> Dict[str, Any]:
     """Train until ``trainer.max_iters``; TensorBoard logs, ``last.pth`` and sample sheets.
 
-    A checkpoint (models, optimisers, iteration, batch position, RNG, cumulative training
-    seconds, ``extra_state``) is written atomically every ``checkpoint_period`` iterations and
+    A checkpoint (models, optimisers, iteration, batch position, RNG, cumulative training wall
+    and process-CPU seconds, ``extra_state``) is written atomically every ``checkpoint_period`` iterations and
     at the end, with ``samples/iter_XXXXXXX.png`` beside it. Returns the final summary.
     """
     from torch.utils.tensorboard import SummaryWriter
@@ -269,15 +269,17 @@ def fit(trainer: StarGANTrainer, stream: BatchStream, output_dir: str | Path, *,
     output_dir = Path(output_dir)
     writer = SummaryWriter(str(output_dir / "tensorboard"), purge_step=trainer.iteration)
     seconds = float((extra_state or {}).get("train_seconds", 0.0))
+    cpu_seconds = float((extra_state or {}).get("train_cpu_seconds", 0.0))
     logs: Dict[str, float] = {}
     bar = tqdm(total=trainer.max_iters, initial=trainer.iteration, disable=not progress,
                desc="camstyle", dynamic_ncols=True)
     try:
         while trainer.iteration < trainer.max_iters:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             images, camids = next(stream)
             logs.update(trainer.step(images, camids))
             seconds += time.perf_counter() - start
+            cpu_seconds += time.process_time() - cpu_start
             it = trainer.iteration
             bar.update(1)
             if it % log_period == 0 or it == trainer.max_iters:
@@ -289,13 +291,15 @@ def fit(trainer: StarGANTrainer, stream: BatchStream, output_dir: str | Path, *,
                 writer.add_image("samples", sample_grid(trainer.generator, sample_batch), it)
             if it % checkpoint_period == 0 or it == trainer.max_iters:
                 save_checkpoint(trainer, stream, output_dir / "last.pth",
-                                {**(extra_state or {}), "train_seconds": seconds})
+                                {**(extra_state or {}), "train_seconds": seconds,
+                                 "train_cpu_seconds": cpu_seconds})
                 save_sample_sheet(sample_grid(trainer.generator, sample_batch),
                                   output_dir / "samples" / f"iter_{it:07d}.png")
     finally:
         bar.close()
         writer.close()
-    return {"iterations": trainer.iteration, "train_seconds": seconds, "last_losses": logs}
+    return {"iterations": trainer.iteration, "train_seconds": seconds,
+            "train_cpu_seconds": cpu_seconds, "last_losses": logs}
 
 
 def save_checkpoint(trainer: StarGANTrainer, stream: BatchStream, path: str | Path,
