@@ -260,8 +260,9 @@ def fit(trainer: StarGANTrainer, stream: BatchStream, output_dir: str | Path, *,
     """Train until ``trainer.max_iters``; TensorBoard logs, ``last.pth`` and sample sheets.
 
     A checkpoint (models, optimisers, iteration, batch position, RNG, cumulative training wall
-    and process-CPU seconds, ``extra_state``) is written atomically every ``checkpoint_period`` iterations and
-    at the end, with ``samples/iter_XXXXXXX.png`` beside it. Returns the final summary.
+    and process-CPU seconds, ``extra_state``) is written atomically every ``checkpoint_period``
+    iterations and at the end, with ``samples/iter_XXXXXXX.png`` beside it. Returns the final
+    summary.
     """
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
