@@ -91,14 +91,14 @@ def _market_cameras() -> Tuple[CameraStyle, ...]:
 def _duke_cameras() -> Tuple[CameraStyle, ...]:
     """Eight winter-campus cameras: stronger casts, darker, blurrier, noisier, lower resolution."""
     return (
-        CameraStyle((0.85, 0.95, 1.20), 1.25, 1.0, 8.0, (90, 100, 120), 0.25, 0.7, 0.85),
-        CameraStyle((1.20, 1.00, 0.80), 1.20, 1.2, 9.0, (120, 100, 80), 0.30, 0.6, 0.90),
-        CameraStyle((0.90, 1.15, 0.90), 1.30, 0.9, 7.0, (80, 110, 85), 0.20, 0.75, 0.80),
-        CameraStyle((1.00, 0.90, 1.15), 1.15, 1.4, 10.0, (100, 90, 115), 0.35, 0.55, 0.85),
-        CameraStyle((1.15, 1.10, 0.85), 1.35, 1.0, 8.0, (130, 125, 100), 0.25, 0.7, 0.75),
-        CameraStyle((0.80, 0.90, 1.10), 1.20, 1.1, 9.0, (70, 80, 100), 0.30, 0.65, 0.80),
-        CameraStyle((1.05, 0.95, 1.05), 1.40, 1.3, 11.0, (95, 95, 95), 0.40, 0.6, 0.75),
-        CameraStyle((0.95, 1.05, 1.00), 1.25, 0.9, 7.0, (110, 115, 105), 0.20, 0.7, 0.85),
+        CameraStyle((0.90, 0.97, 1.12), 1.12, 0.8, 6.0, (95, 105, 120), 0.20, 0.8, 0.90),
+        CameraStyle((1.12, 1.00, 0.88), 1.10, 0.9, 7.0, (120, 105, 90), 0.25, 0.75, 0.92),
+        CameraStyle((0.94, 1.10, 0.94), 1.15, 0.7, 6.0, (90, 115, 95), 0.20, 0.8, 0.88),
+        CameraStyle((1.00, 0.93, 1.10), 1.08, 1.0, 8.0, (105, 95, 115), 0.30, 0.7, 0.90),
+        CameraStyle((1.10, 1.06, 0.90), 1.18, 0.8, 6.0, (125, 120, 100), 0.20, 0.8, 0.85),
+        CameraStyle((0.88, 0.95, 1.08), 1.12, 0.9, 7.0, (80, 90, 105), 0.25, 0.75, 0.88),
+        CameraStyle((1.04, 0.97, 1.04), 1.20, 1.0, 8.0, (100, 100, 100), 0.30, 0.7, 0.85),
+        CameraStyle((0.97, 1.04, 1.00), 1.12, 0.7, 6.0, (110, 115, 105), 0.20, 0.8, 0.90),
     )
 
 
@@ -114,8 +114,8 @@ DOMAINS: Dict[str, DomainSpec] = {
     "synth-duke": DomainSpec(
         name="synth-duke", layout="dukemtmc",
         attributes=AttributeDistribution(
-            hue_centres=(0.05, 0.12, 0.58, 0.64, 0.7, 0.95), hue_spread=0.06,
-            saturation=(0.1, 0.6), value=(0.15, 0.7),
+            hue_centres=(0.04, 0.12, 0.3, 0.58, 0.66, 0.95), hue_spread=0.05,
+            saturation=(0.25, 0.8), value=(0.3, 0.85),
             pattern_probs=(0.35, 0.15, 0.3, 0.2), bag_probs=(0.35, 0.45, 0.2),
             long_sleeve_prob=0.85, width_range=(0.40, 0.58), skirt_prob=0.05),
         cameras=_duke_cameras()),

@@ -1,0 +1,28 @@
+"""Evaluate a checkpoint: ``python tools/test.py --config-file F MODEL.WEIGHTS ckpt.pth
+[DATASETS.TESTS "('name',)"] [--vis N]``. Metrics are logged and written to
+OUTPUT_DIR/test_metrics.json; ``--vis N`` also draws N query rank lists and the ROC curve."""
+from __future__ import annotations
+
+import sys
+
+from uda_reid.config import ConfigError
+from uda_reid.engine.defaults import default_argument_parser, load_cli_config, test
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = default_argument_parser(__doc__, eval_only=False)
+    parser.add_argument("--vis", type=int, default=0, metavar="N",
+                        help="write rank-list grids of N queries and a ROC plot")
+    args = parser.parse_intermixed_args(argv)
+    if args.vis < 0:
+        parser.error(f"--vis must be >= 0, got {args.vis}")
+    try:
+        test(load_cli_config(args), vis_count=args.vis)
+    except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Source-supervised training: ``python tools/train.py --config-file F [--resume] [--eval-only]
+[KEY VALUE ...]``. Outputs (config.yaml, log.txt, TensorBoard events, last.pth, best.pth,
+results.json) go to OUTPUT_DIR."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from uda_reid.config import ConfigError
+from uda_reid.engine.checkpoint import CheckpointMismatchError
+from uda_reid.engine.defaults import default_argument_parser, load_cli_config, test, train
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = default_argument_parser(__doc__).parse_intermixed_args(argv)
+    try:
+        cfg = load_cli_config(args)
+        if args.eval_only:
+            if not cfg.MODEL.WEIGHTS:
+                last = Path(cfg.OUTPUT_DIR) / "last.pth"
+                if not last.is_file():
+                    raise FileNotFoundError(f"--eval-only needs MODEL.WEIGHTS or {last}")
+                cfg.MODEL.WEIGHTS = str(last)
+            test(cfg)
+        else:
+            train(cfg, resume=args.resume)
+    except (ConfigError, CheckpointMismatchError, FileNotFoundError, KeyError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Default set-up and the train / test flows behind ``tools/train.py`` and ``tools/test.py``.
+
+Adaptation methods reuse :func:`build_trainer` (optimiser, LR schedule, freezing, evaluation,
+TensorBoard, progress and checkpoint hooks around their own :class:`TrainStep`),
+:func:`resume_or_start`, :func:`build_evaluator` and :mod:`uda_reid.engine.results`.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from uda_reid.config import Config, load_config, save_config
+from uda_reid.config.schema import to_dict
+from uda_reid.data.datasets import DATASETS
+from uda_reid.data.loaders import build_test_loader_from_config, build_train_loader_from_config
+from uda_reid.engine.checkpoint import (CheckpointMismatchError, Checkpointer, identity_diff,
+                                       load_model_weights, read_checkpoint_meta)
+from uda_reid.engine.hooks import (CheckpointHook, EvalHook, FreezeHook, HookBase,
+                                   LRSchedulerHook, Metrics, ProgressHook, TensorBoardHook,
+                                   WallClockHook)
+from uda_reid.engine.logger import setup_logger
+from uda_reid.engine.lr_schedule import build_lr_scheduler
+from uda_reid.engine.optim import build_optimizer_from_config
+from uda_reid.engine.results import build_results, write_results
+from uda_reid.engine.seed import seed_everything
+from uda_reid.engine.trainer import SupervisedStep, Trainer, TrainStep
+from uda_reid.evaluation.evaluator import evaluate_from_config
+from uda_reid.evaluation.extract import extract_features
+from uda_reid.evaluation.roc import evaluate_roc
+from uda_reid.evaluation.visualize import save_rank_lists, save_roc_plot
+from uda_reid.losses import build_loss_fn
+from uda_reid.models import build_model
+from uda_reid.models.backbones.vit import side_info_domain
+from uda_reid.utils.atomic import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+# Keys that say where a run writes or which device it uses, not what it computes.
+NON_IDENTITY_KEYS = ("OUTPUT_DIR", "MODEL.DEVICE")
+
+
+def default_argument_parser(description: str, eval_only: bool = True) -> argparse.ArgumentParser:
+    """``--config-file F [--resume] [--eval-only] [KEY VALUE ...]``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="YAML config")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUTPUT_DIR/last.pth (same config required)")
+    if eval_only:
+        parser.add_argument("--eval-only", action="store_true",
+                            help="only evaluate MODEL.WEIGHTS (or OUTPUT_DIR/last.pth)")
+    parser.add_argument("opts", nargs="*", metavar="KEY VALUE",
+                        help="config overrides, e.g. SOLVER.BASE_LR 0.1 (parse the command "
+                             "line with parse_intermixed_args so options may follow them)")
+    return parser
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; an unavailable CUDA device is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"MODEL.DEVICE is '{name}' but CUDA is not available")
+    return device
+
+
+def config_identity(cfg: Config) -> Dict[str, Any]:
+    """The resolved config without :data:`NON_IDENTITY_KEYS` (what a resume must match)."""
+    data = to_dict(cfg)
+    for key in NON_IDENTITY_KEYS:
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node.pop(leaf)
+    return data
+
+
+def check_resumable(cfg: Config) -> None:
+    """Before anything is overwritten: the ``config.yaml`` of the run being resumed must have
+    the same identity as ``cfg`` (the error names the keys that differ)."""
+    saved = Path(cfg.OUTPUT_DIR) / "config.yaml"
+    if saved.is_file():
+        diff = identity_diff(config_identity(load_config(saved)), config_identity(cfg))
+        if diff:
+            raise CheckpointMismatchError(
+                f"--resume: {saved} differs from the given config: {'; '.join(diff[:10])}")
+
+
+def default_setup(cfg: Config, resume: bool = False) -> Path:
+    """Create ``OUTPUT_DIR``, log to ``log.txt`` and stdout, write ``config.yaml``, seed.
+
+    With ``resume`` the existing ``config.yaml`` is checked first (:func:`check_resumable`).
+    """
+    if resume:
+        check_resumable(cfg)
+    output_dir = Path(cfg.OUTPUT_DIR)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    setup_logger(output_dir)
+    logger.info("Python %s, torch %s, CUDA available: %s", platform.python_version(),
+                torch.__version__, torch.cuda.is_available())
+    save_config(cfg, output_dir / "config.yaml")
+    logger.info("Resolved config written to %s", output_dir / "config.yaml")
+    seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
+    return output_dir
+
+
+def build_trainer(cfg: Config, model: nn.Module, step: TrainStep, iters_per_epoch: int,
+                  eval_fn: Optional[Callable[[], Metrics]] = None,
+                  extra_hooks: Sequence[HookBase] = (), best_dataset: Optional[str] = None,
+                  meta: Optional[Mapping[str, Any]] = None) -> Tuple[Trainer, Checkpointer]:
+    """The shared trainer for ``step`` with the standard hooks, in this order: LR schedule,
+    freezing (``SOLVER.FREEZE_ITERS`` > 0), wall clock, progress (tqdm on a terminal),
+    ``extra_hooks``, evaluation
+    (every ``TEST.EVAL_PERIOD`` epochs and at the end; ``best.pth`` by ``best_dataset`` mAP),
+    TensorBoard, checkpoint (``last.pth`` every ``SOLVER.CHECKPOINT_PERIOD`` epochs).
+
+    The model must already be on ``MODEL.DEVICE``; ``meta`` is stored in every checkpoint.
+    """
+    device = resolve_device(cfg.MODEL.DEVICE)
+    optimizer = build_optimizer_from_config(cfg, model)
+    scheduler = build_lr_scheduler(cfg, optimizer, iters_per_epoch)
+    checkpointer = Checkpointer(cfg.OUTPUT_DIR, config_identity(cfg), meta)
+    hooks: List[HookBase] = [LRSchedulerHook(scheduler)]
+    if cfg.SOLVER.FREEZE_ITERS > 0:
+        hooks.append(FreezeHook(model, cfg.SOLVER.FREEZE_LAYERS, cfg.SOLVER.FREEZE_ITERS))
+    hooks += [WallClockHook(), ProgressHook(enabled=sys.stderr.isatty()), *extra_hooks]
+    if eval_fn is not None:
+        hooks.append(EvalHook(eval_fn, cfg.TEST.EVAL_PERIOD, checkpointer, best_dataset))
+    hooks += [TensorBoardHook(cfg.OUTPUT_DIR), CheckpointHook(checkpointer,
+                                                              cfg.SOLVER.CHECKPOINT_PERIOD)]
+    trainer = Trainer(model, optimizer, step, cfg.SOLVER.MAX_EPOCH, iters_per_epoch, hooks,
+                      device, cfg.SOLVER.AMP)
+    return trainer, checkpointer
+
+
+def resume_or_start(trainer: Trainer, checkpointer: Checkpointer, resume: bool) -> bool:
+    """With ``resume``, load ``last.pth`` when it exists (its config must match); returns
+    whether a checkpoint was loaded."""
+    if not resume:
+        return False
+    if not checkpointer.exists("last.pth"):
+        logger.warning("--resume: no %s yet, starting from scratch", checkpointer.path("last.pth"))
+        return False
+    trainer.load_state_dict(checkpointer.load("last.pth"))
+    logger.info("Resumed from %s after epoch %d", checkpointer.path("last.pth"),
+                trainer.start_epoch)
+    return True
+
+
+def evaluate_dataset(cfg: Config, model: nn.Module, name: str, device: torch.device,
+                     vis_dir: Optional[Path] = None, vis_count: int = 0) -> Dict[str, float]:
+    """Extract query and gallery features of test dataset ``name`` and evaluate them with
+    ``cfg.TEST`` (metric, re-ranking, query expansion, ROC); metrics are fractions in [0, 1].
+
+    With ``vis_count`` > 0, rank lists of the first ``vis_count`` queries and the ROC curve
+    are drawn under ``vis_dir/name``.
+    """
+    loader, num_query = build_test_loader_from_config(cfg, name)
+    trained_on = {DATASETS.canonical(n) for n in cfg.DATASETS.NAMES}
+    domain = "source" if DATASETS.canonical(name) in trained_on else "target"
+    with side_info_domain(model, domain):  # SIE: another domain's cameras follow its policy
+        feats, pids, camids, paths = extract_features(model, loader, cfg.TEST.FLIP, device)
+    q, g = slice(0, num_query), slice(num_query, None)
+    ids = [t.numpy() for t in (pids[q], pids[g], camids[q], camids[g])]
+    metrics = evaluate_from_config(cfg, feats[q], feats[g], *ids)
+    dist, curve = metrics.pop("distmat"), metrics.pop("roc_curve", None)
+    logger.info("%s: %d queries, %d gallery images, %d queries with a valid match, %d without",
+                name, num_query, len(paths) - num_query, metrics.pop("num_valid_queries"),
+                metrics.pop("num_no_match"))
+    if vis_count > 0 and vis_dir is not None:
+        out = vis_dir / name
+        save_rank_lists(dist, paths[q], paths[g], *ids, out, num_queries=vis_count)
+        curve = curve or evaluate_roc(dist, *ids)
+        save_roc_plot(curve["fpr"], curve["tpr"], out / "roc.png")
+        logger.info("Rank lists and ROC curve of %s written to %s", name, out)
+    return metrics
+
+
+def build_evaluator(cfg: Config, model: nn.Module,
+                    dataset_names: Optional[Sequence[str]] = None) -> Callable[[], Metrics]:
+    """A callable evaluating ``model`` on each test dataset (default ``DATASETS.TESTS``)."""
+    names = tuple(dataset_names or cfg.DATASETS.TESTS)
+    if not names:
+        raise ValueError("DATASETS.TESTS is empty: nothing to evaluate on")
+    device = resolve_device(cfg.MODEL.DEVICE)
+
+    def evaluate() -> Metrics:
+        return {name: evaluate_dataset(cfg, model, name, device) for name in names}
+
+    return evaluate
+
+
+def train(cfg: Config, resume: bool = False,
+          extra_hooks: Sequence[HookBase] = ()) -> Dict[str, Any]:
+    """Source-supervised training on ``DATASETS.NAMES`` evaluated on ``DATASETS.TESTS``;
+    writes ``results.json`` beside the checkpoints and returns it. ``extra_hooks`` run
+    before evaluation and checkpointing (see :func:`build_trainer`)."""
+    output_dir = default_setup(cfg, resume)
+    device = resolve_device(cfg.MODEL.DEVICE)
+    train_loader, num_classes = build_train_loader_from_config(cfg)
+    model = build_model(cfg, num_classes).to(device)  # MODEL.WEIGHTS: initial weights
+    step = SupervisedStep(train_loader, build_loss_fn(cfg), device)
+    iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH or len(train_loader)
+    trainer, checkpointer = build_trainer(cfg, model, step, iters_per_epoch,
+                                          build_evaluator(cfg, model), extra_hooks,
+                                          meta={"num_classes": num_classes})
+    resume_or_start(trainer, checkpointer, resume)
+    trainer.train()
+    final = trainer.metrics[max(trainer.metrics)]
+    clock = next(h for h in trainer.hooks if isinstance(h, WallClockHook))
+    results = build_results(
+        "train", "supervised", "+".join(cfg.DATASETS.NAMES), None, cfg.SEED, final,
+        clock.elapsed, stages=[{"name": "supervised", "metrics": final}],
+        extra={"curves": {str(e): m for e, m in sorted(trainer.metrics.items())},
+               "epochs": trainer.max_epoch, "num_classes": num_classes})
+    path = write_results(output_dir / "results.json", results)
+    logger.info("Results written to %s", path)
+    return results
+
+
+def without_initial_weights(cfg: Config) -> Config:
+    """A copy of ``cfg`` that builds a model without loading ``MODEL.WEIGHTS`` or backbone
+    pre-training (a full checkpoint is loaded into it next)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.BACKBONE.PRETRAIN = False
+    return cfg
+
+
+def test(cfg: Config, vis_count: int = 0) -> Metrics:
+    """Evaluate ``MODEL.WEIGHTS`` on ``DATASETS.TESTS``; writes ``test_metrics.json`` (and,
+    with ``vis_count`` > 0, rank-list and ROC images under ``OUTPUT_DIR/vis``)."""
+    if not cfg.MODEL.WEIGHTS:
+        raise ValueError("MODEL.WEIGHTS is empty: give the checkpoint to test "
+                         "(e.g. MODEL.WEIGHTS output/run/best.pth)")
+    output_dir = Path(cfg.OUTPUT_DIR)
+    setup_logger(output_dir)
+    device = resolve_device(cfg.MODEL.DEVICE)
+    meta = read_checkpoint_meta(cfg.MODEL.WEIGHTS)
+    num_classes = meta.get("num_classes") or cfg.MODEL.HEADS.NUM_CLASSES
+    if not num_classes:
+        raise ValueError(f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS} records no number of classes; "
+                         "set MODEL.HEADS.NUM_CLASSES")
+    model = build_model(without_initial_weights(cfg), num_classes).to(device)
+    load_model_weights(model, cfg.MODEL.WEIGHTS)  # strict: every tensor must match
+    vis_dir = output_dir / "vis" if vis_count > 0 else None
+    metrics = {name: evaluate_dataset(cfg, model, name, device, vis_dir, vis_count)
+               for name in cfg.DATASETS.TESTS}
+    for name, values in metrics.items():
+        logger.info("%s: %s", name, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    atomic_write_json(output_dir / "test_metrics.json",
+                      {"weights": str(cfg.MODEL.WEIGHTS), "metrics": metrics})
+    return metrics
+
+
+def load_cli_config(args: argparse.Namespace) -> Config:
+    """The config of ``--config-file`` with the ``KEY VALUE`` overrides applied."""
+    return load_config(args.config_file, args.opts)

@@ -1,0 +1,283 @@
+"""Trainer hooks: LR schedule, freezing, evaluation, checkpoints, TensorBoard, progress."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from torch import nn
+
+from uda_reid.engine.checkpoint import Checkpointer
+from uda_reid.engine.lr_schedule import WarmupLRScheduler
+
+if TYPE_CHECKING:
+    from uda_reid.engine.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+Metrics = Dict[str, Dict[str, float]]  # {test dataset: {"mAP": .., "rank1": .., ...}}
+
+
+class HookBase:
+    """Base class: every method is a no-op; ``trainer`` is set when the hook is registered."""
+
+    trainer: "Trainer"
+
+    def before_train(self) -> None:
+        pass
+
+    def before_epoch(self) -> None:
+        pass
+
+    def before_step(self) -> None:
+        pass
+
+    def after_step(self) -> None:
+        pass
+
+    def after_epoch(self) -> None:
+        pass
+
+    def after_train(self) -> None:
+        pass
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+def is_period_end(epoch: int, period: int, max_epoch: int) -> bool:
+    """True after 0-based ``epoch`` when ``epoch + 1`` is a multiple of ``period`` (> 0) or
+    the last epoch."""
+    return (period > 0 and (epoch + 1) % period == 0) or epoch + 1 == max_epoch
+
+
+class LRSchedulerHook(HookBase):
+    """Sets the learning rates for each iteration before it runs."""
+
+    def __init__(self, scheduler: WarmupLRScheduler) -> None:
+        self.scheduler = scheduler
+
+    def before_step(self) -> None:
+        self.scheduler.set_iteration(self.trainer.iter)
+
+
+class FreezeHook(HookBase):
+    """Freezes the named sub-modules during the first ``freeze_iters`` iterations.
+
+    Frozen means: parameters do not require gradients (so the optimiser leaves them and their
+    state untouched) and the modules are in eval mode (BatchNorm statistics do not move).
+    Afterwards the previous ``requires_grad`` and train/eval flags are restored.
+    """
+
+    def __init__(self, model: nn.Module, layer_names: Sequence[str], freeze_iters: int) -> None:
+        self.freeze_iters = freeze_iters
+        self.modules: List[nn.Module] = []
+        for name in layer_names:
+            try:
+                self.modules.append(model.get_submodule(name))
+            except AttributeError as err:
+                top = sorted(n for n, _ in model.named_children())
+                raise ValueError(f"SOLVER.FREEZE_LAYERS: the model has no module '{name}' "
+                                 f"(top-level modules: {', '.join(top)})") from err
+        self._saved: Optional[Tuple[List[Tuple[nn.Parameter, bool]],
+                                    List[Tuple[nn.Module, bool]]]] = None
+
+    @property
+    def frozen(self) -> bool:
+        return self._saved is not None
+
+    def before_step(self) -> None:
+        if self.trainer.iter < self.freeze_iters:
+            self._freeze()
+        elif self.frozen:
+            self._unfreeze()
+
+    def _freeze(self) -> None:
+        params = [p for m in self.modules for p in m.parameters()]
+        submodules = [s for m in self.modules for s in m.modules()]
+        if self._saved is None:
+            self._saved = ([(p, p.requires_grad) for p in params],
+                           [(s, s.training) for s in submodules])
+            logger.info("Freezing %d parameters until iteration %d", len(params),
+                        self.freeze_iters)
+        for p in params:
+            p.requires_grad_(False)
+        for s in submodules:
+            s.train(False)
+
+    def _unfreeze(self) -> None:
+        params, submodules = self._saved
+        for p, flag in params:
+            p.requires_grad_(flag)
+        for s, flag in submodules:
+            s.train(flag)
+        self._saved = None
+        logger.info("Unfroze the frozen layers at iteration %d", self.trainer.iter)
+
+
+class EvalHook(HookBase):
+    """Calls ``eval_fn() -> {dataset: {metric: value}}`` every ``period`` epochs and at the end.
+
+    The metrics are published in ``trainer.metrics[epoch]`` (1-based finished epochs). When a
+    ``checkpointer`` is given, ``best.pth`` (model weights) is written whenever
+    ``metrics[best_dataset][best_metric]`` improves (``best_dataset`` defaults to the first
+    dataset returned).
+    """
+
+    def __init__(self, eval_fn: Callable[[], Metrics], period: int,
+                 checkpointer: Optional[Checkpointer] = None, best_dataset: Optional[str] = None,
+                 best_metric: str = "mAP") -> None:
+        self.eval_fn = eval_fn
+        self.period = period
+        self.checkpointer = checkpointer
+        self.best_dataset = best_dataset
+        self.best_metric = best_metric
+        self.best_value = float("-inf")
+        self.best_epoch = 0
+
+    def after_epoch(self) -> None:
+        trainer = self.trainer
+        if not is_period_end(trainer.epoch, self.period, trainer.max_epoch):
+            return
+        epoch = trainer.epoch + 1
+        metrics = self.eval_fn()
+        trainer.metrics[epoch] = metrics
+        for dataset, values in metrics.items():
+            logger.info("Epoch %d evaluation on %s: %s", epoch, dataset,
+                        ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+        dataset = self.best_dataset or next(iter(metrics))
+        if dataset not in metrics or self.best_metric not in metrics[dataset]:
+            raise KeyError(f"Evaluation returned no {self.best_metric} for '{dataset}' "
+                           f"(got {sorted(metrics)})")
+        value = metrics[dataset][self.best_metric]
+        if value > self.best_value:
+            self.best_value, self.best_epoch = value, epoch
+            if self.checkpointer is not None:
+                self.checkpointer.save("best.pth", {"model": trainer.model.state_dict(),
+                                                    "epoch": epoch, "metrics": metrics})
+                logger.info("New best %s %s %.4f: saved best.pth", dataset, self.best_metric,
+                            value)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best_value = state["best_value"]
+        self.best_epoch = state["best_epoch"]
+
+
+class CheckpointHook(HookBase):
+    """Writes the trainer's full state to ``last.pth`` every ``period`` epochs and at the end.
+
+    Register it last so that the saved state includes what the other hooks did this epoch.
+    """
+
+    def __init__(self, checkpointer: Checkpointer, period: int) -> None:
+        self.checkpointer = checkpointer
+        self.period = period
+
+    def after_epoch(self) -> None:
+        trainer = self.trainer
+        if is_period_end(trainer.epoch, self.period, trainer.max_epoch):
+            path = self.checkpointer.save("last.pth", trainer.state_dict())
+            logger.info("Saved %s (epoch %d)", path, trainer.epoch + 1)
+
+
+def current_lr(trainer: "Trainer") -> float:
+    """LR of the parameter group with the most parameters."""
+    group = max(trainer.optimizer.param_groups, key=lambda g: len(g["params"]))
+    return float(group["lr"])
+
+
+class TensorBoardHook(HookBase):
+    """Writes losses, LR and step scalars every ``period`` iterations and metrics per epoch."""
+
+    def __init__(self, log_dir: os.PathLike | str, period: int = 20) -> None:
+        self.log_dir = str(log_dir)
+        self.period = max(1, period)
+        self.writer = None
+
+    def before_train(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=self.log_dir)
+
+    def after_step(self) -> None:
+        trainer = self.trainer
+        step = trainer.iter + 1
+        if step % self.period and step != trainer.max_iter:
+            return
+        for name, value in trainer.losses.items():
+            self.writer.add_scalar(f"loss/{name}", value, step)
+        self.writer.add_scalar("lr", current_lr(trainer), step)
+        for name, value in trainer.step.scalars().items():
+            self.writer.add_scalar(f"train/{name}", value, step)
+
+    def after_epoch(self) -> None:
+        epoch = self.trainer.epoch + 1
+        for dataset, values in self.trainer.metrics.get(epoch, {}).items():
+            for name, value in values.items():
+                self.writer.add_scalar(f"{dataset}/{name}", value, epoch)
+        self.writer.flush()
+
+    def after_train(self) -> None:
+        self.writer.close()
+
+
+class WallClockHook(HookBase):
+    """Accumulates training wall time over the runs of a resumed job (``elapsed`` seconds)."""
+
+    def __init__(self) -> None:
+        self.previous = 0.0
+        self._start = time.perf_counter()
+
+    def before_train(self) -> None:
+        self._start = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return self.previous + time.perf_counter() - self._start
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"elapsed": self.elapsed}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.previous = float(state["elapsed"])
+
+
+class ProgressHook(HookBase):
+    """A tqdm bar per epoch and a log line with the epoch's mean losses, LR and time."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._bar = None
+        self._sums: Dict[str, float] = {}
+        self._count = 0
+        self._start = 0.0
+
+    def before_epoch(self) -> None:
+        from tqdm import tqdm
+
+        trainer = self.trainer
+        self._bar = tqdm(total=trainer.iters_per_epoch, disable=not self.enabled, leave=False,
+                         desc=f"epoch {trainer.epoch + 1}/{trainer.max_epoch}")
+        self._sums, self._count, self._start = {}, 0, time.perf_counter()
+
+    def after_step(self) -> None:
+        self._count += 1
+        for name, value in self.trainer.losses.items():
+            self._sums[name] = self._sums.get(name, 0.0) + value
+        self._bar.update(1)
+        self._bar.set_postfix(loss=f"{self.trainer.losses['total']:.3f}")
+
+    def after_epoch(self) -> None:
+        self._bar.close()
+        trainer = self.trainer
+        means = ", ".join(f"{k} {v / self._count:.4f}" for k, v in self._sums.items())
+        logger.info("Epoch %d/%d done (iteration %d): %s, lr %.3g, %.1f s", trainer.epoch + 1,
+                    trainer.max_epoch, trainer.iter + 1, means, current_lr(trainer),
+                    time.perf_counter() - self._start)

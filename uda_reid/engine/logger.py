@@ -1,0 +1,33 @@
+"""Logging set-up: the ``uda_reid`` logger writes to stdout and to ``<output>/log.txt``."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+FORMAT = "[%(asctime)s %(name)s %(levelname)s] %(message)s"
+
+
+def setup_logger(output_dir: Optional[os.PathLike | str] = None, name: str = "uda_reid",
+                 level: int = logging.INFO) -> logging.Logger:
+    """Configure ``name``'s logger with a stdout handler and, if given, ``output_dir/log.txt``
+    (appended to, so a resumed run continues the same log). Calling it again replaces the
+    handlers it added before."""
+    log = logging.getLogger(name)
+    log.setLevel(level)
+    log.propagate = False
+    for handler in [h for h in log.handlers if getattr(h, "_uda_reid", False)]:
+        log.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter(FORMAT, datefmt="%m/%d %H:%M:%S")
+    handlers = [logging.StreamHandler(sys.stdout)]
+    if output_dir is not None:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(Path(output_dir) / "log.txt", mode="a"))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler._uda_reid = True
+        log.addHandler(handler)
+    return log

@@ -1,0 +1,51 @@
+"""Feature extraction over a test loader (optionally flip-averaged)."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterable, Iterator, List, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from uda_reid.engine.trainer import forward_model, move_batch
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every sub-module in eval mode, then restore each one's own flag (so frozen parts
+    stay frozen and training parts keep training)."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, flag in flags:
+            module.train(flag)
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, loader: Iterable, flip: bool = False,
+                     device: torch.device | str = "cpu"
+                     ) -> Tuple[Tensor, Tensor, Tensor, List[str]]:
+    """Embeddings of every image of ``loader`` in eval mode, without gradients.
+
+    Returns ``features`` (N, D) float32 on the CPU, ``pids`` (N,), ``camids`` (N,) and the
+    image paths, in loader order. With ``flip`` the embedding is the mean of the image's and
+    its horizontally flipped copy's embeddings.
+    """
+    device = torch.device(device)
+    features, pids, camids, paths = [], [], [], []
+    with eval_mode(model):
+        for batch in loader:
+            batch = move_batch(batch, device)
+            feats = forward_model(model, batch).float()
+            if flip:
+                flipped = dict(batch, images=torch.flip(batch["images"], dims=[3]))
+                feats = (feats + forward_model(model, flipped).float()) / 2
+            features.append(feats.cpu())
+            pids.append(batch["pids"].cpu())
+            camids.append(batch["camids"].cpu())
+            paths.extend(batch["paths"])
+    if not features:
+        raise ValueError("The test loader yielded no images")
+    return torch.cat(features), torch.cat(pids), torch.cat(camids), paths
