@@ -85,9 +85,10 @@ def test_train_generate_verify_evaluate_through_the_tool(tiny, capsys):
     with pytest.raises(ValueError, match="CAMSTYLE.LAMBDA_REC"):
         tool.main(["train", "--output-dir", out, "--resume", *base, "CAMSTYLE.LAMBDA_REC", "3"])
 
-    for shard in ("0/2", "1/2"):
-        assert tool.main(["generate", "--checkpoint", str(ckpt), "--shard", shard,
-                          "--batch-size", "2", *base]) == 0
+    assert tool.main(["generate", "--checkpoint", str(ckpt), "--shard", "0/2",
+                      "--batch-size", "2", *base]) == 0
+    # the default checkpoint is OUTPUT_DIR/last.pth
+    assert tool.main(["generate", "--shard", "1/2", *base, "OUTPUT_DIR", out]) == 0
     folder = Path(dataset.root) / CAMSTYLE_DIR
     expected = set(expected_outputs([(s[0], s[2]) for s in dataset.train], 3))
     assert {p.name for p in folder.iterdir() if p.is_file()} == expected

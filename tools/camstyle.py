@@ -2,11 +2,12 @@
 
   python tools/camstyle.py train --dataset duke [--config-file F] [--output-dir D] [--resume]
                                  [KEY VALUE ...]
-  python tools/camstyle.py generate --dataset duke --checkpoint C [--shard i/n] [--batch-size B]
+  python tools/camstyle.py generate --dataset duke [--checkpoint C] [--shard i/n] [--batch-size B]
   python tools/camstyle.py verify --dataset duke
-  python tools/camstyle.py evaluate --dataset synth-duke --checkpoint C [--output results.json]
+  python tools/camstyle.py evaluate --dataset synth-duke [--checkpoint C] [--output results.json]
 
-Without --config-file, configs/camstyle/<dataset>.yml is used when it exists.
+Without --config-file, configs/camstyle/<dataset>.yml is used when it exists; without
+--checkpoint, the train run's OUTPUT_DIR/last.pth.
 """
 from __future__ import annotations
 
@@ -38,14 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-dir", default=None, help="overrides OUTPUT_DIR")
     train.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last.pth")
     generate = sub.add_parser("generate", help="write <root>/bounding_box_train_camstyle images")
-    generate.add_argument("--checkpoint", required=True, help="a train run's last.pth")
+    generate.add_argument("--checkpoint", default=None,
+                          help="a train run's last.pth (default: OUTPUT_DIR/last.pth)")
     generate.add_argument("--shard", default="0/1", help="i/n: this worker's part (i from 0)")
     generate.add_argument("--batch-size", type=int, default=None,
                           help="source images per batch (default CAMSTYLE.GEN_BATCH_SIZE)")
     verify = sub.add_parser("verify", help="report missing, extra and unreadable files")
     verify.add_argument("--no-decode", action="store_true", help="skip decoding every file")
     evaluate = sub.add_parser("evaluate", help="camera-transfer and identity-keeping check")
-    evaluate.add_argument("--checkpoint", required=True, help="a train run's last.pth")
+    evaluate.add_argument("--checkpoint", default=None,
+                          help="a train run's last.pth (default: OUTPUT_DIR/last.pth)")
     evaluate.add_argument("--output", default=None, help="JSON file (default: beside checkpoint)")
     for p in (train, generate, verify, evaluate):
         p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -57,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = jobs.load_camstyle_config(args.dataset, args.config_file, args.opts)
     progress = not args.quiet
+    checkpoint = str(getattr(args, "checkpoint", None) or Path(cfg.OUTPUT_DIR) / "last.pth")
     if args.command == "train":
         if args.output_dir:
             cfg.OUTPUT_DIR = args.output_dir
@@ -64,15 +68,15 @@ def main(argv: list[str] | None = None) -> int:
                          indent=2))
         return 0
     if args.command == "generate":
-        print(json.dumps(jobs.generate(cfg, args.dataset, args.checkpoint, parse_shard(args.shard),
+        print(json.dumps(jobs.generate(cfg, args.dataset, checkpoint, parse_shard(args.shard),
                                        args.batch_size, progress=progress), indent=2))
         return 0
     if args.command == "verify":
         report = jobs.verify(cfg, args.dataset, decode=not args.no_decode)
         print(report.summary())
         return 0 if report.ok else 1
-    output = Path(args.output or Path(args.checkpoint).with_name("camstyle_eval.json"))
-    print(json.dumps(jobs.evaluate(cfg, args.dataset, args.checkpoint, output), indent=2))
+    output = Path(args.output or Path(checkpoint).with_name("camstyle_eval.json"))
+    print(json.dumps(jobs.evaluate(cfg, args.dataset, checkpoint, output), indent=2))
     return 0
 
 
