@@ -113,3 +113,26 @@ def test_ecn_head_branches_match_the_original_layout():
     assert torch.equal(head(pooled), pooled)
     head.eval_feature = "after"
     assert head(pooled).shape == (6, 16)
+
+
+def test_ecn_on_a_vit_with_sie_reads_target_cameras_with_the_target_policy():
+    from uda_reid.adapt.memory import ExemplarMemory
+    from uda_reid.adapt.methods.ecn import ECNObjective
+    from uda_reid.config import load_config
+    from uda_reid.models import build_model
+
+    cfg = load_config(None, [
+        "MODEL.BACKBONE.NAME", "vit_tiny_reid", "MODEL.POOLING.NAME", "identity",
+        "MODEL.HEADS.NAME", "ecn", "MODEL.HEADS.EMBEDDING_DIM", "16",
+        "MODEL.TRANSREID.SIE_CAMERA", "True", "MODEL.TRANSREID.NUM_CAMERAS", "6",
+        "MODEL.TRANSREID.STRIDE_SIZE", "(16, 16)", "INPUT.SIZE_TRAIN", "(32, 16)",
+        "INPUT.SIZE_TEST", "(32, 16)"])
+    model = build_model(cfg, num_classes=5).train()
+    objective = ECNObjective(ExemplarMemory(10, 16))
+    source = {"images": torch.randn(4, 3, 32, 16), "pids": torch.tensor([0, 1, 2, 3]),
+              "camids": torch.tensor([0, 1, 2, 5])}
+    target = {"images": torch.randn(4, 3, 32, 16), "pids": torch.full((4,), -1),
+              "camids": torch.tensor([0, 3, 6, 7]), "indexes": torch.tensor([0, 1, 2, 3])}
+    out = objective(model, source, target, epoch=0)  # cameras 6, 7 exist only in the target
+    assert torch.isfinite(out["loss_target"]) and torch.isfinite(out["loss_source"])
+    assert model.backbone.sie.domain == "source"  # restored after the target forward

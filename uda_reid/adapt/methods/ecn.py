@@ -23,6 +23,7 @@ from uda_reid.data.transforms import build_transforms_from_config
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
 from uda_reid.losses import build_loss_fn
+from uda_reid.models.backbones.vit import side_info_domain
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ class ECNObjective(nn.Module):
         detached monitoring scalars. source/target: batches with ``images`` (B, 3, H, W)."""
         out_s = forward_model(model, source)
         loss_s = self.source_loss(out_s, source["pids"])
-        out_t = forward_model(model, target)
+        with side_info_domain(model, "target"):  # SIE backbones: the target's cameras
+            out_t = forward_model(model, target)
         feats = _global(out_t["embedding"])
         indexes = target["indexes"].to(feats.device)
         sims = self.memory.similarities(feats)
