@@ -1,20 +1,28 @@
-"""ADAPT section: target-domain adaptation methods."""
+"""ADAPT section: target-domain adaptation (stage 1 source model, stage 2 the method)."""
 from __future__ import annotations
 
 from dataclasses import field
+from typing import Tuple
 
 from uda_reid.config.schema import section
 from uda_reid.config.sections.cluster import ClusterConfig
+from uda_reid.config.sections.solver import SolverConfig
 
 
 @section
 class ECNConfig:
-    LAMBDA: float = 0.3  # (1-lambda)*L_source + lambda*L_target
-    TEMPERATURE: float = 0.05
-    KNN: int = 6
+    # Defaults from zhunzhong07/ECN main.py / reid/loss/invariance.py / reid/trainers.py.
+    LAMBDA: float = 0.3  # (1-lambda)*L_source + lambda*L_target (--lmd)
+    TEMPERATURE: float = 0.05  # --inv-beta
+    KNN: int = 6  # --knn; 0 turns neighbourhood invariance off
     NEIGHBOR_START_EPOCH: int = 5  # the original uses epoch > 4 (0-based)
-    MOMENTUM_PER_EPOCH: float = 0.01  # alpha = 0.01 * epoch
-    CAMSTYLE: bool = True
+    MOMENTUM_PER_EPOCH: float = 0.01  # memory update rate alpha = 0.01 * epoch (--inv-alpha)
+    CAMSTYLE: bool = True  # camera invariance from <target root>/bounding_box_train_camstyle
+    TARGET_IMS_PER_BATCH: int = 0  # 0: ADAPT.SOLVER.IMS_PER_BATCH (the original: 128 and 128)
+    # Module-name prefixes that do not train, their BatchNorms kept in eval mode (original:
+    # conv1 .. layer2 of the ResNet).
+    FROZEN: Tuple[str, ...] = ("backbone.conv1", "backbone.bn1", "backbone.layer1",
+                               "backbone.layer2")
 
 
 @section
@@ -22,5 +30,9 @@ class AdaptConfig:
     METHOD: str = "direct"
     SOURCE: str = "synth-market"
     TARGET: str = "synth-duke"
+    # Stage-1 source models are cached here, one folder per hash of the source config.
+    SOURCE_CACHE: str = "output/source_models"
+    # Optimiser and schedule of stage 2 (SOLVER is stage 1's).
+    SOLVER: SolverConfig = field(default_factory=SolverConfig)
     ECN: ECNConfig = field(default_factory=ECNConfig)
     CLUSTER: ClusterConfig = field(default_factory=ClusterConfig)

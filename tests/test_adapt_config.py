@@ -1,0 +1,95 @@
+"""Adaptation config: argument precedence, default output folder, the stage-1 cache key."""
+from pathlib import Path
+
+import pytest
+
+from uda_reid.adapt.pipeline import build_adapt_config, default_config_file, source_key
+from uda_reid.config import ConfigError, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ecn"
+
+
+def test_named_arguments_override_the_file_and_key_value_pairs_override_both(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text("ADAPT:\n  SOURCE: msmt17\n  TARGET: synth-duke\n  METHOD: ecn\nSEED: 3\n")
+    cfg = build_adapt_config(source="market", config_file=str(path), overrides=["SEED", "4"])
+    assert (cfg.ADAPT.SOURCE, cfg.ADAPT.TARGET, cfg.ADAPT.METHOD, cfg.SEED) == \
+        ("market1501", "synth-duke", "ecn", 4)
+    assert cfg.OUTPUT_DIR == "output/adapt/market15012synth-duke/ecn"
+    cfg = build_adapt_config(source="market", output_dir=str(tmp_path / "o"),
+                             overrides=["ADAPT.SOURCE", "duke"])
+    assert cfg.ADAPT.SOURCE == "dukemtmc" and cfg.OUTPUT_DIR == str(tmp_path / "o")
+    with pytest.raises(ConfigError, match="ADAPT.TARGET.*synth-duk"):
+        build_adapt_config(target="synth-duk")
+
+
+def test_source_key_changes_with_stage_one_settings_only():
+    recipe = str(CONFIGS / "synth-market2synth-duke.yml")
+
+    def build(source, target, method, *overrides):
+        return build_adapt_config(source, target, method, recipe, overrides=list(overrides))
+
+    key = source_key(build("synth-market", "synth-duke", "ecn"))
+    same = [build("synth-market", "synth-market", "direct"),
+            build("synth-market", "synth-duke", "ecn", "TEST.EVAL_PERIOD", "3", "ADAPT.ECN.KNN",
+                  "4", "ADAPT.SOLVER.BASE_LR", "0.5", "MODEL.DEVICE", "cpu", "OUTPUT_DIR", "o")]
+    assert all(source_key(c) == key for c in same)
+    different = [build("synth-duke", "synth-duke", "ecn"),
+                 build("synth-market", "synth-duke", "ecn", "SOLVER.BASE_LR", "0.5"),
+                 build("synth-market", "synth-duke", "ecn", "SEED", "1")]
+    assert len({key, *(source_key(c) for c in different)}) == 4
+
+
+@pytest.mark.parametrize("name", ["market2duke", "duke2market", "market2msmt",
+                                  "synth-market2synth-duke"])
+def test_ecn_recipes_load_with_the_original_hyper_parameters(name):
+    cfg = load_config(CONFIGS / f"{name}.yml")
+    s, e = cfg.ADAPT.SOLVER, cfg.ADAPT.ECN
+    assert cfg.ADAPT.METHOD == "ecn" and cfg.MODEL.HEADS.NAME == "ecn"
+    assert (s.OPT, s.MOMENTUM, s.NESTEROV, s.WEIGHT_DECAY) == ("SGD", 0.9, True, 5e-4)
+    assert s.BACKBONE_LR_FACTOR == 0.1
+    assert (e.LAMBDA, e.TEMPERATURE, e.KNN, e.NEIGHBOR_START_EPOCH, e.MOMENTUM_PER_EPOCH) == \
+        (0.3, 0.05, 6, 5, 0.01)
+    if name.startswith("synth"):  # stage 1 keeps its own solver (no shared YAML objects)
+        assert (cfg.SOLVER.OPT, cfg.SOLVER.BACKBONE_LR_FACTOR) == ("Adam", 1.0)
+        assert cfg.MODEL.BACKBONE.NAME == "resnet18" and cfg.INPUT.SIZE_TRAIN == (128, 64)
+    else:
+        assert cfg.MODEL.BACKBONE.NAME == "resnet50" and cfg.MODEL.HEADS.EMBEDDING_DIM == 4096
+        assert (s.BASE_LR, s.MAX_EPOCH, s.STEPS, s.IMS_PER_BATCH) == (0.1, 60, (40,), 128)
+        assert e.TARGET_IMS_PER_BATCH == 128
+        assert e.FROZEN == ("backbone.conv1", "backbone.bn1", "backbone.layer1",
+                            "backbone.layer2")
+
+
+def test_adapt_tool_reports_a_bad_method_and_a_missing_camstyle_folder(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "adapt_tool", Path(__file__).resolve().parents[1] / "tools" / "adapt.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    args = ["--source", "synth-market", "--target", "synth-duke", "--output-dir",
+            str(tmp_path / "out"), "DATASETS.ROOT", str(tmp_path / "data"),
+            "DATASETS.SYNTH_SCALE", "tiny", "MODEL.DEVICE", "cpu"]
+    assert tool.main(args + ["--method", "ecm"]) == 2
+    assert "ADAPT.METHOD" in capsys.readouterr().err
+    assert tool.main(args + ["--method", "ecn"]) == 2
+    err = capsys.readouterr().err
+    assert "bounding_box_train_camstyle" in err and "tools/camstyle.py train" in err
+
+
+def test_without_a_config_file_the_methods_recipe_for_the_pair_is_used():
+    cfg = build_adapt_config("synth-market", "synth-duke", "ecn")
+    assert cfg.MODEL.HEADS.NAME == "ecn" and cfg.MODEL.BACKBONE.NAME == "resnet18"
+    assert cfg.OUTPUT_DIR == load_config(CONFIGS / "synth-market2synth-duke.yml").OUTPUT_DIR
+    plain = build_adapt_config("synth-market", "synth-duke", "direct")
+    assert plain.MODEL.HEADS.NAME == "bnneck"  # no configs/direct recipe: the defaults
+
+
+@pytest.mark.parametrize("source,target,recipe", [("market", "duke", "market2duke"),
+                                                  ("market1501", "dukemtmc", "market2duke"),
+                                                  ("dukemtmc", "market", "duke2market"),
+                                                  ("market", "msmt17", "market2msmt")])
+def test_recipe_lookup_accepts_dataset_names_and_aliases(source, target, recipe):
+    assert default_config_file(source, target, "ecn") == CONFIGS / f"{recipe}.yml"
+    assert default_config_file(source, target, "direct") is None

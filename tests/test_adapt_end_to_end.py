@@ -1,0 +1,139 @@
+"""tools/adapt.py flow on tiny synthetic domains: stages, metrics, curves, cache reuse, the
+camstyle contract, resume after a kill, and the label guard seen by a method."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from camstyle_standins import write_standins
+from uda_reid.adapt.base import AdaptMethod
+from uda_reid.adapt.camstyle_data import CamStyleMissingError
+from uda_reid.adapt.guard import LabelAccessError, UnlabeledDataset
+from uda_reid.adapt.methods.ecn import ECNStep
+from uda_reid.adapt.pipeline import build_adapt_config, run_adaptation, source_cache_dir
+from uda_reid.adapt.registry import METHODS
+from uda_reid.data.datasets import build_dataset
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ecn" / "synth-market2synth-duke.yml"
+TARGET = "synth-duke"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    target = build_dataset(TARGET, str(root), "tiny", 0)
+    write_standins(Path(target.root), target.train, target.num_cameras)
+    return root
+
+
+def tiny_config(data_root, out, method="ecn", *extra):
+    return build_adapt_config(
+        "synth-market", TARGET, method, str(CONFIG), str(out),
+        ["DATASETS.ROOT", str(data_root), "DATASETS.SYNTH_SCALE", "tiny",
+         "ADAPT.SOURCE_CACHE", str(Path(data_root) / "source_models"), "MODEL.DEVICE", "cpu",
+         "INPUT.SIZE_TRAIN", "(32, 16)", "INPUT.SIZE_TEST", "(32, 16)",
+         "MODEL.HEADS.EMBEDDING_DIM", "32", "DATALOADER.NUM_WORKERS", "0",
+         "SOLVER.IMS_PER_BATCH", "16", "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "2",
+         "ADAPT.SOLVER.IMS_PER_BATCH", "16", "ADAPT.SOLVER.MAX_EPOCH", "2",
+         "ADAPT.SOLVER.ITERS_PER_EPOCH", "2", "ADAPT.SOLVER.STEPS", "[1]",
+         "ADAPT.SOLVER.CHECKPOINT_PERIOD", "1", "ADAPT.ECN.TARGET_IMS_PER_BATCH", "16",
+         "ADAPT.ECN.NEIGHBOR_START_EPOCH", "1", "TEST.EVAL_PERIOD", "1", *extra])
+
+
+@pytest.fixture(scope="module")
+def ecn_run(data_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ecn")
+    return out, run_adaptation(tiny_config(data_root, out))
+
+
+def test_ecn_run_writes_both_stages_metrics_curves_and_tensorboard(ecn_run):
+    out, results = ecn_run
+    assert json.loads((out / "results.json").read_text()) == results
+    assert (results["task"], results["method"], results["source"], results["target"]) == \
+        ("adapt", "ecn", "synth-market", TARGET)
+    assert [s["name"] for s in results["stages"]] == ["source", "ecn"]
+    source, ecn = results["stages"]
+    assert set(source["metrics"]) == {"synth-market", TARGET} and not source["reused"]
+    for metrics in (results["metrics"][TARGET], source["metrics"][TARGET]):
+        assert set(metrics) >= {"mAP", "mINP", "rank1", "rank5", "rank10"}
+        assert all(0.0 <= v <= 1.0 for v in metrics.values())
+    assert results["metrics"][TARGET] == ecn["metrics"][TARGET]
+    assert [c["epoch"] for c in ecn["curves"]] == [1, 2]
+    for curve in ecn["curves"]:
+        assert TARGET in curve["metrics"]
+        assert {"loss_source", "loss_target", "memory_filled", "own_slot_sim"} <= set(curve)
+    assert [c["neighbors"] for c in ecn["curves"]] == [0.0, 1.0]
+    assert list(out.glob("events.out.tfevents*")) and (out / "last.pth").is_file()
+    assert (out / "config.yaml").is_file()
+
+
+def test_direct_transfer_reuses_the_cached_source_model(data_root, ecn_run, tmp_path):
+    _, ecn = ecn_run
+    results = run_adaptation(tiny_config(data_root, tmp_path, "direct"))
+    assert [s["name"] for s in results["stages"]] == ["source"]
+    assert results["stages"][0]["reused"]
+    assert results["metrics"][TARGET] == ecn["stages"][0]["metrics"][TARGET]
+
+
+def test_resume_continues_a_killed_adaptation_with_its_memory(data_root, ecn_run, tmp_path,
+                                                              monkeypatch):
+    out_full, full = ecn_run
+    run = ECNStep.run
+
+    def killed_in_epoch_two(self, model):
+        if self.epoch == 1:
+            raise KeyboardInterrupt("killed")
+        return run(self, model)
+
+    monkeypatch.setattr(ECNStep, "run", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_adaptation(tiny_config(data_root, tmp_path))
+    monkeypatch.setattr(ECNStep, "run", run)
+    resumed = run_adaptation(tiny_config(data_root, tmp_path), resume=True)
+    assert resumed["metrics"] == full["metrics"]
+    a = torch.load(tmp_path / "last.pth", weights_only=False)["step"]["objective"]
+    b = torch.load(out_full / "last.pth", weights_only=False)["step"]["objective"]
+    assert torch.equal(a["memory.slots"], b["memory.slots"])
+
+
+def test_missing_camstyle_stops_early_with_the_command_unless_disabled(data_root, tmp_path,
+                                                                       caplog):
+    other_seed = ["DATASETS.SYNTH_SEED", "1", "SOLVER.MAX_EPOCH", "1"]
+    cfg = tiny_config(data_root, tmp_path / "a", "ecn", *other_seed)
+    with pytest.raises(CamStyleMissingError, match="tools/camstyle.py generate --dataset"):
+        run_adaptation(cfg)
+    assert not source_cache_dir(cfg).exists()  # stopped before stage 1
+    cfg = tiny_config(data_root, tmp_path / "b", "ecn", *other_seed, "ADAPT.ECN.CAMSTYLE",
+                      "False", "ADAPT.SOLVER.MAX_EPOCH", "1")
+    results = run_adaptation(cfg)
+    assert [s["name"] for s in results["stages"]] == ["source", "ecn"]
+    assert "WITHOUT camera invariance" in (tmp_path / "b" / "log.txt").read_text()
+
+
+class LabelSpy(AdaptMethod):
+    """A method that tries to read the target identities it is handed."""
+
+    seen = {}
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls()
+
+    def build_step(self, ctx):
+        LabelSpy.seen["pids"] = {s[1] for s in ctx.target.train}
+        LabelSpy.seen["type"] = type(ctx.target)
+        for attempt in (lambda: ctx.target.num_train_pids, lambda: ctx.target.query,
+                        lambda: ctx.target.train.pids):
+            with pytest.raises(LabelAccessError):
+                attempt()
+        LabelSpy.seen["checked"] = True
+        return None
+
+
+METHODS.register("label-spy")(LabelSpy)
+
+
+def test_a_method_gets_the_target_training_set_without_identities(data_root, tmp_path):
+    run_adaptation(tiny_config(data_root, tmp_path, "label-spy"))
+    assert LabelSpy.seen == {"pids": {-1}, "type": UnlabeledDataset, "checked": True}

@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""Domain adaptation: train (or reuse) the source model, then adapt it to the target.
+
+    python tools/adapt.py --source synth-market --target synth-duke --method ecn \
+        [--config-file configs/ecn/synth-market2synth-duke.yml] [--output-dir D] [--resume] \
+        [KEY VALUE ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from uda_reid.adapt.pipeline import build_adapt_config, run_adaptation
+from uda_reid.config import ConfigError
+from uda_reid.engine.checkpoint import CheckpointMismatchError
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", help="source dataset (default: ADAPT.SOURCE)")
+    parser.add_argument("--target", help="target dataset (default: ADAPT.TARGET)")
+    parser.add_argument("--method", help="adaptation method, e.g. direct, ecn "
+                                         "(default: ADAPT.METHOD)")
+    parser.add_argument("--config-file", default=None, help="YAML config")
+    parser.add_argument("--output-dir", default=None, help="output folder (OUTPUT_DIR)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed run from OUTPUT_DIR/last.pth")
+    parser.add_argument("opts", nargs="*", metavar="KEY VALUE",
+                        help="config overrides, e.g. ADAPT.ECN.CAMSTYLE False")
+    return parser.parse_intermixed_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = build_adapt_config(args.source, args.target, args.method, args.config_file,
+                                 args.output_dir, args.opts)
+        run_adaptation(cfg, resume=args.resume)
+    except (ConfigError, CheckpointMismatchError, FileNotFoundError, KeyError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

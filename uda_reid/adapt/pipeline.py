@@ -1,0 +1,237 @@
+"""The adaptation flow behind ``tools/adapt.py``.
+
+Stage 1 trains the source-supervised model, or reuses the one cached under
+``ADAPT.SOURCE_CACHE/<source>-<hash of the stage-1 config>``, and evaluates it on the target
+(direct transfer) and on the source's own test set. Stage 2 runs the method
+(``ADAPT.METHOD``) on the target training images *without their identities*, evaluating on the
+target query/gallery every ``TEST.EVAL_PERIOD`` epochs. ``results.json`` holds both stages,
+the per-epoch curves and the run's metadata.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from uda_reid.adapt.base import AdaptContext, AdaptMethod
+from uda_reid.adapt.guard import UnlabeledDataset
+from uda_reid.adapt.registry import METHODS
+from uda_reid.config import Config, ConfigError, apply_overrides, get_default_config, load_config
+from uda_reid.config.schema import to_dict
+from uda_reid.data.datasets import DATASETS, build_dataset_from_config
+from uda_reid.engine.checkpoint import load_model_weights, read_checkpoint_meta
+from uda_reid.engine.defaults import (build_evaluator, build_trainer, default_setup,
+                                      resolve_device, resume_or_start, train)
+from uda_reid.engine.hooks import HookBase
+from uda_reid.engine.logger import setup_logger
+from uda_reid.engine.results import build_results, write_results
+from uda_reid.engine.seed import seed_everything
+from uda_reid.models import build_model
+
+import uda_reid.adapt.methods  # noqa: F401  (registers the methods)
+
+logger = logging.getLogger(__name__)
+
+# Config parts that decide the stage-1 model (the cache key); TEST, ADAPT, CAMSTYLE and
+# OUTPUT_DIR do not.
+STAGE1_KEYS = ("MODEL", "INPUT", "DATASETS", "DATALOADER", "SOLVER", "SEED",
+               "CUDNN_DETERMINISTIC")
+DEFAULT_OUTPUT_DIR = get_default_config().OUTPUT_DIR
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _pair_of(stem: str) -> Optional[Tuple[str, str]]:
+    """``"market2duke"`` -> ``("market1501", "dukemtmc")`` (registered names), else None."""
+    for i, char in enumerate(stem):
+        if char == "2" and stem[:i] in DATASETS and stem[i + 1:] in DATASETS:
+            return DATASETS.canonical(stem[:i]), DATASETS.canonical(stem[i + 1:])
+    return None
+
+
+def default_config_file(source: Optional[str], target: Optional[str],
+                        method: Optional[str]) -> Optional[Path]:
+    """The checkout's ``configs/<method>/<source>2<target>.yml`` for the pair (dataset names
+    or aliases, e.g. ``market2duke.yml`` for ``market1501`` -> ``dukemtmc``), if any."""
+    if not (source and target and method) or source not in DATASETS or target not in DATASETS:
+        return None
+    pair = (DATASETS.canonical(source), DATASETS.canonical(target))
+    for path in sorted((CONFIG_DIR / method.lower()).glob("*.yml")):
+        if _pair_of(path.stem) == pair:
+            return path
+    return None
+
+
+def build_adapt_config(source: Optional[str] = None, target: Optional[str] = None,
+                       method: Optional[str] = None, config_file: Optional[str] = None,
+                       output_dir: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults, then ``config_file``, then the named arguments, then ``KEY VALUE`` pairs.
+
+    Without ``config_file`` the method's recipe for the pair is used when the checkout has one
+    (:func:`default_config_file`). Dataset aliases become their registered names (``market``
+    -> ``market1501``). Without an explicit output folder the run writes to
+    ``output/adapt/<source>2<target>/<method>``.
+    """
+    if config_file is None:
+        config_file = default_config_file(source, target, method)
+        if config_file is not None:
+            logger.info("Using the recipe %s", config_file)
+    cfg = load_config(config_file)
+    for key, value in (("SOURCE", source), ("TARGET", target), ("METHOD", method)):
+        if value is not None:
+            setattr(cfg.ADAPT, key, value)
+    if output_dir is not None:
+        cfg.OUTPUT_DIR = output_dir
+    apply_overrides(cfg, list(overrides))
+    for key in ("SOURCE", "TARGET"):
+        try:
+            setattr(cfg.ADAPT, key, DATASETS.canonical(getattr(cfg.ADAPT, key)))
+        except KeyError as err:
+            raise ConfigError(f"ADAPT.{key}: {err.args[0]}") from None
+    if cfg.OUTPUT_DIR == DEFAULT_OUTPUT_DIR and output_dir is None:
+        cfg.OUTPUT_DIR = (f"{DEFAULT_OUTPUT_DIR}/adapt/{cfg.ADAPT.SOURCE}2{cfg.ADAPT.TARGET}/"
+                          f"{cfg.ADAPT.METHOD}")
+    return cfg
+
+
+def source_stage_config(cfg: Config) -> Config:
+    """The stage-1 config: supervised training on ``ADAPT.SOURCE``, tested on it."""
+    stage = copy.deepcopy(cfg)
+    stage.DATASETS.NAMES = (cfg.ADAPT.SOURCE,)
+    stage.DATASETS.TESTS = (cfg.ADAPT.SOURCE,)
+    return stage
+
+
+def source_key(cfg: Config) -> str:
+    """Short hash of everything that decides the stage-1 model (device and tests excluded)."""
+    data = to_dict(source_stage_config(cfg))
+    kept: Dict[str, Any] = {k: data[k] for k in STAGE1_KEYS}
+    kept["MODEL"] = {k: v for k, v in kept["MODEL"].items() if k != "DEVICE"}
+    kept["DATASETS"] = {k: v for k, v in kept["DATASETS"].items() if k != "TESTS"}
+    blob = json.dumps(kept, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def adapt_stage_config(cfg: Config) -> Config:
+    """The stage-2 config: ``ADAPT.SOLVER`` in place of ``SOLVER``, source training data."""
+    stage = copy.deepcopy(cfg)
+    stage.SOLVER = copy.deepcopy(cfg.ADAPT.SOLVER)
+    stage.DATASETS.NAMES = (cfg.ADAPT.SOURCE,)
+    stage.DATASETS.TESTS = (cfg.ADAPT.TARGET,)
+    return stage
+
+
+def build_method(cfg: Config) -> AdaptMethod:
+    """The registered method ``ADAPT.METHOD`` built from the config."""
+    try:
+        method_cls = METHODS.get(cfg.ADAPT.METHOD)
+    except KeyError as err:
+        raise ConfigError(f"ADAPT.METHOD: {err.args[0]}") from None
+    return method_cls.from_config(cfg)
+
+
+class EpochCurvesHook(HookBase):
+    """Per-epoch means of the losses and the step's scalars (kept across a resume)."""
+
+    def __init__(self) -> None:
+        self.curves: Dict[int, Dict[str, float]] = {}
+        self._sums: Dict[str, float] = {}
+        self._count = 0
+
+    def before_epoch(self) -> None:
+        self._sums, self._count = {}, 0
+
+    def after_step(self) -> None:
+        values = dict(self.trainer.losses)
+        values.update(self.trainer.step.scalars())
+        for name, value in values.items():
+            self._sums[name] = self._sums.get(name, 0.0) + value
+        self._count += 1
+
+    def after_epoch(self) -> None:
+        self.curves[self.trainer.epoch + 1] = {k: v / self._count for k, v in self._sums.items()}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"curves": self.curves}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.curves = {int(k): dict(v) for k, v in state["curves"].items()}
+
+
+def source_cache_dir(cfg: Config) -> Path:
+    """``ADAPT.SOURCE_CACHE/<source>-<source_key>``: where stage 1's model lives."""
+    return Path(cfg.ADAPT.SOURCE_CACHE) / f"{cfg.ADAPT.SOURCE}-{source_key(cfg)}"
+
+
+def train_or_load_source(cfg: Config, device: torch.device) -> Tuple[nn.Module, Dict[str, Any]]:
+    """Stage 1: the source model from the cache, trained there first when absent (a killed
+    stage-1 run resumes from its ``last.pth``). Returns the model on ``device`` and facts
+    about it (cache folder, whether it was reused, number of source classes)."""
+    cache = source_cache_dir(cfg)
+    reused = (cache / "results.json").is_file()
+    if not reused:
+        stage = source_stage_config(cfg)
+        stage.OUTPUT_DIR = str(cache)
+        logger.info("Stage 1: training the source model on %s in %s", cfg.ADAPT.SOURCE, cache)
+        train(stage, resume=(cache / "last.pth").is_file())
+        setup_logger(cfg.OUTPUT_DIR)
+    else:
+        logger.info("Stage 1: reusing the source model in %s", cache)
+    weights = cache / "last.pth"
+    num_classes = int(read_checkpoint_meta(weights)["num_classes"])
+    model = build_model(cfg, num_classes).to(device)
+    load_model_weights(model, weights)
+    return model, {"cache": str(cache), "reused": reused, "num_classes": num_classes}
+
+
+def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
+    """Both stages for ``cfg``; writes and returns ``OUTPUT_DIR/results.json``."""
+    start = time.perf_counter()
+    output_dir = default_setup(cfg, resume)
+    device = resolve_device(cfg.MODEL.DEVICE)
+    method = build_method(cfg)
+    source_name, target_name = cfg.ADAPT.SOURCE, cfg.ADAPT.TARGET
+    target = UnlabeledDataset.from_dataset(build_dataset_from_config(cfg, target_name))
+    method.check_target(target)
+
+    model, source_info = train_or_load_source(cfg, device)
+    direct = build_evaluator(cfg, model, (target_name, source_name))()
+    for name, values in direct.items():
+        logger.info("Stage 1 (source model) on %s: %s", name,
+                    ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    stages: List[Dict[str, Any]] = [dict(name="source", metrics=direct, **source_info)]
+    final = {target_name: direct[target_name]}
+
+    # Stage 2 starts from the same random state whether stage 1 was trained or reused.
+    seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
+    stage_cfg = adapt_stage_config(cfg)
+    source = build_dataset_from_config(cfg, source_name)
+    ctx = AdaptContext(stage_cfg, model, source, target, device, output_dir)
+    method.prepare_model(model)
+    step = method.build_step(ctx)
+    if step is not None:
+        curves = EpochCurvesHook()
+        iters = stage_cfg.SOLVER.ITERS_PER_EPOCH or len(step)
+        trainer, checkpointer = build_trainer(
+            stage_cfg, model, step, iters, build_evaluator(stage_cfg, model, (target_name,)),
+            extra_hooks=[*method.hooks(ctx), curves], best_dataset=target_name,
+            meta={"num_classes": source_info["num_classes"], "method": cfg.ADAPT.METHOD})
+        resume_or_start(trainer, checkpointer, resume)
+        trainer.train()
+        final = trainer.metrics[max(trainer.metrics)]
+        epochs = sorted(set(curves.curves) | set(trainer.metrics))
+        stages.append({"name": cfg.ADAPT.METHOD, "metrics": final, "epochs": trainer.max_epoch,
+                       "curves": [dict(epoch=e, **curves.curves.get(e, {}),
+                                       metrics=trainer.metrics.get(e, {})) for e in epochs]})
+
+    results = build_results("adapt", cfg.ADAPT.METHOD, source_name, target_name, cfg.SEED,
+                            final, time.perf_counter() - start, stages)
+    path = write_results(output_dir / "results.json", results)
+    logger.info("Results written to %s", path)
+    return results
