@@ -214,3 +214,26 @@ def test_the_step_holds_only_label_free_target_samples():
     step = make_step(x, ScriptedLabeler((0.5,), []))
     assert isinstance(step.samples, UnlabeledSamples)
     assert {s[1] for s in step.samples} == {-1}
+
+
+@pytest.mark.parametrize("source,target", [("market", "duke"), ("duke", "market"),
+                                           ("market", "msmt"), ("synth-market", "synth-duke")])
+def test_recipes_resolve_and_share_the_stage1_model(source, target):
+    from uda_reid.adapt.pipeline import build_adapt_config, build_method, source_key
+
+    cfgs = {m: build_adapt_config(source, target, m, None, "/tmp/unused", [])
+            for m in ("cluster", "mlt", "ecn")}
+    cluster, mlt = build_method(cfgs["cluster"]), build_method(cfgs["mlt"])
+    assert type(mlt) is MLT and type(cluster) is ClusterAdaptation
+    assert len(cluster.labeler.granularities) == 1 and len(mlt.labeler.granularities) == 3
+    # cluster's granularity is mlt's triplet granularity
+    assert cluster.labeler.granularities[0] == mlt.labeler.granularities[mlt.granularity_index]
+    assert source_key(cfgs["cluster"]) == source_key(cfgs["mlt"])
+    if source.startswith("synth"):  # the synthetic recipes reuse ECN's cached source model
+        assert source_key(cfgs["cluster"]) == source_key(cfgs["ecn"])
+    else:  # FastReID's cross-domain recipe: ResNet-50, GeM, BNNeck, hard triplet
+        model = cfgs["mlt"].MODEL
+        assert (model.BACKBONE.NAME, model.POOLING.NAME, model.HEADS.NAME) == \
+            ("resnet50", "gem", "bnneck")
+        assert "TripletLoss" in model.LOSSES.NAME and model.LOSSES.TRI.HARD_MINING
+        assert mlt.mixture and not cluster.mixture
