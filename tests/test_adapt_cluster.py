@@ -237,3 +237,22 @@ def test_recipes_resolve_and_share_the_stage1_model(source, target):
             ("resnet50", "gem", "bnneck")
         assert "TripletLoss" in model.LOSSES.NAME and model.LOSSES.TRI.HARD_MINING
         assert mlt.mixture and not cluster.mixture
+
+
+def test_optimizer_state_of_the_classifiers_is_dropped_before_each_round():
+    from types import SimpleNamespace
+
+    from uda_reid.adapt.methods.cluster import FreshClassifierStateHook
+
+    heads = PseudoClassifiers(1, 6, 4)
+    other = nn.Linear(4, 2)
+    opt = torch.optim.Adam([heads.weight, *other.parameters()], lr=0.1)
+    heads.reset(0, torch.eye(4)[:3])
+    (heads(0, torch.randn(5, 4)).sum() + other(torch.randn(5, 4)).sum()).backward()
+    opt.step()
+    hook = FreshClassifierStateHook(heads)
+    hook.trainer = SimpleNamespace(optimizer=opt)
+    hook.before_epoch()
+    assert heads.weight not in opt.state and other.weight in opt.state
+    opt.step()  # the optimiser starts the classifier afresh
+    assert int(opt.state[heads.weight]["step"]) == 1 and int(opt.state[other.weight]["step"]) == 2

@@ -34,6 +34,7 @@ from uda_reid.adapt.sampling import ShuffledBatchSampler
 from uda_reid.data.loaders import (ImageDataset, build_test_loader, build_train_loader, collate,
                                    combine_train_sets)
 from uda_reid.data.transforms import build_transforms_from_config
+from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.losses.computer import over_branches
@@ -245,6 +246,18 @@ class PseudoLabelStep(TrainStep):
             self.source.load_state_dict(state.get("source", {}))
 
 
+class FreshClassifierStateHook(HookBase):
+    """Drops the optimiser state (momenta, Adam moments) of the pseudo-label classifiers
+    before each round: row k is a new class after re-clustering."""
+
+    def __init__(self, classifiers: PseudoClassifiers) -> None:
+        self.classifiers = classifiers
+
+    def before_epoch(self) -> None:
+        for param in self.classifiers.parameters():
+            self.trainer.optimizer.state.pop(param, None)
+
+
 def retrieval_dim(model: nn.Module, loader: Iterable, device: torch.device) -> int:
     """Size D of the model's retrieval embedding (one eval forward on the first batch)."""
     batch = next(iter(loader))
@@ -314,6 +327,11 @@ class ClusterAdaptation(AdaptMethod):
             self.ce_scale, self.triplet_margin, self.triplet_scale, source_loader, cfg.TEST.FLIP,
             ctx.label_quality, workers, cfg.SEED, ctx.device)
         return self.step
+
+    def hooks(self, ctx: AdaptContext) -> List[HookBase]:
+        if self.step is None:
+            raise RuntimeError("hooks() needs build_step() first")
+        return [FreshClassifierStateHook(self.step.classifiers)]
 
     def report(self) -> Dict[str, Any]:
         """``rounds``: per round, each granularity's clusters, outliers and label quality."""
