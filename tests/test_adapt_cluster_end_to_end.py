@@ -29,7 +29,7 @@ def run_tool(data_root, out, method, *extra):
             "ADAPT.SOLVER.ITERS_PER_EPOCH", "2", "ADAPT.SOLVER.STEPS", "[1]",
             "ADAPT.MLT.NUM_INSTANCES", "2", "ADAPT.MLT.SOURCE_IMS_PER_BATCH", "8",
             "ADAPT.CLUSTER.K1", "6", "ADAPT.CLUSTER.K2", "2", "ADAPT.CLUSTER.MIN_SAMPLES", "2",
-            "TEST.EVAL_PERIOD", "2", *extra]
+            "TEST.EVAL_PERIOD", "2", "ADAPT.SOLVER.CHECKPOINT_PERIOD", "1", *extra]
     assert adapt_tool.main(argv) == 0
     return json.loads((Path(out) / "results.json").read_text())
 
@@ -56,9 +56,9 @@ def guard_spy(monkeypatch):
 
 @pytest.mark.parametrize("method,eps,mixture", [("cluster", "[0.5]", "False"),
                                                 ("mlt", "[0.4, 0.5, 0.6]", "True")])
-def test_tool_runs_method_with_rounds_in_results_and_tensorboard(data_root, tmp_path, method,
-                                                                  eps, mixture, guard_spy):
-    results = run_tool(data_root, tmp_path, method, "ADAPT.CLUSTER.EPS", eps,
+def test_tool_runs_method_with_rounds_in_results_and_tensorboard(data_root, method, eps,
+                                                                  mixture, guard_spy):
+    results = run_tool(data_root, data_root / method, method, "ADAPT.CLUSTER.EPS", eps,
                        "ADAPT.MLT.TRIPLET_GRANULARITY", "0", "ADAPT.MLT.MIXTURE", mixture)
     assert results["method"] == method
     assert [s["name"] for s in results["stages"]] == ["source", method]
@@ -77,7 +77,7 @@ def test_tool_runs_method_with_rounds_in_results_and_tensorboard(data_root, tmp_
     for curve in stage["curves"]:
         assert {f"pseudo{h}_nmi" for h in range(num)} <= set(curve)
     assert losses <= set(stage["curves"][0]) or "loss_idle" in stage["curves"][0]
-    assert list(tmp_path.glob("events.out.tfevents*"))
+    assert list((data_root / method).glob("events.out.tfevents*"))
     # the label guard: the method only ever held label-free target samples
     assert guard_spy == {"types": {UnlabeledSamples}, "pids": {-1}}
 
@@ -94,3 +94,29 @@ def test_degenerate_rounds_are_logged_and_training_goes_on(data_root, tmp_path):
     assert all(c["loss_idle"] == 0.0 for c in stage["curves"])
     assert TARGET in results["metrics"]
     assert "DEGENERATE" in (tmp_path / "log.txt").read_text()
+
+
+def test_resume_after_a_kill_gives_the_uninterrupted_result(data_root, tmp_path, monkeypatch):
+    extra = ("ADAPT.CLUSTER.EPS", "[0.5]", "ADAPT.MLT.TRIPLET_GRANULARITY", "0",
+             "ADAPT.MLT.MIXTURE", "False")  # the cluster run of the test above
+    done = data_root / "cluster" / "results.json"
+    full = json.loads(done.read_text()) if done.is_file() else \
+        run_tool(data_root, data_root / "cluster", "cluster", *extra)
+    run = PseudoLabelStep.run
+
+    def killed_in_epoch_two(self, model):
+        if len(self.rounds) == 2:
+            raise KeyboardInterrupt("killed")
+        return run(self, model)
+
+    monkeypatch.setattr(PseudoLabelStep, "run", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_tool(data_root, tmp_path / "killed", "cluster", *extra)
+    monkeypatch.setattr(PseudoLabelStep, "run", run)
+    resumed = run_tool(data_root, tmp_path / "killed", "cluster", "--resume", *extra)
+    assert resumed["metrics"] == full["metrics"]
+
+    def rounds(results):  # the round records without their timings
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in results["stages"][1]["rounds"]]
+
+    assert rounds(resumed) == rounds(full) and [r["epoch"] for r in rounds(full)] == [1, 2]
