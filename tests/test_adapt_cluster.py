@@ -256,3 +256,11 @@ def test_optimizer_state_of_the_classifiers_is_dropped_before_each_round():
     assert heads.weight not in opt.state and other.weight in opt.state
     opt.step()  # the optimiser starts the classifier afresh
     assert int(opt.state[heads.weight]["step"]) == 1 and int(opt.state[other.weight]["step"]) == 2
+
+
+def test_a_batch_that_k_does_not_divide_is_a_config_error_not_a_silent_fallback():
+    x, _ = blobs()
+    with pytest.raises(ValueError, match="NUM_INSTANCES=3"):
+        PseudoLabelStep(Echo(), ScriptedLabeler((0.5,), []), PseudoClassifiers(1, len(x), 16),
+                        strip_labels([("", 0, 0, i) for i in range(len(x))]), lambda i: i, [],
+                        batch_size=8, num_instances=3)

@@ -117,6 +117,7 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(data_root, tmp_path,
     assert resumed["metrics"] == full["metrics"]
 
     def rounds(results):  # the round records without their timings
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in results["stages"][1]["rounds"]]
+        return [{k: v for k, v in r.items() if k != "seconds"}
+                for r in results["stages"][1]["rounds"]]
 
     assert rounds(resumed) == rounds(full) and [r["epoch"] for r in rounds(full)] == [1, 2]

@@ -16,6 +16,7 @@ still have labels are used).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
@@ -93,6 +94,9 @@ class PseudoLabelStep(TrainStep):
         if not 0 <= triplet_granularity < classifiers.num_heads:
             raise ValueError(f"ADAPT.MLT.TRIPLET_GRANULARITY={triplet_granularity} is not an "
                              f"index of the {classifiers.num_heads} granularities")
+        if num_instances < 1 or batch_size % num_instances:
+            raise ValueError(f"the batch size {batch_size} must be a multiple of "
+                             f"ADAPT.MLT.NUM_INSTANCES={num_instances}")
         if feature_key not in FEATURE_KEYS.values():
             raise ValueError(f"feature_key must be one of {sorted(FEATURE_KEYS.values())}")
         self.model = model
@@ -279,7 +283,8 @@ class ClusterAdaptation(AdaptMethod):
             raise ValueError(f"ADAPT.MLT.TRIPLET_GRANULARITY={granularity_index} is not an index "
                              f"of the granularities {labeler.granularities}")
         if self.single_granularity:
-            labeler.granularities = (labeler.granularities[granularity_index],)
+            labeler = dataclasses.replace(
+                labeler, granularities=(labeler.granularities[granularity_index],))
             granularity_index = 0
         self.labeler = labeler
         self.granularity_index = granularity_index
