@@ -40,8 +40,11 @@ def test_source_key_changes_with_stage_one_settings_only():
     assert len({key, *(source_key(c) for c in different)}) == 4
 
 
-@pytest.mark.parametrize("name", ["market2duke", "duke2market", "market2msmt",
-                                  "synth-market2synth-duke"])
+PAIRS = ["market2duke", "duke2market", "market2msmt", "duke2msmt", "synth-market2synth-duke",
+         "synth-duke2synth-market"]
+
+
+@pytest.mark.parametrize("name", PAIRS)
 def test_ecn_recipes_load_with_the_original_hyper_parameters(name):
     cfg = load_config(CONFIGS / f"{name}.yml")
     s, e = cfg.ADAPT.SOLVER, cfg.ADAPT.ECN
@@ -52,7 +55,7 @@ def test_ecn_recipes_load_with_the_original_hyper_parameters(name):
         (0.3, 0.05, 6, 5, 0.01)
     if name.startswith("synth"):  # stage 1 keeps its own solver (no shared YAML objects)
         assert (cfg.SOLVER.OPT, cfg.SOLVER.BACKBONE_LR_FACTOR) == ("Adam", 1.0)
-        assert cfg.MODEL.BACKBONE.NAME == "resnet18" and cfg.INPUT.SIZE_TRAIN == (128, 64)
+        assert cfg.MODEL.BACKBONE.NAME == "resnet18" and cfg.INPUT.SIZE_TRAIN == (64, 32)
     else:
         assert cfg.MODEL.BACKBONE.NAME == "resnet50" and cfg.MODEL.HEADS.EMBEDDING_DIM == 4096
         assert (s.BASE_LR, s.MAX_EPOCH, s.STEPS, s.IMS_PER_BATCH) == (0.1, 60, (40,), 128)
@@ -73,7 +76,7 @@ def test_adapt_tool_reports_a_bad_method_and_a_missing_camstyle_folder(tmp_path,
             "DATASETS.SYNTH_SCALE", "tiny", "MODEL.DEVICE", "cpu"]
     assert tool.main(args + ["--method", "ecm"]) == 2
     assert "ADAPT.METHOD" in capsys.readouterr().err
-    assert tool.main(args + ["--method", "ecn"]) == 2
+    assert tool.main(args + ["--method", "ecn", "ADAPT.ECN.CAMSTYLE", "True"]) == 2
     err = capsys.readouterr().err
     assert "bounding_box_train_camstyle" in err and "tools/camstyle.py train" in err
 
@@ -82,8 +85,8 @@ def test_without_a_config_file_the_methods_recipe_for_the_pair_is_used():
     cfg = build_adapt_config("synth-market", "synth-duke", "ecn")
     assert cfg.MODEL.HEADS.NAME == "ecn" and cfg.MODEL.BACKBONE.NAME == "resnet18"
     assert cfg.OUTPUT_DIR == load_config(CONFIGS / "synth-market2synth-duke.yml").OUTPUT_DIR
-    plain = build_adapt_config("synth-market", "synth-duke", "direct")
-    assert plain.MODEL.HEADS.NAME == "bnneck"  # no configs/direct recipe: the defaults
+    plain = build_adapt_config("synth-market", "synth-duke", "cluster-none")
+    assert plain.MODEL.HEADS.NAME == "bnneck"  # no recipe for the method: the defaults
 
 
 @pytest.mark.parametrize("source,target,recipe", [("market", "duke", "market2duke"),
@@ -92,4 +95,11 @@ def test_without_a_config_file_the_methods_recipe_for_the_pair_is_used():
                                                   ("market", "msmt17", "market2msmt")])
 def test_recipe_lookup_accepts_dataset_names_and_aliases(source, target, recipe):
     assert default_config_file(source, target, "ecn") == CONFIGS / f"{recipe}.yml"
-    assert default_config_file(source, target, "direct") is None
+    assert default_config_file(source, target, "cluster-none") is None
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_direct_recipes_share_the_ecn_source_model(name):
+    direct = load_config(CONFIGS.parent / "direct" / f"{name}.yml")
+    ecn = load_config(CONFIGS / f"{name}.yml")
+    assert direct.ADAPT.METHOD == "direct" and source_key(direct) == source_key(ecn)

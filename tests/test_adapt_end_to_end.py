@@ -100,7 +100,7 @@ def test_resume_continues_a_killed_adaptation_with_its_memory(data_root, ecn_run
 def test_missing_camstyle_stops_early_with_the_command_unless_disabled(data_root, tmp_path,
                                                                        caplog):
     other_seed = ["DATASETS.SYNTH_SEED", "1", "SOLVER.MAX_EPOCH", "1"]
-    cfg = tiny_config(data_root, tmp_path / "a", "ecn", *other_seed)
+    cfg = tiny_config(data_root, tmp_path / "a", "ecn", *other_seed, "ADAPT.ECN.CAMSTYLE", "True")
     with pytest.raises(CamStyleMissingError, match="tools/camstyle.py generate --dataset"):
         run_adaptation(cfg)
     assert not source_cache_dir(cfg).exists()  # stopped before stage 1

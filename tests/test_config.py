@@ -89,3 +89,12 @@ def test_saved_config_loads_back_to_an_equal_config(tmp_path):
     assert config_diff(get_default_config(), cfg) == [
         "INPUT.PIXEL_MEAN", "MODEL.BACKBONE.NAME", "SEED", "SOLVER.STEPS"]
     assert dump_config(again) == dump_config(cfg)
+
+
+def test_yaml_anchor_shared_by_two_sections_does_not_tie_them(tmp_path):
+    base = write(tmp_path / "base.yml", "SOLVER: &solver\n  BASE_LR: 0.1\n"
+                 "ADAPT:\n  SOLVER: *solver\n")
+    child = write(tmp_path / "child.yml", "_BASE_: base.yml\nSOLVER:\n  BASE_LR: 0.5\n")
+    cfg = load_config(child)
+    assert cfg.SOLVER.BASE_LR == 0.5 and cfg.ADAPT.SOLVER.BASE_LR == 0.1
+    assert load_config(base).ADAPT.SOLVER.BASE_LR == 0.1

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from uda_reid.data.datasets import DATASETS, DatasetLayoutError, build_dataset
+from uda_reid.data.datasets import DATASETS, DatasetLayoutError, build_dataset, with_pids
 
 
 def touch_jpg(path: Path) -> None:
@@ -104,3 +104,31 @@ def test_registry_names_and_aliases():
         assert DATASETS.get(name) is DATASETS.get(alias)
     with pytest.raises(KeyError, match="market1501"):
         DATASETS.get("market1510")
+
+
+def test_msmt17_missing_list_or_folder_names_it_and_suggests_synthetic(tmp_path):
+    base = tmp_path / "MSMT17_V1"
+    (base / "train").mkdir(parents=True)
+    with pytest.raises(DatasetLayoutError, match="test") as err:
+        build_dataset("msmt17", str(tmp_path))
+    assert "list_gallery.txt" in str(err.value) and "synth-duke" in str(err.value)
+    (base / "test").mkdir()
+    with pytest.raises(DatasetLayoutError, match="list_train.txt") as err:
+        build_dataset("msmt17", str(tmp_path))
+    assert "synth-market" in str(err.value)
+
+
+def test_nothing_present_suggests_the_synthetic_domains(tmp_path):
+    for name, folder in (("market", "Market-1501-v15.09.15"), ("duke", "DukeMTMC-reID")):
+        with pytest.raises(DatasetLayoutError) as err:
+            build_dataset(name, str(tmp_path))
+        assert str(tmp_path / folder) in str(err.value)
+        assert "synth-market" in str(err.value) and "synth-duke" in str(err.value)
+
+
+def test_with_pids_hides_or_replaces_ids_and_keeps_the_rest():
+    samples = [("a.jpg", 3, 0, 0), ("b.jpg", 4, 2, 1)]
+    assert with_pids(samples, [-1, -1]) == [("a.jpg", -1, 0, 0), ("b.jpg", -1, 2, 1)]
+    assert with_pids(samples, [9, 8]) == [("a.jpg", 9, 0, 0), ("b.jpg", 8, 2, 1)]
+    with pytest.raises(ValueError, match="1 ids for 2 samples"):
+        with_pids(samples, [1])

@@ -27,23 +27,62 @@ def test_batch_hard_triplet_picks_hardest_pairs():
     # 1-D features: ids 0 at {0, 1}, ids 1 at {3, 10}
     f = torch.tensor([[0.0], [1.0], [3.0], [10.0]])
     y = torch.tensor([0, 0, 1, 1])
-    # anchor 0: d_ap=1, d_an=3 -> 0 ; anchor 1: 1, 2 -> 0 ; anchor 2: 7, 2 -> 5.3 ; anchor 3: 7, 9 -> 0
+    # (d_ap, d_an) per anchor: (1, 3) -> 0, (1, 2) -> 0, (7, 2) -> 5.3, (7, 9) -> 0
     want = (0 + 0 + (7 - 2 + 0.3) + 0) / 4
     assert triplet_loss(f, y, margin=0.3).item() == pytest.approx(want, abs=1e-4)
     soft = [math.log1p(math.exp(a - n)) for a, n in ((1, 3), (1, 2), (7, 2), (7, 9))]
     assert triplet_loss(f, y, margin=0.0).item() == pytest.approx(sum(soft) / 4, abs=1e-4)
 
 
-def test_weighted_triplet_and_cosine_variant():
+def test_weighted_triplet_with_cosine_distance_by_hand():
     f = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
     y = torch.tensor([0, 0, 1, 1])
-    # cosine distances: orthogonal pairs 1, opposite pairs 2
-    # anchor 0: positive 1 (d=1); negatives 2 (d=2), 3 (d=1); weights softmax(-d) over negatives
-    w = [math.exp(-2) / (math.exp(-2) + math.exp(-1)), math.exp(-1) / (math.exp(-2) + math.exp(-1))]
-    d_an = 2 * w[0] + 1 * w[1]
-    want = max(1 - d_an + 0.3, 0)
+    # cosine distance 2 - 2 cos: orthogonal pairs 2, opposite pairs 4
+    # anchor 0: positive 1 (d=2); negatives 2 (d=4), 3 (d=2), weighted by softmax(-d)
+    w = [math.exp(-4) / (math.exp(-4) + math.exp(-2)), math.exp(-2) / (math.exp(-4) + math.exp(-2))]
+    d_an = 4 * w[0] + 2 * w[1]
+    want = max(2 - d_an + 0.3, 0)
     got = triplet_loss(f, y, margin=0.3, hard_mining=False, cosine=True)
     assert got.item() == pytest.approx(want, abs=1e-4)  # symmetric: every anchor alike
+
+
+def test_weighted_triplet_softmax_weights_over_several_positives():
+    f = torch.tensor([[0.0], [1.0], [3.0], [5.0], [6.0]])
+    y = torch.tensor([0, 0, 0, 1, 1])
+    dist = (f - f.t()).abs().tolist()
+    total = 0.0
+    for i in range(5):
+        pos = [dist[i][j] for j in range(5) if j != i and y[j] == y[i]]
+        neg = [dist[i][j] for j in range(5) if y[j] != y[i]]
+        d_ap = sum(d * math.exp(d) for d in pos) / sum(math.exp(d) for d in pos)
+        d_an = sum(d * math.exp(-d) for d in neg) / sum(math.exp(-d) for d in neg)
+        total += max(d_ap - d_an + 0.3, 0)
+    got = triplet_loss(f, y, margin=0.3, hard_mining=False)
+    assert got.item() == pytest.approx(total / 5, abs=1e-4)
+
+
+def test_triplet_leaves_out_anchors_without_positives():
+    f = torch.tensor([[0.0], [1.0], [3.0], [10.0], [4.0]])
+    y = torch.tensor([0, 0, 1, 1, 2])  # id 2 has one image: not an anchor
+    # anchors 0, 1: d_ap 1, d_an 3 / 2 -> 0 ; anchor 2: 7 vs 1 (to id 2) ; anchor 3: 7 vs 6
+    want = (0 + 0 + (7 - 1 + 0.3) + (7 - 6 + 0.3)) / 4
+    assert triplet_loss(f, y, margin=0.3).item() == pytest.approx(want, abs=1e-4)
+    singles = f[:3].clone().requires_grad_()
+    lonely = triplet_loss(singles, torch.tensor([0, 1, 2]))
+    lonely.backward()
+    assert lonely.item() == 0.0 and torch.equal(singles.grad, torch.zeros(3, 1))
+
+
+def test_losses_accept_half_precision_inputs_and_compute_in_float32():
+    torch.manual_seed(0)
+    f, y = torch.randn(8, 16) * 30, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    logits = torch.randn(8, 4) * 50
+    for fn, args in ((triplet_loss, (f, y)), (circle_loss, (f, y)),
+                     (cross_entropy_smooth, (logits, y))):
+        half = fn(*(a.bfloat16() if a.is_floating_point() else a for a in args))
+        full = fn(*(a.bfloat16().float() if a.is_floating_point() else a for a in args))
+        assert half.dtype == torch.float32 and torch.isfinite(half)
+        assert half.item() == pytest.approx(full.item(), rel=1e-4)
 
 
 def test_circle_loss_by_hand_on_two_pairs():
@@ -76,3 +115,16 @@ def test_loss_computer_scales_and_combines_jpm_branches():
     assert out["loss_triplet"].item() == pytest.approx(triplet_loss(feats, y).item(), abs=1e-5)
     with pytest.raises(KeyError, match="No loss named"):
         build_loss_fn(load_config(None, ["MODEL.LOSSES.NAME", "[FocalLos]"]))
+
+
+def test_loss_computer_names_missing_outputs_and_duplicate_losses():
+    fn = build_loss_fn(load_config(None, ["MODEL.LOSSES.NAME", "[CircleLoss]",
+                                          "MODEL.LOSSES.CIRCLE.SCALE", "0.5"]))
+    y = torch.tensor([0, 0, 1, 1])
+    feats = torch.randn(4, 5)
+    assert fn({"features": feats}, y)["loss_circle"].item() == pytest.approx(
+        0.5 * circle_loss(feats, y).item(), abs=1e-5)
+    with pytest.raises(KeyError, match="CircleLoss needs the model output 'features'"):
+        fn({"logits": torch.randn(4, 2)}, y)
+    with pytest.raises(ValueError, match="lists a loss twice"):
+        build_loss_fn(load_config(None, ["MODEL.LOSSES.NAME", "[TripletLoss, triplet]"]))

@@ -1,12 +1,13 @@
 """Synthetic domains: deterministic, cached, rebuilt after interruption, parsed back."""
 import json
+import multiprocessing
 
 import numpy as np
 from PIL import Image
 
 from uda_reid.data.datasets import build_dataset
 from uda_reid.data.synthetic.domains import SCALES
-from uda_reid.data.synthetic.generate import MANIFEST, ensure_domain
+from uda_reid.data.synthetic.generate import MANIFEST, ensure_domain, manifest_ok
 
 
 def file_bytes(folder):
@@ -35,12 +36,46 @@ def test_interrupted_generation_is_detected_and_rebuilt(tmp_path):
     victim.write_bytes(victim.read_bytes()[:50])  # a truncated file
     ensure_domain(tmp_path, "synth-market", "tiny", 0)
     assert file_bytes(folder) == reference
-    (folder / MANIFEST).unlink()  # killed before the manifest was written
+    (folder / MANIFEST).unlink()  # an older layout of the cache without a manifest
     extra = victim.parent / "0999_c1s1_000001_01.jpg"
     extra.write_bytes(b"partial")
+    killed = tmp_path / ".synth-market-tiny-s0.tmp" / "Market-1501-v15.09.15" / "query"
+    killed.mkdir(parents=True)  # a generation killed half-way through its private folder
+    (killed / "0001_c1s1_000001_01.jpg").write_bytes(b"partial")
     ensure_domain(tmp_path, "synth-market", "tiny", 0)
     assert file_bytes(folder) == reference and not extra.exists()
+    assert not (tmp_path / ".synth-market-tiny-s0.tmp").exists()
     assert json.loads((folder / MANIFEST).read_text())["scale"] == "tiny"
+
+
+def test_same_size_corruption_is_caught_by_checksums_and_rebuilt(tmp_path):
+    folder = ensure_domain(tmp_path, "synth-duke", "tiny", 0)
+    reference = file_bytes(folder)
+    victim = sorted(folder.rglob("*.jpg"))[5]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    assert manifest_ok(folder) and not manifest_ok(folder, checksums=True)
+    ensure_domain(tmp_path, "synth-duke", "tiny", 0, verify_checksums=True)
+    assert file_bytes(folder) == reference
+
+
+def _generate(root):
+    ensure_domain(root, "synth-market", "tiny", 2)
+
+
+def test_concurrent_requests_generate_one_complete_copy(tmp_path):
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_generate, args=(tmp_path,)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    folder = tmp_path / "synth-market-tiny-s2"
+    assert manifest_ok(folder, checksums=True)
+    assert file_bytes(folder) == file_bytes(ensure_domain(tmp_path / "ref", "synth-market",
+                                                          "tiny", 2))
 
 
 def test_parsed_back_by_real_parsers_with_expected_counts(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set
@@ -35,11 +36,13 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
 
 
 def _deep_update(base: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
+    """Merge ``new`` into ``base`` recursively; values are copied, so YAML anchors/aliases
+    (one mapping object under two keys) never tie two sections together."""
     for key, value in new.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             _deep_update(base[key], value)
         else:
-            base[key] = value
+            base[key] = copy.deepcopy(value)
     return base
 
 

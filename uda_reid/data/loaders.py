@@ -9,8 +9,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from uda_reid.data.datasets import Sample, build_dataset_from_config
-from uda_reid.data.datasets.base import relabel
-from uda_reid.data.samplers import PKBatchSampler
+from uda_reid.data.datasets.base import relabel, with_pids
+from uda_reid.data.samplers import build_batch_sampler, dist_rank_and_world_size
 from uda_reid.data.transforms import build_transforms_from_config
 
 logger = logging.getLogger(__name__)
@@ -54,17 +54,24 @@ def collate(items: List[Dict[str, object]]) -> Dict[str, object]:
 def build_train_loader(samples: Sequence[Sample], transform: Callable, batch_size: int,
                        num_instances: int, num_workers: int = 0, seed: int = 0,
                        labels: Optional[Sequence[int]] = None,
-                       dataset: Optional[Dataset] = None) -> DataLoader:
-    """A PK-sampled training loader over ``samples``.
+                       dataset: Optional[Dataset] = None, sampler: str = "pk",
+                       rank: Optional[int] = None,
+                       world_size: Optional[int] = None) -> DataLoader:
+    """A training loader over ``samples`` with ``batch_size`` images per batch on this rank.
 
-    ``labels`` (default: the samples' pids) drive the PK sampler, so pseudo-labels can replace
-    true ids; ``dataset`` replaces the default :class:`ImageDataset` (e.g. camera-style
-    sampling) while keeping the sampler.
+    ``sampler`` is ``"pk"`` (``batch_size / num_instances`` identities x ``num_instances``
+    images) or ``"random"``. ``labels`` (e.g. pseudo-labels, ``-1`` = left out) replace the
+    samples' pids both for the sampler and in the batches' ``"pids"``; ``dataset`` replaces
+    the default :class:`ImageDataset` (e.g. camera-style sampling; its items must follow
+    ``labels`` itself) while keeping the sampler. ``rank``/``world_size`` default to the
+    process group's; each rank gets a disjoint share of every epoch's batches.
     """
-    labels = [s[1] for s in samples] if labels is None else labels
-    sampler = PKBatchSampler(labels, batch_size, num_instances, seed)
+    if labels is not None:
+        samples = with_pids(samples, labels)
+    batch_sampler = build_batch_sampler(sampler, [s[1] for s in samples], batch_size,
+                                        num_instances, seed, rank, world_size)
     return DataLoader(dataset if dataset is not None else ImageDataset(samples, transform),
-                      batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
+                      batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate,
                       persistent_workers=False)
 
 
@@ -87,6 +94,15 @@ def combine_train_sets(datasets: Sequence) -> List[Sample]:
     return relabel(combined)
 
 
+def per_rank_batch_size(total: int) -> int:
+    """``SOLVER.IMS_PER_BATCH`` counts all ranks together (as in FastReID): this rank's share."""
+    _, world_size = dist_rank_and_world_size()
+    if total % world_size:
+        raise ValueError(f"SOLVER.IMS_PER_BATCH={total} is not divisible by the {world_size} "
+                         f"distributed processes")
+    return total // world_size
+
+
 def build_train_loader_from_config(cfg) -> Tuple[DataLoader, int]:
     """Training loader over ``DATASETS.NAMES`` and its number of identities."""
     datasets = [build_dataset_from_config(cfg, name) for name in cfg.DATASETS.NAMES]
@@ -94,13 +110,15 @@ def build_train_loader_from_config(cfg) -> Tuple[DataLoader, int]:
         logger.info("\n%s", ds.summary())
     samples = combine_train_sets(datasets)
     loader = build_train_loader(samples, build_transforms_from_config(cfg, True),
-                                cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE,
-                                cfg.DATALOADER.NUM_WORKERS, cfg.SEED)
+                                per_rank_batch_size(cfg.SOLVER.IMS_PER_BATCH),
+                                cfg.DATALOADER.NUM_INSTANCE, cfg.DATALOADER.NUM_WORKERS,
+                                cfg.SEED, sampler=cfg.DATALOADER.SAMPLER)
     return loader, len({s[1] for s in samples})
 
 
 def build_test_loader_from_config(cfg, name: str) -> Tuple[DataLoader, int]:
     """Query+gallery loader of test dataset ``name`` and its number of queries."""
     ds = build_dataset_from_config(cfg, name)
+    logger.info("\n%s", ds.summary())
     return build_test_loader(ds.query, ds.gallery, build_transforms_from_config(cfg, False),
                              cfg.TEST.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)

@@ -1,32 +1,89 @@
-"""Identity (PK) batch sampling for ReID training, on true labels or pseudo-labels."""
+"""Batch samplers for ReID training: identity (PK) batches on true labels or pseudo-labels, and
+plain shuffled batches. Deterministic per seed and epoch, resumable, DDP-aware."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import defaultdict
-from typing import Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
 
-def _dist_info() -> tuple[int, int]:
+def dist_rank_and_world_size() -> Tuple[int, int]:
+    """``(rank, world_size)`` of the default process group, ``(0, 1)`` without one."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
 
-class PKBatchSampler(Sampler[List[int]]):
+class EpochBatchSampler(Sampler[List[int]], ABC):
+    """Base of the training batch samplers: an epoch's batches are drawn from
+    ``numpy.random.default_rng([seed, epoch])`` identically on every rank, and rank ``r`` of
+    ``world_size`` takes batches ``r, r + world_size, ...`` of the first
+    ``world_size * (n // world_size)`` (equal, disjoint shares keep DDP ranks in step).
+
+    ``set_epoch`` chooses the epoch; ``state_dict``/``load_state_dict`` save and restore it.
+    """
+
+    def __init__(self, seed: int = 0, rank: Optional[int] = None,
+                 world_size: Optional[int] = None) -> None:
+        default_rank, default_world = dist_rank_and_world_size()
+        self.rank = default_rank if rank is None else rank
+        self.world_size = default_world if world_size is None else world_size
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is outside 0..{self.world_size - 1}")
+        self.seed = seed
+        self.epoch = 0
+
+    @abstractmethod
+    def epoch_batches(self, rng: np.random.Generator) -> List[List[int]]:
+        """All batches of one epoch (every rank's), drawn from ``rng``."""
+
+    @abstractmethod
+    def num_epoch_batches(self) -> int:
+        """``len(epoch_batches(...))``, known without drawing."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[List[int]]:
+        batches = self.epoch_batches(np.random.default_rng([self.seed, self.epoch]))
+        usable = len(batches) // self.world_size * self.world_size
+        return iter(batches[self.rank:usable:self.world_size])
+
+    def __len__(self) -> int:
+        return self.num_epoch_batches() // self.world_size
+
+    def state_dict(self) -> Dict[str, int]:
+        return {"seed": self.seed, "epoch": self.epoch}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the epoch; a checkpoint from a differently seeded sampler is an error."""
+        if int(state["seed"]) != self.seed:
+            raise ValueError(f"sampler state has seed {state['seed']}, this sampler {self.seed}")
+        self.epoch = int(state["epoch"])
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch size must be positive, got {batch_size}")
+
+
+class PKBatchSampler(EpochBatchSampler):
     """Batches of ``P = batch_size / K`` identities with ``K = num_instances`` images each.
 
     One epoch visits every identity once (in a random order; the last incomplete group of P
     identities is dropped). An identity with fewer than K images is sampled with replacement.
-    Labels ``-1`` (outliers of a clustering) are never sampled. Under DDP, each rank takes a
-    disjoint share of every epoch's batches (``rank::world_size``). The order depends only on
-    ``seed`` and the epoch set by :meth:`set_epoch`, so a resumed run draws the same batches.
+    Labels ``-1`` (outliers of a clustering) are never sampled.
     """
 
     def __init__(self, labels: Sequence[int], batch_size: int, num_instances: int,
-                 seed: int = 0, rank: int | None = None, world_size: int | None = None) -> None:
+                 seed: int = 0, rank: Optional[int] = None,
+                 world_size: Optional[int] = None) -> None:
+        super().__init__(seed, rank, world_size)
+        _check_batch_size(batch_size)
         if num_instances < 1 or batch_size % num_instances:
             raise ValueError(f"batch size {batch_size} must be a multiple of "
                              f"DATALOADER.NUM_INSTANCE={num_instances}")
@@ -36,37 +93,57 @@ class PKBatchSampler(Sampler[List[int]]):
         for i, label in enumerate(labels):
             if int(label) >= 0:
                 index[int(label)].append(i)
-        if len(index) < self.ids_per_batch:
+        if len(index) < self.ids_per_batch * self.world_size:
             raise ValueError(f"{len(index)} identities cannot fill a batch of "
-                             f"{self.ids_per_batch} identities x {num_instances} images")
-        self.index = dict(sorted(index.items()))
-        self.seed = seed
-        default_rank, default_world = _dist_info()
-        self.rank = default_rank if rank is None else rank
-        self.world_size = default_world if world_size is None else world_size
-        self.epoch = 0
+                             f"{self.ids_per_batch} identities x {num_instances} images on "
+                             f"each of {self.world_size} rank(s)")
+        self.index = [np.asarray(members) for _, members in sorted(index.items())]
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def num_epoch_batches(self) -> int:
+        return len(self.index) // self.ids_per_batch
 
-    def _all_batches(self) -> List[List[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        ids = list(self.index)
-        order = rng.permutation(len(ids))
+    def epoch_batches(self, rng: np.random.Generator) -> List[List[int]]:
+        order = rng.permutation(len(self.index))
         batches = []
-        for start in range(0, len(ids) - self.ids_per_batch + 1, self.ids_per_batch):
+        for start in range(0, self.num_epoch_batches() * self.ids_per_batch, self.ids_per_batch):
             batch: List[int] = []
             for j in order[start:start + self.ids_per_batch]:
-                members = self.index[ids[j]]
+                members = self.index[j]
                 replace = len(members) < self.num_instances
-                batch.extend(int(m) for m in rng.choice(members, self.num_instances,
-                                                        replace=replace))
+                batch.extend(rng.choice(members, self.num_instances, replace=replace).tolist())
             batches.append(batch)
         return batches
 
-    def __iter__(self) -> Iterator[List[int]]:
-        return iter(self._all_batches()[self.rank::self.world_size])
 
-    def __len__(self) -> int:
-        total = len(self.index) // self.ids_per_batch
-        return len(range(self.rank, total, self.world_size))
+class RandomBatchSampler(EpochBatchSampler):
+    """Shuffled batches of ``batch_size`` images (the last incomplete batch dropped); images
+    labelled ``-1`` are left out."""
+
+    def __init__(self, labels: Sequence[int], batch_size: int, seed: int = 0,
+                 rank: Optional[int] = None, world_size: Optional[int] = None) -> None:
+        super().__init__(seed, rank, world_size)
+        _check_batch_size(batch_size)
+        self.batch_size = batch_size
+        self.indices = np.asarray([i for i, label in enumerate(labels) if int(label) >= 0])
+        if len(self.indices) < batch_size * self.world_size:
+            raise ValueError(f"{len(self.indices)} images cannot fill a batch of {batch_size} "
+                             f"on each of {self.world_size} rank(s)")
+
+    def num_epoch_batches(self) -> int:
+        return len(self.indices) // self.batch_size
+
+    def epoch_batches(self, rng: np.random.Generator) -> List[List[int]]:
+        order = self.indices[rng.permutation(len(self.indices))]
+        n = self.num_epoch_batches() * self.batch_size
+        return order[:n].reshape(-1, self.batch_size).tolist()
+
+
+def build_batch_sampler(kind: str, labels: Sequence[int], batch_size: int, num_instances: int,
+                        seed: int = 0, rank: Optional[int] = None,
+                        world_size: Optional[int] = None) -> EpochBatchSampler:
+    """``kind`` (``DATALOADER.SAMPLER``): ``"pk"`` identity batches or ``"random"`` batches."""
+    if kind == "pk":
+        return PKBatchSampler(labels, batch_size, num_instances, seed, rank, world_size)
+    if kind == "random":
+        return RandomBatchSampler(labels, batch_size, seed, rank, world_size)
+    raise ValueError(f"DATALOADER.SAMPLER={kind!r} is not a sampler; known: pk, random")

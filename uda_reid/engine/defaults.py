@@ -19,6 +19,7 @@ from torch import nn
 
 from uda_reid.config import Config, load_config, save_config
 from uda_reid.config.schema import to_dict
+from uda_reid.data.datasets import DATASETS
 from uda_reid.data.loaders import build_test_loader_from_config, build_train_loader_from_config
 from uda_reid.engine.checkpoint import (CheckpointMismatchError, Checkpointer, identity_diff,
                                        load_model_weights, read_checkpoint_meta)
@@ -31,12 +32,13 @@ from uda_reid.engine.optim import build_optimizer_from_config
 from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
 from uda_reid.engine.trainer import SupervisedStep, Trainer, TrainStep
-from uda_reid.evaluation.evaluator import evaluate_features, retrieval_distance
+from uda_reid.evaluation.evaluator import evaluate_from_config
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.evaluation.roc import evaluate_roc
 from uda_reid.evaluation.visualize import save_rank_lists, save_roc_plot
 from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
+from uda_reid.models.backbones.vit import side_info_domain
 from uda_reid.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -163,19 +165,22 @@ def evaluate_dataset(cfg: Config, model: nn.Module, name: str, device: torch.dev
     are drawn under ``vis_dir/name``.
     """
     loader, num_query = build_test_loader_from_config(cfg, name)
-    feats, pids, camids, paths = extract_features(model, loader, cfg.TEST.FLIP, device)
+    trained_on = {DATASETS.canonical(n) for n in cfg.DATASETS.NAMES}
+    domain = "source" if DATASETS.canonical(name) in trained_on else "target"
+    with side_info_domain(model, domain):  # SIE: another domain's cameras follow its policy
+        feats, pids, camids, paths = extract_features(model, loader, cfg.TEST.FLIP, device)
     q, g = slice(0, num_query), slice(num_query, None)
-    dist = retrieval_distance(feats[q], feats[g], cfg.TEST)
-    metrics = evaluate_features(feats[q], pids[q], camids[q], feats[g], pids[g], camids[g],
-                                cfg.TEST, distmat=dist)
-    logger.info("%s: %d queries, %d gallery images, %d queries with a valid match", name,
-                num_query, len(paths) - num_query, metrics.pop("num_valid_queries"))
+    ids = [t.numpy() for t in (pids[q], pids[g], camids[q], camids[g])]
+    metrics = evaluate_from_config(cfg, feats[q], feats[g], *ids)
+    dist, curve = metrics.pop("distmat"), metrics.pop("roc_curve", None)
+    logger.info("%s: %d queries, %d gallery images, %d queries with a valid match, %d without",
+                name, num_query, len(paths) - num_query, metrics.pop("num_valid_queries"),
+                metrics.pop("num_no_match"))
     if vis_count > 0 and vis_dir is not None:
         out = vis_dir / name
-        ids = [t.numpy() for t in (pids[q], pids[g], camids[q], camids[g])]
         save_rank_lists(dist, paths[q], paths[g], *ids, out, num_queries=vis_count)
-        roc = evaluate_roc(dist, *ids)
-        save_roc_plot(roc["fpr"], roc["tpr"], out / "roc.png")
+        curve = curve or evaluate_roc(dist, *ids)
+        save_roc_plot(curve["fpr"], curve["tpr"], out / "roc.png")
         logger.info("Rank lists and ROC curve of %s written to %s", name, out)
     return metrics
 

@@ -1,9 +1,15 @@
-"""ReID evaluation: rank metrics, ROC, distances, query expansion, DSR, re-ranking."""
+"""ReID evaluation: rank metrics (CMC, mAP, mINP), ROC, distances, query expansion, DSR,
+re-ranking (``uda_reid.evaluation.rerank``) and rank-list visualisation."""
 from uda_reid.evaluation.distances import compute_distance
 from uda_reid.evaluation.dsr import dsr_distance
-from uda_reid.evaluation.query_expansion import query_expansion
+from uda_reid.evaluation.evaluator import (QueryExpansionOptions, RerankOptions, RocOptions,
+                                           evaluate_distances, evaluate_features,
+                                           evaluate_from_config, retrieval_distance)
+from uda_reid.evaluation.query_expansion import database_augmentation, query_expansion
 from uda_reid.evaluation.rank import evaluate_rank
 from uda_reid.evaluation.roc import evaluate_roc
 
-__all__ = ["compute_distance", "dsr_distance", "evaluate_rank", "evaluate_roc",
-           "query_expansion"]
+__all__ = ["QueryExpansionOptions", "RerankOptions", "RocOptions", "compute_distance",
+           "database_augmentation", "dsr_distance", "evaluate_distances", "evaluate_features",
+           "evaluate_from_config", "evaluate_rank", "evaluate_roc", "query_expansion",
+           "retrieval_distance"]

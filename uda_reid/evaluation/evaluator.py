@@ -1,45 +1,107 @@
-"""From query/gallery features to ReID metrics with the options of the ``TEST`` section."""
+"""From query/gallery features to ReID metrics: distances, query expansion, re-ranking,
+rank metrics and ROC, with explicit options or from the ``TEST`` config section."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Any, Dict, NamedTuple, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 
 from uda_reid.evaluation.distances import compute_distance
-from uda_reid.evaluation.query_expansion import query_expansion
+from uda_reid.evaluation.protocol import ArrayLike
+from uda_reid.evaluation.query_expansion import database_augmentation, query_expansion
 from uda_reid.evaluation.rank import evaluate_rank
 from uda_reid.evaluation.roc import evaluate_roc
 
 
-def retrieval_distance(qf: torch.Tensor, gf: torch.Tensor, options) -> np.ndarray:
-    """(Q, G) distances after optional query expansion and k-reciprocal re-ranking."""
-    if options.QE.ENABLED:
-        qf = query_expansion(qf, gf, options.QE.K, options.QE.ALPHA)
-    if options.RERANK.ENABLED:
+class RerankOptions(NamedTuple):
+    enabled: bool = False
+    k1: int = 20
+    k2: int = 6
+    lambda_value: float = 0.3
+
+
+class QueryExpansionOptions(NamedTuple):
+    enabled: bool = False
+    k: int = 5
+    alpha: float = 0.0
+    database: bool = False  # database-side augmentation of the gallery first
+
+
+class RocOptions(NamedTuple):
+    enabled: bool = False
+    fprs: Tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    fastreid_compat: bool = False
+
+
+def retrieval_distance(qf: ArrayLike, gf: ArrayLike, metric: str = "cosine",
+                       rerank: Sequence = RerankOptions(),
+                       qe: Sequence = QueryExpansionOptions()) -> np.ndarray:
+    """(Q, D), (G, D) features -> (Q, G) float32 distances after optional query expansion
+    (``qe``: (enabled, k, alpha[, database])) and k-reciprocal re-ranking (``rerank``:
+    (enabled, k1, k2, lambda))."""
+    rerank, qe = RerankOptions(*rerank), QueryExpansionOptions(*qe)
+    if qe.enabled:
+        if qe.database:
+            gf = database_augmentation(gf, qe.k, qe.alpha)
+        qf = query_expansion(qf, gf, qe.k, qe.alpha)
+    if rerank.enabled:
         from uda_reid.evaluation.rerank import re_ranking_features
 
-        return re_ranking_features(qf, gf, options.RERANK.K1, options.RERANK.K2,
-                                   options.RERANK.LAMBDA, metric=options.METRIC)
-    return compute_distance(qf, gf, options.METRIC)
+        return re_ranking_features(qf, gf, k1=rerank.k1, k2=rerank.k2,
+                                   lambda_value=rerank.lambda_value, metric=metric)
+    return compute_distance(qf, gf, metric)
 
 
-def evaluate_features(qf: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor,
-                      gf: torch.Tensor, g_pids: torch.Tensor, g_camids: torch.Tensor,
-                      options, distmat: Optional[np.ndarray] = None) -> Dict[str, float]:
-    """mAP, mINP, rank-1/5/10 (fractions) and, with ``TEST.ROC``, TPR at FPR 1e-4/1e-3/1e-2.
-
-    ``options`` is the ``TEST`` config section (metric, re-ranking, query expansion, ROC,
-    max rank, no-match policy). ``distmat`` skips the distance step when given.
-    """
-    dist = retrieval_distance(qf, gf, options) if distmat is None else distmat
-    ranks = evaluate_rank(dist, q_pids, g_pids, q_camids, g_camids,
-                          max(options.MAX_RANK, 10), skip_no_match=options.SKIP_NO_MATCH)
+def evaluate_distances(distmat: ArrayLike, q_pids: ArrayLike, g_pids: ArrayLike,
+                       q_camids: ArrayLike, g_camids: ArrayLike,
+                       roc: Union[bool, Sequence] = False, max_rank: int = 50,
+                       skip_no_match: bool = True, protocol: str = "market1501"
+                       ) -> Dict[str, Any]:
+    """Metrics of a (Q, G) distance matrix: ``mAP``, ``mINP``, ``rank1``/``rank5``/``rank10``
+    (fractions), ``num_valid_queries``, ``num_no_match``; with ``roc`` (a bool or
+    (enabled, fprs, fastreid_compat)) also ``TPR@FPR=1e-04``-style keys and ``roc_curve``
+    ({"fpr", "tpr"} arrays)."""
+    ranks = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max(max_rank, 10),
+                          protocol=protocol, skip_no_match=skip_no_match)
     cmc = ranks["cmc"]
-    metrics = {"mAP": ranks["mAP"], "mINP": ranks["mINP"], "rank1": float(cmc[0]),
-               "rank5": float(cmc[4]), "rank10": float(cmc[9]),
-               "num_valid_queries": ranks["num_valid_queries"]}
-    if options.ROC:
-        roc = evaluate_roc(dist, q_pids, g_pids, q_camids, g_camids)
-        metrics.update({f"TPR@FPR={f:.0e}": t for f, t in roc["tpr_at_fpr"].items()})
-    return metrics
+    results: Dict[str, Any] = {
+        "mAP": ranks["mAP"], "mINP": ranks["mINP"], "rank1": float(cmc[0]),
+        "rank5": float(cmc[4]), "rank10": float(cmc[9]),
+        "num_valid_queries": ranks["num_valid_queries"], "num_no_match": ranks["num_no_match"]}
+    options = RocOptions(enabled=roc) if isinstance(roc, bool) else RocOptions(*roc)
+    if options.enabled:
+        curve = evaluate_roc(distmat, q_pids, g_pids, q_camids, g_camids, options.fprs,
+                             options.fastreid_compat)
+        results.update({f"TPR@FPR={f:.0e}": t for f, t in curve["tpr_at_fpr"].items()})
+        results["roc_curve"] = {"fpr": curve["fpr"], "tpr": curve["tpr"]}
+    return results
+
+
+def evaluate_features(qf: ArrayLike, gf: ArrayLike, q_pids: ArrayLike, g_pids: ArrayLike,
+                      q_camids: ArrayLike, g_camids: ArrayLike, metric: str = "cosine",
+                      rerank: Sequence = RerankOptions(),
+                      qe: Sequence = QueryExpansionOptions(),
+                      roc: Union[bool, Sequence] = False, max_rank: int = 50,
+                      skip_no_match: bool = True, protocol: str = "market1501"
+                      ) -> Dict[str, Any]:
+    """Features (Q, D), (G, D) -> :func:`evaluate_distances` results plus ``distmat``, the
+    (Q, G) float32 distances they were computed from (see :func:`retrieval_distance`)."""
+    distmat = retrieval_distance(qf, gf, metric, rerank, qe)
+    results = evaluate_distances(distmat, q_pids, g_pids, q_camids, g_camids, roc, max_rank,
+                                 skip_no_match, protocol)
+    results["distmat"] = distmat
+    return results
+
+
+def evaluate_from_config(cfg: Any, qf: ArrayLike, gf: ArrayLike, q_pids: ArrayLike,
+                         g_pids: ArrayLike, q_camids: ArrayLike, g_camids: ArrayLike
+                         ) -> Dict[str, Any]:
+    """:func:`evaluate_features` with the options of ``cfg.TEST`` (METRIC, RERANK.*, QE.*,
+    ROC.*, MAX_RANK, SKIP_NO_MATCH, PROTOCOL)."""
+    t = cfg.TEST
+    return evaluate_features(
+        qf, gf, q_pids, g_pids, q_camids, g_camids, metric=t.METRIC,
+        rerank=RerankOptions(t.RERANK.ENABLED, t.RERANK.K1, t.RERANK.K2, t.RERANK.LAMBDA),
+        qe=QueryExpansionOptions(t.QE.ENABLED, t.QE.K, t.QE.ALPHA, t.QE.DATABASE),
+        roc=RocOptions(t.ROC.ENABLED, tuple(t.ROC.FPRS), t.ROC.FASTREID_COMPAT),
+        max_rank=t.MAX_RANK, skip_no_match=t.SKIP_NO_MATCH, protocol=t.PROTOCOL)

@@ -1,26 +1,47 @@
-"""The training objective: named, weighted losses over the model's training outputs."""
+"""The training objective: named, weighted losses over the model's training outputs.
+
+A registered loss builder maps the config onto a :class:`WeightedLoss` (output name, term,
+scale). :class:`LossComputer` evaluates the terms on the model's training dict
+(``logits``, ``features``, ``embedding``; each a tensor or a JPM list ``[global, locals...]``).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Union
+from typing import Callable, Dict, List, NamedTuple, Sequence, Union
 
 import torch
 
 from uda_reid.losses.functional import circle_loss, cross_entropy_smooth, triplet_loss
 from uda_reid.losses.registry import LOSSES
 
-Outputs = Dict[str, Union[torch.Tensor, List[torch.Tensor]]]
+Output = Union[torch.Tensor, List[torch.Tensor]]
+Outputs = Dict[str, Output]
 LossTerm = Callable[[Outputs, torch.Tensor], torch.Tensor]
 
 
-def over_branches(value: Union[torch.Tensor, List[torch.Tensor]],
-                  fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+class WeightedLoss(NamedTuple):
+    """One term of the objective: reported as ``name``, multiplied by ``scale``."""
+
+    name: str
+    term: LossTerm
+    scale: float
+
+
+def over_branches(value: Output, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """``fn`` of a tensor, or ``0.5 fn(global) + 0.5 mean(fn(local_i))`` for a list (JPM)."""
     if isinstance(value, torch.Tensor):
         return fn(value)
     if len(value) == 1:
         return fn(value[0])
     return 0.5 * fn(value[0]) + 0.5 * torch.stack([fn(v) for v in value[1:]]).mean()
+
+
+def output(outputs: Outputs, key: str, loss: str) -> Output:
+    """``outputs[key]`` with an error naming the loss that needs it."""
+    if key not in outputs:
+        raise KeyError(f"{loss} needs the model output '{key}'; the model returned "
+                       f"{sorted(outputs)}")
+    return outputs[key]
 
 
 @dataclass
@@ -30,7 +51,7 @@ class CrossEntropyTerm:
     epsilon: float = 0.1
 
     def __call__(self, outputs: Outputs, targets: torch.Tensor) -> torch.Tensor:
-        return over_branches(outputs["logits"],
+        return over_branches(output(outputs, "logits", "CrossEntropyLoss"),
                              lambda x: cross_entropy_smooth(x, targets, self.epsilon))
 
 
@@ -43,7 +64,7 @@ class TripletTerm:
     cosine: bool = False
 
     def __call__(self, outputs: Outputs, targets: torch.Tensor) -> torch.Tensor:
-        return over_branches(outputs["features"], lambda x: triplet_loss(
+        return over_branches(output(outputs, "features", "TripletLoss"), lambda x: triplet_loss(
             x, targets, self.margin, self.hard_mining, self.cosine))
 
 
@@ -55,37 +76,42 @@ class CircleTerm:
     gamma: float = 128.0
 
     def __call__(self, outputs: Outputs, targets: torch.Tensor) -> torch.Tensor:
-        return over_branches(outputs["features"],
+        return over_branches(output(outputs, "features", "CircleLoss"),
                              lambda x: circle_loss(x, targets, self.margin, self.gamma))
 
 
 @LOSSES.register("crossentropyloss", aliases=("ce", "cross_entropy"))
-def build_ce(cfg) -> tuple:
-    return "loss_cls", CrossEntropyTerm(cfg.MODEL.LOSSES.CE.EPSILON), cfg.MODEL.LOSSES.CE.SCALE
+def build_ce(cfg) -> WeightedLoss:
+    ce = cfg.MODEL.LOSSES.CE
+    return WeightedLoss("loss_cls", CrossEntropyTerm(ce.EPSILON), ce.SCALE)
 
 
 @LOSSES.register("tripletloss", aliases=("triplet",))
-def build_triplet(cfg) -> tuple:
+def build_triplet(cfg) -> WeightedLoss:
     tri = cfg.MODEL.LOSSES.TRI
-    return "loss_triplet", TripletTerm(tri.MARGIN, tri.HARD_MINING, tri.NORM_FEAT), tri.SCALE
+    return WeightedLoss("loss_triplet", TripletTerm(tri.MARGIN, tri.HARD_MINING, tri.NORM_FEAT),
+                        tri.SCALE)
 
 
 @LOSSES.register("circleloss", aliases=("circle",))
-def build_circle(cfg) -> tuple:
+def build_circle(cfg) -> WeightedLoss:
     c = cfg.MODEL.LOSSES.CIRCLE
-    return "loss_circle", CircleTerm(c.MARGIN, c.GAMMA), c.SCALE
+    return WeightedLoss("loss_circle", CircleTerm(c.MARGIN, c.GAMMA), c.SCALE)
 
 
 class LossComputer:
-    """``(outputs, targets) -> {name: scale * term(outputs, targets)}``."""
+    """``(outputs, targets (N,)) -> {name: scale * term(outputs, targets)}``."""
 
-    def __init__(self, terms: Sequence[tuple]) -> None:
+    def __init__(self, terms: Sequence[WeightedLoss]) -> None:
         if not terms:
             raise ValueError("MODEL.LOSSES.NAME is empty: at least one loss is needed")
-        self.terms = list(terms)
+        names = [t.name for t in terms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"MODEL.LOSSES.NAME lists a loss twice: {names}")
+        self.terms = [WeightedLoss(*t) for t in terms]
 
     def __call__(self, outputs: Outputs, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return {name: scale * term(outputs, targets) for name, term, scale in self.terms}
+        return {t.name: t.scale * t.term(outputs, targets) for t in self.terms}
 
 
 def build_loss_fn(cfg) -> LossComputer:

@@ -28,9 +28,11 @@ class LinearClassifier(nn.Module):
 
 
 class CosineClassifier(LinearClassifier):
-    """Cosine logits ``s * cos(x, w)`` plus a margin on the target class (subclasses)."""
+    """Cosine logits ``s * cos(x, w)`` (normalised softmax); subclasses put a margin on the
+    target class when labels are given. (N, D), (N,) -> (N, num_classes)."""
 
-    def __init__(self, in_features: int, num_classes: int, scale: float, margin: float) -> None:
+    def __init__(self, in_features: int, num_classes: int, scale: float,
+                 margin: float = 0.0) -> None:
         super().__init__(in_features, num_classes)
         self.scale, self.margin = scale, margin
 
@@ -38,7 +40,8 @@ class CosineClassifier(LinearClassifier):
         return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
 
     def with_margin(self, cos: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        return cos
+        """Training logits from cosines (N, K) and one-hot labels (N, K)."""
+        return self.scale * cos
 
     def forward(self, x: torch.Tensor, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
         cos = self.cosine(x)
@@ -49,11 +52,18 @@ class CosineClassifier(LinearClassifier):
 
 
 class ArcFace(CosineClassifier):
-    """ArcFace (Deng et al.): ``s * cos(theta + m)`` on the target class, ``s * cos`` elsewhere."""
+    """ArcFace (Deng et al.): ``s * cos(theta + m)`` on the target class, ``s * cos`` elsewhere.
+
+    Where ``theta + m`` would pass pi (``cos < cos(pi - m)``) the target logit continues as
+    ``s * (cos - m sin m)``, which keeps it decreasing in ``theta`` (the paper's implementation).
+    """
 
     def with_margin(self, cos: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        theta = torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7))
-        target = torch.cos(torch.clamp(theta + self.margin, max=math.pi))
+        cos = cos.clamp(-1.0, 1.0)
+        sin = torch.sqrt((1.0 - cos * cos).clamp(min=0.0))
+        shifted = cos * math.cos(self.margin) - sin * math.sin(self.margin)
+        fallback = cos - self.margin * math.sin(self.margin)
+        target = torch.where(cos > math.cos(math.pi - self.margin), shifted, fallback)
         return self.scale * torch.where(onehot.bool(), target, cos)
 
 
@@ -80,6 +90,11 @@ class CircleSoftmax(CosineClassifier):
 @CLS_LAYERS.register("linear")
 def build_linear(cfg, in_features: int, num_classes: int) -> nn.Module:
     return LinearClassifier(in_features, num_classes)
+
+
+@CLS_LAYERS.register("cosine", aliases=("normsoftmax",))
+def build_cosine(cfg, in_features: int, num_classes: int) -> nn.Module:
+    return CosineClassifier(in_features, num_classes, cfg.MODEL.HEADS.SCALE)
 
 
 @CLS_LAYERS.register("arcface", aliases=("arcsoftmax",))

@@ -20,8 +20,9 @@ class IBN(nn.Module):
 
 
 class NonLocalBlock(nn.Module):
-    """Embedded-Gaussian non-local block (Wang et al., CVPR 2018) with a zero-initialised
-    output BN so that it starts as the identity. (N, C, H, W) -> (N, C, H, W)."""
+    """Non-local block (Wang et al., CVPR 2018) in the dot-product form FastReID uses:
+    ``y = (theta^T phi / HW) g`` (no softmax), output ``x + BN(W y)``; the BN starts at zero,
+    so the block starts as the identity. (N, C, H, W) -> (N, C, H, W)."""
 
     def __init__(self, channels: int, reduction: int = 2) -> None:
         super().__init__()
@@ -38,6 +39,6 @@ class NonLocalBlock(nn.Module):
         theta = self.theta(x).flatten(2).transpose(1, 2)  # (N, HW, C')
         phi = self.phi(x).flatten(2)  # (N, C', HW)
         g = self.g(x).flatten(2).transpose(1, 2)  # (N, HW, C')
-        attn = torch.softmax(theta @ phi, dim=-1)
-        y = (attn @ g).transpose(1, 2).reshape(n, -1, h, w)
+        affinity = (theta @ phi) / (h * w)  # (N, HW, HW)
+        y = (affinity @ g).transpose(1, 2).reshape(n, -1, h, w)
         return x + self.out(y)

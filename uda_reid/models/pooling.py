@@ -8,10 +8,19 @@ from torch import nn
 from uda_reid.models.registry import POOLINGS
 
 
+def check_map(x: torch.Tensor, pooling: str) -> None:
+    """Raise a clear error unless ``x`` is a feature map (N, C, H, W)."""
+    if x.dim() != 4:
+        raise ValueError(f"{pooling} pooling needs a feature map (N, C, H, W), got shape "
+                         f"{tuple(x.shape)}; for backbones that return vectors or tokens set "
+                         "MODEL.POOLING.NAME identity")
+
+
 class AvgPool(nn.Module):
     """(N, C, H, W) -> (N, C) mean over positions."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_map(x, "avg")
         return x.mean(dim=(2, 3))
 
 
@@ -19,24 +28,30 @@ class MaxPool(nn.Module):
     """(N, C, H, W) -> (N, C) max over positions."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_map(x, "max")
         return x.amax(dim=(2, 3))
 
 
 class GeMPool(nn.Module):
-    """Generalised mean ``(mean x^p)^(1/p)`` (Radenović et al.): p=1 is avg, p->inf is max.
-    (N, C, H, W) -> (N, C); ``p`` is learnable when ``learnable``."""
+    """Generalised mean ``(mean max(x, eps)^p)^(1/p)`` (Radenović et al.): p=1 is avg,
+    p->inf is max. (N, C, H, W) -> (N, C); ``p`` is learnable when ``learnable``."""
 
     def __init__(self, p: float = 3.0, learnable: bool = True, eps: float = 1e-6) -> None:
         super().__init__()
+        if p <= 0:
+            raise ValueError(f"MODEL.POOLING.GEM_P must be positive, got {p}")
         self.p = nn.Parameter(torch.tensor(float(p)), requires_grad=learnable)
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_map(x, "gem")
         return x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
 
 
 class AttentionPool(nn.Module):
-    """Softmax attention over positions from a 1x1 conv score: (N, C, H, W) -> (N, C)."""
+    """Softmax attention over positions from a 1x1 conv score: (N, C, H, W) -> (N, C).
+
+    The score starts at zero, so the pooling starts as the average."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -45,14 +60,21 @@ class AttentionPool(nn.Module):
         nn.init.zeros_(self.score.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_map(x, "attention")
         weights = F.softmax(self.score(x).flatten(2), dim=-1)  # (N, 1, HW)
         return (x.flatten(2) * weights).sum(-1)
 
 
 class IdentityPool(nn.Module):
-    """For backbones that already return vectors or tokens: (N, C) or (N, 1+k, C) unchanged."""
+    """For backbones that already aggregate: vectors (N, C) and tokens (N, 1+k, C) pass
+    unchanged; a (N, C, 1, 1) map is flattened to (N, C)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:
+            if x.shape[2:] != (1, 1):
+                raise ValueError(f"identity pooling got a feature map of shape "
+                                 f"{tuple(x.shape)}; choose avg, max, gem or attention")
+            return x.flatten(1)
         return x
 
 

@@ -16,9 +16,11 @@ logger = logging.getLogger(__name__)
 class ReIDModel(nn.Module):
     """images (N, 3, H, W) -> backbone map or tokens -> pooled (N, C) -> head.
 
-    Training returns the head's dict (``logits``, ``features``, ``embedding``); eval returns
-    the retrieval embedding (N, D). Backbones with ``uses_side_info`` receive the camera ids;
-    margin classifiers receive ``targets``.
+    ``forward(images, camids=None, targets=None)``: training returns the head's dict
+    (``logits`` (N, K), ``features`` pre-BNNeck (N, D), ``embedding`` (N, D); lists for JPM);
+    eval returns the retrieval embedding (N, D). Backbones with ``uses_side_info`` receive the
+    camera ids (N,); margin classifiers receive ``targets`` (N,). The engine groups parameters
+    by the ``backbone`` / ``pooling`` / ``head`` attribute names.
     """
 
     def __init__(self, backbone: nn.Module, pooling: nn.Module, head: nn.Module) -> None:

@@ -16,7 +16,7 @@ class BackboneConfig:
     WITH_NL: bool = False
     PRETRAIN: bool = False  # load PRETRAIN_PATH; nothing is downloaded
     PRETRAIN_PATH: str = ""
-    NORM: str = "BN"
+    NORM: str = "BN"  # BN | syncBN (batch statistics shared across DDP processes)
 
 
 @section
@@ -31,7 +31,7 @@ class HeadsConfig:
     NAME: str = "bnneck"
     EMBEDDING_DIM: int = 0  # 0: keep the backbone's channels
     NECK_FEAT: str = "after"  # retrieval feature: "before" or "after" the BNNeck
-    CLS_LAYER: str = "linear"  # linear | arcface | cosface | circle
+    CLS_LAYER: str = "linear"  # linear | cosine | arcface | cosface | circle
     SCALE: float = 1.0
     MARGIN: float = 0.0
     NUM_CLASSES: int = 0  # 0: taken from the training data

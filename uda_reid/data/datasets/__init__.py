@@ -1,7 +1,7 @@
 """Datasets by name: every module in this package registers its datasets on import."""
 from __future__ import annotations
 
-from uda_reid.data.datasets.base import DatasetLayoutError, ReIDDataset, Sample
+from uda_reid.data.datasets.base import DatasetLayoutError, ReIDDataset, Sample, with_pids
 from uda_reid.data.datasets.registry import DATASETS
 from uda_reid.utils.registry import import_submodules
 
@@ -28,4 +28,4 @@ def build_dataset_from_config(cfg, name: str) -> ReIDDataset:
 
 
 __all__ = ["DATASETS", "DatasetLayoutError", "ReIDDataset", "Sample", "build_dataset",
-           "build_dataset_from_config"]
+           "build_dataset_from_config", "with_pids"]

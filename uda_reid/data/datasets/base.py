@@ -70,6 +70,14 @@ def relabel(samples: Sequence[Sample]) -> List[Sample]:
     return [(path, mapping[pid], cam, i) for i, (path, pid, cam, _) in enumerate(samples)]
 
 
+def with_pids(samples: Sequence[Sample], pids: Sequence[int]) -> List[Sample]:
+    """``samples`` with their person ids replaced by ``pids`` (pseudo-labels, or ``-1`` to
+    hide the true ids from an adaptation method); paths, cameras and indexes kept."""
+    if len(pids) != len(samples):
+        raise ValueError(f"{len(pids)} ids for {len(samples)} samples")
+    return [(path, int(pid), cam, index) for (path, _, cam, index), pid in zip(samples, pids)]
+
+
 def index_samples(samples: Iterable[Tuple[str, int, int]]) -> List[Sample]:
     return [(path, pid, cam, i) for i, (path, pid, cam) in enumerate(samples)]
 

@@ -1,18 +1,26 @@
 """Write a synthetic domain to disk in the real Market-1501 / DukeMTMC-reID layouts.
 
-The folder is a cache: a ``manifest.json`` (file names and sizes, written last and atomically)
-marks it complete. A folder without a valid manifest — an interrupted generation — is removed
-and generated again. Output is byte-identical for the same domain, scale and seed.
+The folder is a cache: a ``manifest.json`` (every file's size and SHA-256, written last and
+atomically) marks it complete. A folder without a valid manifest (an interrupted generation,
+a truncated file, an older generator) is removed and generated again. Output is byte-identical
+for the same domain, scale and seed. Processes that ask for the same domain at once (DDP ranks,
+parallel test runs) take turns on a lock file beside the folder, so it is generated once; the
+copy is built in a temporary folder and renamed into place when complete, so the folder's name
+never shows half-written files.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import io
 import json
 import logging
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, Tuple
 
 import numpy as np
 from PIL import Image
@@ -71,15 +79,18 @@ def _plan(spec: DomainSpec, scale: ScaleSpec, seed: int
         for i in range(scale.distractors):
             yield "gallery", 0, extra + i, int(rng.integers(spec.num_cameras)), 0
         for i in range(scale.junk):
-            yield "gallery", -1, extra + scale.distractors + i, int(rng.integers(spec.num_cameras)), 0
+            key = extra + scale.distractors + i
+            yield "gallery", -1, key, int(rng.integers(spec.num_cameras)), 0
 
 
-def _render_all(spec: DomainSpec, scale: ScaleSpec, seed: int, base: Path) -> List[Path]:
+def _render_all(spec: DomainSpec, scale: ScaleSpec, seed: int, base: Path
+                ) -> Dict[Path, bytes]:
+    """Render and write every image under ``base``; returns each file's JPEG bytes."""
     subdirs = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
     for sub in subdirs.values():
         (base / sub).mkdir(parents=True, exist_ok=True)
     identities: Dict[int, object] = {}
-    written: List[Path] = []
+    written: Dict[Path, bytes] = {}
     frame = 0
     dkey = _domain_key(spec.name)
     for split, pid, key, cam, k in _plan(spec, scale, seed):
@@ -89,13 +100,17 @@ def _render_all(spec: DomainSpec, scale: ScaleSpec, seed: int, base: Path) -> Li
         frame += 1
         rng = np.random.default_rng([seed, dkey, 3, key, cam, k])
         img = render_image(identities[key], spec.cameras[cam], rng, scale.height, scale.width)
+        buffer = io.BytesIO()
+        Image.fromarray(img).save(buffer, format="JPEG", quality=92)
         path = base / subdirs[split] / _file_name(spec.layout, pid, cam, frame, k + 1)
-        Image.fromarray(img).save(path, quality=92)
-        written.append(path)
+        path.write_bytes(buffer.getvalue())
+        written[path] = buffer.getvalue()
     return written
 
 
-def _manifest_ok(folder: Path) -> bool:
+def manifest_ok(folder: Path, checksums: bool = False) -> bool:
+    """Whether ``folder`` holds a complete domain of this generator version: every file of
+    its manifest present with the recorded size (and SHA-256 when ``checksums``)."""
     manifest = folder / MANIFEST
     if not manifest.is_file():
         return False
@@ -103,19 +118,36 @@ def _manifest_ok(folder: Path) -> bool:
         data = json.loads(manifest.read_text())
         if data.get("version") != GENERATOR_VERSION:
             return False
-        for rel, size in data["files"].items():
+        for rel, entry in data["files"].items():
             path = folder / rel
-            if not path.is_file() or path.stat().st_size != size:
+            if not path.is_file() or path.stat().st_size != entry["size"]:
+                return False
+            if checksums and hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
                 return False
     except (OSError, ValueError, KeyError, TypeError):
         return False
     return True
 
 
-def ensure_domain(root: str | Path, name: str, scale: str = "default", seed: int = 0) -> Path:
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (released by the OS if the process dies)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_domain(root: str | Path, name: str, scale: str = "default", seed: int = 0,
+                  verify_checksums: bool = False) -> Path:
     """Generate domain ``name`` under ``root`` unless a complete copy is cached there.
 
-    Returns the folder that holds the dataset in its real layout (the parser's root).
+    Returns the folder ``<root>/<name>-<scale>-s<seed>``; the dataset sits inside it in its
+    real layout (e.g. ``Market-1501-v15.09.15/``). The cache is checked by file sizes, and
+    also by content when ``verify_checksums``.
     """
     if name not in DOMAINS:
         raise KeyError(f"Unknown synthetic domain '{name}'; known: {', '.join(DOMAINS)}")
@@ -123,22 +155,30 @@ def ensure_domain(root: str | Path, name: str, scale: str = "default", seed: int
         raise KeyError(f"Unknown synthetic scale '{scale}' (DATASETS.SYNTH_SCALE); "
                        f"known: {', '.join(SCALES)}")
     folder = domain_folder(root, name, scale, seed)
-    if _manifest_ok(folder):
+    if manifest_ok(folder, verify_checksums):
         return folder
-    if folder.exists():
-        logger.warning("Synthetic domain at %s is incomplete (no valid manifest): rebuilding",
-                       folder)
-        shutil.rmtree(folder)
-    spec, size = DOMAINS[name], SCALES[scale]
-    start = time.perf_counter()
-    files = _render_all(spec, size, seed, folder / LAYOUT_DIRS[spec.layout])
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.read_bytes())
-    atomic_write_json(folder / MANIFEST, {
-        "version": GENERATOR_VERSION, "name": name, "scale": scale, "seed": seed,
-        "sha256": digest.hexdigest(),
-        "files": {str(p.relative_to(folder)): p.stat().st_size for p in files}})
-    logger.info("Generated %s (%s, seed %d): %d images in %.1f s at %s", name, scale, seed,
-                len(files), time.perf_counter() - start, folder)
+    with _exclusive(folder.with_name(f".{folder.name}.lock")):
+        if manifest_ok(folder, verify_checksums):  # another process generated it meanwhile
+            return folder
+        spec, size = DOMAINS[name], SCALES[scale]
+        start = time.perf_counter()
+        work = folder.with_name(f".{folder.name}.tmp")  # ours while the lock is held
+        shutil.rmtree(work, ignore_errors=True)  # left by a killed generation
+        files = _render_all(spec, size, seed, work / LAYOUT_DIRS[spec.layout])
+        digest = hashlib.sha256()
+        for data in files.values():
+            digest.update(data)
+        atomic_write_json(work / MANIFEST, {
+            "version": GENERATOR_VERSION, "name": name, "scale": scale, "seed": seed,
+            "sha256": digest.hexdigest(),
+            "files": {str(p.relative_to(work)): {"size": len(data),
+                                                 "sha256": hashlib.sha256(data).hexdigest()}
+                      for p, data in files.items()}})
+        if folder.exists():
+            logger.warning("Synthetic domain at %s is incomplete or stale (no valid manifest): "
+                           "replacing it", folder)
+            shutil.rmtree(folder)
+        os.rename(work, folder)
+        logger.info("Generated %s (%s, seed %d): %d images in %.1f s at %s", name, scale, seed,
+                    len(files), time.perf_counter() - start, folder)
     return folder

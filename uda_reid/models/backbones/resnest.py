@@ -1,10 +1,11 @@
 """ResNeSt backbones through timm.
 
-timm keeps a maintained ResNeSt implementation (split-attention blocks) with the same stage
-layout as the paper; writing our own would duplicate it. Weights are never downloaded
-(``pretrained=False``); local files load through ``MODEL.BACKBONE.PRETRAIN_PATH``. timm's
-``output_stride=16`` replaces the last stage's stride by dilation, which is how
-``LAST_STRIDE 1`` keeps the larger feature map here.
+Why timm rather than our own: timm keeps a maintained ResNeSt (split-attention blocks, the
+paper's stage layout and its deep stem / average-pool downsampling), and the project already
+reuses timm for transformer blocks; a second copy would only drift. Nothing is downloaded
+(``pretrained=False``): a local file loads through ``MODEL.BACKBONE.PRETRAIN_PATH`` with timm's
+parameter names. ``LAST_STRIDE 1`` uses timm's ``output_stride=16``, which replaces the last
+stage's stride by dilation: the map is H/16 x W/16 like the ResNets'.
 """
 from __future__ import annotations
 
@@ -12,18 +13,22 @@ import timm
 import torch
 from torch import nn
 
+from uda_reid.models.backbones._common import finish_backbone
 from uda_reid.models.registry import BACKBONES
-from uda_reid.models.weights import load_pretrained
 
 TIMM_NAMES = {"resnest50": "resnest50d", "resnest101": "resnest101e",
               "resnest200": "resnest200e", "resnest269": "resnest269e"}
 
 
 class ResNeStBackbone(nn.Module):
-    """timm ResNeSt trunk: (N, 3, H, W) -> (N, 2048, h, w)."""
+    """timm ResNeSt trunk: (N, 3, H, W) -> (N, 2048, H/16 or H/32, W/16 or W/32)."""
 
     def __init__(self, name: str = "resnest50", last_stride: int = 1) -> None:
         super().__init__()
+        if name not in TIMM_NAMES:
+            raise KeyError(f"Unknown ResNeSt '{name}'; known: {', '.join(TIMM_NAMES)}")
+        if last_stride not in (1, 2):
+            raise ValueError(f"MODEL.BACKBONE.LAST_STRIDE must be 1 or 2, got {last_stride}")
         self.net = timm.create_model(TIMM_NAMES[name], pretrained=False, num_classes=0,
                                      global_pool="", output_stride=16 if last_stride == 1 else 32)
         self.out_channels = self.net.num_features
@@ -34,11 +39,14 @@ class ResNeStBackbone(nn.Module):
 
 def _register(name: str) -> None:
     def build(cfg) -> ResNeStBackbone:
-        model = ResNeStBackbone(name, cfg.MODEL.BACKBONE.LAST_STRIDE)
-        if cfg.MODEL.BACKBONE.PRETRAIN:
-            load_pretrained(model.net, cfg.MODEL.BACKBONE.PRETRAIN_PATH)
-        return model
+        opts = cfg.MODEL.BACKBONE
+        if opts.WITH_IBN or opts.WITH_NL:
+            raise ValueError(f"MODEL.BACKBONE.NAME {name}: WITH_IBN / WITH_NL are available for "
+                             "the ResNet/ResNeXt backbones only; set them to False")
+        model = ResNeStBackbone(name, opts.LAST_STRIDE)
+        return finish_backbone(model, opts, weights_into=model.net)
 
+    build.__doc__ = f"{name}: timm {TIMM_NAMES[name]} trunk from the config."
     BACKBONES.register(name)(build)
 
 

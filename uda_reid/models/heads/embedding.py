@@ -24,7 +24,8 @@ class EmbeddingHead(nn.Module):
                  reduction_act: bool = False) -> None:
         super().__init__()
         if neck_feat not in NECK_FEATS:
-            raise ValueError(f"MODEL.HEADS.NECK_FEAT must be one of {NECK_FEATS}, got {neck_feat!r}")
+            raise ValueError(f"MODEL.HEADS.NECK_FEAT must be one of {NECK_FEATS}, "
+                             f"got {neck_feat!r}")
         self.reduction: nn.Module = nn.Identity()
         if embedding_dim:
             layers = [nn.Linear(in_channels, embedding_dim, bias=False)]
@@ -42,6 +43,9 @@ class EmbeddingHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor, targets: Optional[torch.Tensor] = None
                 ) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
+        if pooled.dim() != 2:
+            raise ValueError(f"The embedding head needs pooled vectors (N, C), got shape "
+                             f"{tuple(pooled.shape)}; token outputs need the 'jpm' head")
         features = self.reduction(pooled)
         embedding = self.bnneck(features)
         if not self.training:

@@ -1,0 +1,1 @@
+"""Reproducing cross-domain tables: cells, aggregation, reference numbers, outputs."""

@@ -1,0 +1,47 @@
+"""Published reference numbers (``configs/reproduce/references.yml``), validated on load."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import yaml
+
+from uda_reid.data.datasets import DATASETS
+
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "configs" / "reproduce" / "references.yml"
+METRIC_KEYS = ("mAP", "rank1", "rank5", "rank10", "mINP")
+
+
+@dataclass(frozen=True)
+class Reference:
+    method: str
+    ours: Optional[str]  # the method of ours it is compared with, or None
+    source: str
+    target: str
+    metrics: dict  # percent
+    ref: str
+
+
+def load_references(path: str | Path = DEFAULT_PATH) -> List[Reference]:
+    """Every entry of the file; an entry without a source, pair or metric is an error naming
+    its position."""
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of entries")
+    out = []
+    for i, entry in enumerate(data):
+        where = f"{path} entry {i + 1}"
+        for key in ("method", "source", "target", "ref"):
+            if not entry.get(key):
+                raise ValueError(f"{where}: missing '{key}'")
+        unknown = set(entry) - {"method", "ours", "source", "target", "ref", *METRIC_KEYS}
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        metrics = {k: float(entry[k]) for k in METRIC_KEYS if k in entry}
+        if not metrics:
+            raise ValueError(f"{where}: no metric among {METRIC_KEYS}")
+        out.append(Reference(entry["method"], entry.get("ours"),
+                             DATASETS.canonical(entry["source"]),
+                             DATASETS.canonical(entry["target"]), metrics, entry["ref"]))
+    return out
