@@ -216,8 +216,9 @@ def test_the_step_holds_only_label_free_target_samples():
     assert {s[1] for s in step.samples} == {-1}
 
 
-@pytest.mark.parametrize("source,target", [("market", "duke"), ("duke", "market"),
-                                           ("market", "msmt"), ("synth-market", "synth-duke")])
+@pytest.mark.parametrize("source,target", [
+    ("market", "duke"), ("duke", "market"), ("market", "msmt"), ("duke", "msmt"),
+    ("synth-market", "synth-duke"), ("synth-duke", "synth-market")])
 def test_recipes_resolve_and_share_the_stage1_model(source, target):
     from uda_reid.adapt.pipeline import build_adapt_config, build_method, source_key
 
