@@ -77,7 +77,13 @@ def test_tool_runs_method_with_rounds_in_results_and_tensorboard(data_root, meth
     for curve in stage["curves"]:
         assert {f"pseudo{h}_nmi" for h in range(num)} <= set(curve)
     assert losses <= set(stage["curves"][0]) or "loss_idle" in stage["curves"][0]
-    assert list((data_root / method).glob("events.out.tfevents*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(data_root / method))
+    events.Reload()
+    for h in range(num):
+        nmi = [e.value for e in events.Scalars(f"pseudo_labels/g{h}_nmi")]
+        assert nmi == pytest.approx([r["granularities"][h]["nmi"] for r in stage["rounds"]])
     # the label guard: the method only ever held label-free target samples
     assert guard_spy == {"types": {UnlabeledSamples}, "pids": {-1}}
 

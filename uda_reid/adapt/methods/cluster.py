@@ -262,6 +262,30 @@ class FreshClassifierStateHook(HookBase):
             self.trainer.optimizer.state.pop(param, None)
 
 
+class RoundTensorBoardHook(HookBase):
+    """Writes each round's cluster counts and label quality to TensorBoard, one point per
+    epoch: ``pseudo_labels/g<index>_<key>`` (e.g. ``pseudo_labels/g0_nmi``)."""
+
+    def __init__(self, step: PseudoLabelStep, log_dir: str) -> None:
+        self.step = step
+        self.log_dir = log_dir
+        self.writer = None
+
+    def before_train(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=self.log_dir, filename_suffix=".pseudo_labels")
+
+    def after_epoch(self) -> None:
+        for name, value in self.step.scalars().items():
+            self.writer.add_scalar(f"pseudo_labels/{name.replace('pseudo', 'g', 1)}", value,
+                                   self.trainer.epoch + 1)
+        self.writer.flush()
+
+    def after_train(self) -> None:
+        self.writer.close()
+
+
 def retrieval_dim(model: nn.Module, loader: Iterable, device: torch.device) -> int:
     """Size D of the model's retrieval embedding (one eval forward on the first batch)."""
     batch = next(iter(loader))
@@ -336,7 +360,8 @@ class ClusterAdaptation(AdaptMethod):
     def hooks(self, ctx: AdaptContext) -> List[HookBase]:
         if self.step is None:
             raise RuntimeError("hooks() needs build_step() first")
-        return [FreshClassifierStateHook(self.step.classifiers)]
+        return [FreshClassifierStateHook(self.step.classifiers),
+                RoundTensorBoardHook(self.step, str(ctx.output_dir))]
 
     def report(self) -> Dict[str, Any]:
         """``rounds``: per round, each granularity's clusters, outliers and label quality."""
