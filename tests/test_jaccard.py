@@ -9,6 +9,8 @@ from sklearn.cluster import DBSCAN
 from uda_reid.adapt.clustering import cluster
 from uda_reid.adapt.pseudo_labels import compute_jaccard_distance
 
+from kreciprocal_reference import dense_encodings, dense_jaccard_of
+
 
 def dense_jaccard(x, k1, k2):
     """The SpCL / OpenUnReID definition on l2-normalised x, written out densely."""
@@ -18,29 +20,7 @@ def dense_jaccard(x, k1, k2):
     d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
     rank = np.argsort(d2, axis=1, kind="stable")[:, :k1]  # a k1-column search result
 
-    def recip(i, k):
-        fwd = rank[i, :k + 1]
-        return np.array([j for j in fwd if i in rank[j, :k + 1]], dtype=int)
-
-    half = int(np.around(k1 / 2))
-    v = np.zeros((n, n))
-    for i in range(n):
-        r = recip(i, k1)
-        expansion = list(r)
-        for c in r:
-            rc = recip(c, half)
-            if len(np.intersect1d(rc, r)) > 2 / 3 * len(rc):
-                expansion.extend(rc)
-        idx = np.unique(expansion)
-        w = np.exp(-d2[i, idx])
-        v[i, idx] = w / w.sum()
-    if k2 != 1:
-        v = np.stack([v[rank[i, :k2]].mean(axis=0) for i in range(n)])
-    jac = np.zeros((n, n))
-    for i in range(n):
-        for j in range(n):
-            m = np.minimum(v[i], v[j]).sum()
-            jac[i, j] = 1 - m / (2 - m)
+    jac = dense_jaccard_of(dense_encodings(d2, rank, k1, k2), n)
     return np.maximum(jac, 0.0)
 
 

@@ -8,6 +8,8 @@ from scipy.spatial.distance import cdist
 
 from uda_reid.evaluation.rerank import re_ranking, re_ranking_features
 
+from kreciprocal_reference import dense_encodings, dense_jaccard_of
+
 
 def slow_re_ranking(q_g, q_q, g_g, k1, k2, lam):
     """Zhong et al.'s algorithm written out on the dense (N, N) matrix, one row at a time."""
@@ -17,29 +19,7 @@ def slow_re_ranking(q_g, q_q, g_g, k1, k2, lam):
     n = d.shape[0]
     rank = np.argsort(d, axis=1, kind="stable")
 
-    def recip(i, k):
-        fwd = rank[i, :k + 1]
-        return np.array([j for j in fwd if i in rank[j, :k + 1]], dtype=int)
-
-    v = np.zeros((n, n))
-    half = int(np.around(k1 / 2.0))
-    for i in range(n):
-        r = recip(i, k1)
-        expansion = list(r)
-        for c in r:
-            rc = recip(c, half)
-            if len(np.intersect1d(rc, r)) > 2.0 / 3.0 * len(rc):
-                expansion.extend(rc)
-        idx = np.unique(expansion)
-        w = np.exp(-d[i, idx])
-        v[i, idx] = w / w.sum()
-    if k2 != 1:
-        v = np.stack([v[rank[i, :k2]].mean(axis=0) for i in range(n)])
-    jac = np.zeros((nq, n))
-    for i in range(nq):
-        for j in range(n):
-            m = np.minimum(v[i], v[j]).sum()
-            jac[i, j] = 1.0 - m / (2.0 - m)
+    jac = dense_jaccard_of(dense_encodings(d, rank, k1, k2), nq)
     final = (1 - lam) * jac + lam * d[:nq]
     return final[:, nq:]
 

@@ -7,9 +7,10 @@ from uda_reid.evaluation.evaluator import (QueryExpansionOptions, RerankOptions,
                                            evaluate_from_config, retrieval_distance)
 from uda_reid.evaluation.query_expansion import database_augmentation, query_expansion
 from uda_reid.evaluation.rank import evaluate_rank
+from uda_reid.evaluation.rerank import re_ranking, re_ranking_features
 from uda_reid.evaluation.roc import evaluate_roc
 
 __all__ = ["QueryExpansionOptions", "RerankOptions", "RocOptions", "compute_distance",
            "database_augmentation", "dsr_distance", "evaluate_distances", "evaluate_features",
            "evaluate_from_config", "evaluate_rank", "evaluate_roc", "query_expansion",
-           "retrieval_distance"]
+           "re_ranking", "re_ranking_features", "retrieval_distance"]

@@ -1,13 +1,52 @@
-"""CAMSTYLE section: StarGAN camera-style transfer."""
+"""CAMSTYLE section: StarGAN camera-style transfer (one camera = one domain).
+
+Defaults are the original StarGAN ones (Choi et al., CVPR 2018; yunjey/stargan ``main.py``):
+g/d conv dim 64, 6 residual blocks in G, 6 strided convs in D, lambda_cls 1, lambda_rec 10,
+lambda_gp 10, Adam lr 1e-4 with betas (0.5, 0.999) for both nets, n_critic 5, batch 16,
+200k iterations with the learning rates decayed linearly to zero over the last 100k.
+ECN (Zhong et al., CVPR 2019; zhunzhong07/ECN README) used StarGAN for MSMT17's camera styles;
+CamStyle (CVPR 2018) used CycleGAN per camera pair. The image size is ReID-shaped (H, W).
+"""
 from __future__ import annotations
 
+from dataclasses import field
 from typing import Tuple
 
 from uda_reid.config.schema import section
 
 
 @section
+class CamStyleEvalConfig:
+    """The measured check (camstyle.evaluate): small CNNs trained on the real images."""
+    CLASSIFIER_SIZE: Tuple[int, int] = (64, 32)  # (height, width)
+    EPOCHS: int = 10
+    MAX_QUERIES: int = 300  # held-out query images translated into every other camera
+    MAX_GALLERY: int = 3000
+
+
+@section
 class CamStyleConfig:
-    IMAGE_SIZE: Tuple[int, int] = (128, 64)
+    IMAGE_SIZE: Tuple[int, int] = (128, 64)  # (height, width); divisible by 2**D_REPEAT_NUM
+    G_CONV_DIM: int = 64
+    D_CONV_DIM: int = 64
+    G_REPEAT_NUM: int = 6  # residual blocks in the generator
+    D_REPEAT_NUM: int = 6  # strided convolutions in the discriminator
+    LAMBDA_CLS: float = 1.0
+    LAMBDA_REC: float = 10.0
+    LAMBDA_GP: float = 10.0
+    G_LR: float = 1e-4
+    D_LR: float = 1e-4
+    BETAS: Tuple[float, float] = (0.5, 0.999)
+    N_CRITIC: int = 5  # discriminator steps per generator step
     BATCH_SIZE: int = 16
     MAX_ITERS: int = 200000
+    LR_DECAY_ITERS: int = 100000  # linear decay to zero over the last LR_DECAY_ITERS iterations
+    FLIP: bool = True  # random horizontal flip of training images
+    NUM_WORKERS: int = 2
+    LOG_PERIOD: int = 10
+    SAMPLE_PERIOD: int = 1000  # TensorBoard sample grid
+    CHECKPOINT_PERIOD: int = 10000  # last.pth and the sample sheet PNG
+    NUM_SAMPLE_IMAGES: int = 4  # rows of the sample sheet (each row: real + every camera)
+    GEN_BATCH_SIZE: int = 32  # source images per generation batch
+    JPEG_QUALITY: int = 95
+    EVAL: CamStyleEvalConfig = field(default_factory=CamStyleEvalConfig)

@@ -1,0 +1,106 @@
+"""StarGAN generator and PatchGAN discriminator with an auxiliary camera classifier.
+
+Architecture as described in StarGAN (Choi et al., CVPR 2018, appendix): G = 7x7 conv, two
+stride-2 down-sampling convs, residual blocks, two stride-2 transposed convs, 7x7 conv, tanh,
+with instance norm and ReLU; the target domain (here: camera) enters as a one-hot map
+concatenated to the image. D = stride-2 4x4 convs with leaky ReLU (slope 0.01), a 3x3 conv
+giving the real/fake patch map and a conv over the whole remaining map giving camera logits.
+Images are in [-1, 1].
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def camera_onehot(camids: torch.Tensor, num_cameras: int) -> torch.Tensor:
+    """One-hot camera codes: camids (N,) long, 0-based -> (N, num_cameras) float."""
+    if camids.numel() and (int(camids.min()) < 0 or int(camids.max()) >= num_cameras):
+        raise ValueError(f"camera ids must lie in [0, {num_cameras}), got "
+                         f"{sorted(set(camids.tolist()))}")
+    return F.one_hot(camids.long(), num_cameras).float()
+
+
+def _norm(channels: int) -> nn.InstanceNorm2d:
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
+class ResidualBlock(nn.Module):
+    """x + (conv3x3-IN-ReLU-conv3x3-IN)(x); shape-preserving (N, C, H, W)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False), _norm(channels), nn.ReLU(True),
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False), _norm(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Generator(nn.Module):
+    """StarGAN generator: G(x (N,3,H,W), target camids (N,)) -> (N,3,H,W) in [-1, 1].
+
+    H and W must be divisible by 4 (two down-sampling steps).
+    """
+
+    def __init__(self, num_cameras: int, conv_dim: int = 64, repeat_num: int = 6) -> None:
+        super().__init__()
+        self.num_cameras = num_cameras
+        layers = [nn.Conv2d(3 + num_cameras, conv_dim, 7, 1, 3, bias=False), _norm(conv_dim),
+                  nn.ReLU(True)]
+        dim = conv_dim
+        for _ in range(2):
+            layers += [nn.Conv2d(dim, dim * 2, 4, 2, 1, bias=False), _norm(dim * 2), nn.ReLU(True)]
+            dim *= 2
+        layers += [ResidualBlock(dim) for _ in range(repeat_num)]
+        for _ in range(2):
+            layers += [nn.ConvTranspose2d(dim, dim // 2, 4, 2, 1, bias=False), _norm(dim // 2),
+                       nn.ReLU(True)]
+            dim //= 2
+        layers += [nn.Conv2d(dim, 3, 7, 1, 3, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, target_camids: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] % 4 or x.shape[-1] % 4:
+            raise ValueError(f"Generator input height and width must be divisible by 4, "
+                             f"got {tuple(x.shape[-2:])}")
+        code = camera_onehot(target_camids, self.num_cameras).to(x)
+        code = code[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
+        return self.main(torch.cat([x, code], dim=1))
+
+
+class Discriminator(nn.Module):
+    """PatchGAN critic with camera classifier.
+
+    forward(x (N,3,H,W)) -> (critic map (N,1,H/2^r,W/2^r), camera logits (N,num_cameras)),
+    r = repeat_num; H and W must be divisible by 2^r.
+    """
+
+    def __init__(self, num_cameras: int, image_size: Tuple[int, int], conv_dim: int = 64,
+                 repeat_num: int = 6) -> None:
+        super().__init__()
+        height, width = image_size
+        step = 2 ** repeat_num
+        if height % step or width % step:
+            raise ValueError(f"Discriminator: image size {tuple(image_size)} must be divisible by "
+                             f"2**D_REPEAT_NUM = {step}")
+        self.image_size = (height, width)
+        layers = [nn.Conv2d(3, conv_dim, 4, 2, 1), nn.LeakyReLU(0.01)]
+        dim = conv_dim
+        for _ in range(1, repeat_num):
+            layers += [nn.Conv2d(dim, dim * 2, 4, 2, 1), nn.LeakyReLU(0.01)]
+            dim *= 2
+        self.main = nn.Sequential(*layers)
+        self.critic = nn.Conv2d(dim, 1, 3, 1, 1, bias=False)
+        self.classifier = nn.Conv2d(dim, num_cameras, (height // step, width // step), bias=False)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        if tuple(x.shape[-2:]) != self.image_size:
+            raise ValueError(f"Discriminator built for {self.image_size}, "
+                             f"got {tuple(x.shape[-2:])}")
+        h = self.main(x)
+        return self.critic(h), self.classifier(h).flatten(1)
