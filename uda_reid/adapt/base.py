@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -17,7 +19,11 @@ from uda_reid.engine.trainer import TrainStep
 @dataclass
 class AdaptContext:
     """Everything a method may use: the source-trained model, the labelled source dataset, the
-    target domain *without identities*, the resolved config, the device and the output folder."""
+    target domain *without identities*, the resolved config, the device and the output folder.
+
+    label_quality: monitoring only, ``labels (N,) -> {"nmi", "ari", ...}`` of pseudo-labels
+    of ``target.train`` (in its order, -1 = outlier) against the hidden identities, which the
+    callable keeps to itself (None when the pipeline offers no monitoring)."""
 
     cfg: Any
     model: nn.Module
@@ -25,6 +31,7 @@ class AdaptContext:
     target: UnlabeledDataset
     device: torch.device
     output_dir: Path
+    label_quality: Optional[Callable[[np.ndarray], Dict[str, float]]] = None
 
 
 class AdaptMethod:
@@ -43,3 +50,7 @@ class AdaptMethod:
     def hooks(self, ctx: AdaptContext) -> List[HookBase]:
         """Extra trainer hooks (they run before evaluation and checkpointing)."""
         return []
+
+    def report(self) -> Dict[str, Any]:
+        """Extra entries for the method's stage in ``results.json`` (after training)."""
+        return {}

@@ -15,13 +15,15 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
 from uda_reid.adapt.base import AdaptContext, AdaptMethod
 from uda_reid.adapt.guard import UnlabeledDataset
+from uda_reid.adapt.label_quality import label_quality
 from uda_reid.adapt.registry import METHODS
 from uda_reid.config import Config, ConfigError, apply_overrides, get_default_config, load_config
 from uda_reid.config.schema import to_dict
@@ -190,6 +192,18 @@ def train_or_load_source(cfg: Config, device: torch.device) -> Tuple[nn.Module, 
     return model, {"cache": str(cache), "reused": reused, "num_classes": num_classes}
 
 
+def target_label_monitor(samples: Sequence[Tuple[str, int, int, int]]
+                         ) -> Callable[[np.ndarray], Dict[str, float]]:
+    """Monitoring for methods: pseudo-labels (N,) of the target training images (in order)
+    -> NMI / ARI / pairwise scores against their true identities, which stay in here."""
+    true = np.asarray([s[1] for s in samples], dtype=np.int64)
+
+    def monitor(labels: np.ndarray) -> Dict[str, float]:
+        return label_quality(np.asarray(labels), true)
+
+    return monitor
+
+
 def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
     """Both stages for ``cfg``; writes and returns ``OUTPUT_DIR/results.json``."""
     start = time.perf_counter()
@@ -197,7 +211,9 @@ def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
     device = resolve_device(cfg.MODEL.DEVICE)
     method = build_method(cfg)
     source_name, target_name = cfg.ADAPT.SOURCE, cfg.ADAPT.TARGET
-    target = UnlabeledDataset.from_dataset(build_dataset_from_config(cfg, target_name))
+    labelled_target = build_dataset_from_config(cfg, target_name)
+    target = UnlabeledDataset.from_dataset(labelled_target)
+    monitor = target_label_monitor(labelled_target.train)
     method.check_target(target)
 
     model, source_info = train_or_load_source(cfg, device)
@@ -212,7 +228,7 @@ def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
     seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
     stage_cfg = adapt_stage_config(cfg)
     source = build_dataset_from_config(cfg, source_name)
-    ctx = AdaptContext(stage_cfg, model, source, target, device, output_dir)
+    ctx = AdaptContext(stage_cfg, model, source, target, device, output_dir, monitor)
     method.prepare_model(model)
     step = method.build_step(ctx)
     if step is not None:
@@ -228,7 +244,8 @@ def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
         epochs = sorted(set(curves.curves) | set(trainer.metrics))
         stages.append({"name": cfg.ADAPT.METHOD, "metrics": final, "epochs": trainer.max_epoch,
                        "curves": [dict(epoch=e, **curves.curves.get(e, {}),
-                                       metrics=trainer.metrics.get(e, {})) for e in epochs]})
+                                       metrics=trainer.metrics.get(e, {})) for e in epochs],
+                       **method.report()})
 
     results = build_results("adapt", cfg.ADAPT.METHOD, source_name, target_name, cfg.SEED,
                             final, time.perf_counter() - start, stages)

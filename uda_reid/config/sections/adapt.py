@@ -6,6 +6,7 @@ from typing import Tuple
 
 from uda_reid.config.schema import section
 from uda_reid.config.sections.cluster import ClusterConfig
+from uda_reid.config.sections.mlt import MLTConfig
 from uda_reid.config.sections.solver import SolverConfig
 
 
@@ -36,3 +37,4 @@ class AdaptConfig:
     SOLVER: SolverConfig = field(default_factory=SolverConfig)
     ECN: ECNConfig = field(default_factory=ECNConfig)
     CLUSTER: ClusterConfig = field(default_factory=ClusterConfig)
+    MLT: MLTConfig = field(default_factory=MLTConfig)
