@@ -1,7 +1,7 @@
 """tools/adapt.py --method cluster / mlt on tiny synthetic domains: both stages, per-round
 monitoring in results.json and TensorBoard, degenerate rounds, the label guard."""
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -9,8 +9,12 @@ import pytest
 from uda_reid.adapt.guard import UnlabeledSamples
 from uda_reid.adapt.methods.cluster import PseudoLabelStep
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import adapt as adapt_tool  # noqa: E402
+# loaded from its file: putting tools/ on sys.path would shadow the camstyle package with
+# tools/camstyle.py for every test collected afterwards
+_spec = importlib.util.spec_from_file_location(
+    "adapt_tool", Path(__file__).resolve().parents[1] / "tools" / "adapt.py")
+adapt_tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(adapt_tool)
 
 TARGET = "synth-duke"
 QUALITY = {"nmi", "ari", "pairwise_precision", "pairwise_recall", "pairwise_f", "num_clusters",
