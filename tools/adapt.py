@@ -12,8 +12,7 @@ import sys
 from typing import List, Optional
 
 from uda_reid.adapt.pipeline import build_adapt_config, run_adaptation
-from uda_reid.config import ConfigError
-from uda_reid.engine.checkpoint import CheckpointMismatchError
+from uda_reid.engine.defaults import run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -34,14 +33,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = build_adapt_config(args.source, args.target, args.method, args.config_file,
-                                 args.output_dir, args.opts)
-        run_adaptation(cfg, resume=args.resume)
-    except (ConfigError, CheckpointMismatchError, FileNotFoundError, KeyError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_tool(lambda: run_adaptation(
+        build_adapt_config(args.source, args.target, args.method, args.config_file,
+                           args.output_dir, args.opts), resume=args.resume))
 
 
 if __name__ == "__main__":

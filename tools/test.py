@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from uda_reid.config import ConfigError
-from uda_reid.engine.defaults import default_argument_parser, load_cli_config, test
+from uda_reid.engine.defaults import default_argument_parser, load_cli_config, run_tool, test
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,12 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     if args.vis < 0:
         parser.error(f"--vis must be >= 0, got {args.vis}")
-    try:
-        test(load_cli_config(args), vis_count=args.vis)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_tool(lambda: test(load_cli_config(args), vis_count=args.vis))
 
 
 if __name__ == "__main__":

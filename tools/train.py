@@ -6,28 +6,26 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from uda_reid.config import ConfigError
-from uda_reid.engine.checkpoint import CheckpointMismatchError
-from uda_reid.engine.defaults import default_argument_parser, load_cli_config, test, train
+from uda_reid.engine.defaults import (default_argument_parser, load_cli_config, run_tool, test,
+                                      train)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = default_argument_parser(__doc__).parse_intermixed_args(argv)
-    try:
+
+    def run() -> None:
         cfg = load_cli_config(args)
-        if args.eval_only:
-            if not cfg.MODEL.WEIGHTS:
-                last = Path(cfg.OUTPUT_DIR) / "last.pth"
-                if not last.is_file():
-                    raise FileNotFoundError(f"--eval-only needs MODEL.WEIGHTS or {last}")
-                cfg.MODEL.WEIGHTS = str(last)
-            test(cfg)
-        else:
+        if not args.eval_only:
             train(cfg, resume=args.resume)
-    except (ConfigError, CheckpointMismatchError, FileNotFoundError, KeyError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+            return
+        if not cfg.MODEL.WEIGHTS:
+            last = Path(cfg.OUTPUT_DIR) / "last.pth"
+            if not last.is_file():
+                raise FileNotFoundError(f"--eval-only needs MODEL.WEIGHTS or {last}")
+            cfg.MODEL.WEIGHTS = str(last)
+        test(cfg)
+
+    return run_tool(run)
 
 
 if __name__ == "__main__":

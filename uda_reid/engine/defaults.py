@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from uda_reid.config import Config, load_config, save_config
+from uda_reid.config import Config, ConfigError, load_config, save_config
 from uda_reid.config.schema import to_dict
 from uda_reid.data.datasets import DATASETS
 from uda_reid.data.loaders import build_test_loader_from_config, build_train_loader_from_config
@@ -260,6 +260,20 @@ def test(cfg: Config, vis_count: int = 0) -> Metrics:
     atomic_write_json(output_dir / "test_metrics.json",
                       {"weights": str(cfg.MODEL.WEIGHTS), "metrics": metrics})
     return metrics
+
+
+USER_ERRORS = (ConfigError, CheckpointMismatchError, FileNotFoundError, KeyError, ValueError)
+
+
+def run_tool(action: Callable[[], object]) -> int:
+    """Run a command-line tool's ``action``; a user error (bad config, file, key or value)
+    is printed as ``error: ...`` and gives exit code 2 instead of a traceback."""
+    try:
+        action()
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def load_cli_config(args: argparse.Namespace) -> Config:
