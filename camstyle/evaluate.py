@@ -4,10 +4,11 @@
    held-out real gallery images shows it has learnt the cameras. It then classifies images
    generated from held-out query images into every other camera: the share assigned to the
    *target* camera is the transfer rate (chance = 1 / cameras).
-2. An identity embedding (the same small CNN trained to classify the training identities) is
-   used for retrieval on the held-out identities: the rank-1 rate of the real queries against
-   the gallery is the reference; the rank-1 rate of their generated versions shows how much
-   identity the transfer keeps (chance ~ 1 / gallery identities).
+2. An identity embedding is used for retrieval: a trained ReID model of ours
+   (``CAMSTYLE.EVAL.EMBEDDING_WEIGHTS``, e.g. the stage-1 source model), else the same small CNN
+   trained to classify the training identities. The rank-1 rate and mAP of the real queries
+   against the real gallery are the reference; those of their generated versions show how much
+   identity the transfer keeps (chance rank-1 ~ 1 / gallery identities).
 Generated images go through the same path as the generation job (generator size, resize back
 to the source size, JPEG encode/decode).
 """
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Any, Dict, List, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -26,8 +28,16 @@ from torch import nn
 from camstyle.data import load_rgb, to_tensor
 from camstyle.generate import translate
 from camstyle.model import Generator
+from uda_reid.config import load_config
+from uda_reid.data.transforms import build_transforms_from_config
+from uda_reid.engine.defaults import load_trained_model
+from uda_reid.evaluation.extract import eval_mode
+from uda_reid.evaluation.rank import evaluate_rank
+from uda_reid.models.backbones.vit import side_info_domain
 
 Sample = Tuple[str, int, int, int]  # (path, pid, camid, index)
+# Identity embedding: PIL images and their (N,) camera ids -> (N, D) features.
+Embedder = Callable[[Sequence[Image.Image], torch.Tensor], torch.Tensor]
 
 
 class SmallCNN(nn.Module):
@@ -96,18 +106,49 @@ def run_batched(fn, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor
     return torch.cat([fn(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-def rank1_rate(query: torch.Tensor, query_pids: torch.Tensor, query_cams: torch.Tensor,
-               gallery: torch.Tensor, gallery_pids: torch.Tensor, gallery_cams: torch.Tensor
-               ) -> float:
-    """Share of queries (Q, D) whose most cosine-similar gallery image (G, D) has their id.
+def cnn_embedder(model: SmallCNN, size: Tuple[int, int]) -> Embedder:
+    """The small CNN's pooled features of images resized to ``size`` = (H, W)."""
+    return lambda images, camids: run_batched(model.features, image_tensor(images, size))
 
-    Gallery images with the query's identity *and* camera are skipped (Market-1501 protocol);
-    ``query_cams`` are the cameras of the images the queries come from.
-    """
-    sim = F.normalize(query, dim=1) @ F.normalize(gallery, dim=1).t()
-    junk = (query_pids[:, None] == gallery_pids[None]) & (query_cams[:, None] == gallery_cams[None])
-    sim = sim.masked_fill(junk, float("-inf"))
-    return (gallery_pids[sim.argmax(dim=1)] == query_pids).float().mean().item()
+
+def reid_embedder(weights: str | Path, dataset_name: str,
+                  device: torch.device | str = "cpu", batch_size: int = 128) -> Embedder:
+    """A trained uda_reid model as the identity embedding: the run's ``config.yaml`` beside
+    ``weights`` gives the model and its test transform; SIE backbones read the cameras as the
+    target domain's when ``dataset_name`` is not one the model was trained on."""
+    weights = Path(weights)
+    config = weights.with_name("config.yaml")
+    if not config.is_file():
+        raise FileNotFoundError(f"CAMSTYLE.EVAL.EMBEDDING_WEIGHTS: no config.yaml beside "
+                                f"{weights} (expected a uda_reid training run's checkpoint)")
+    cfg = load_config(config)
+    model = load_trained_model(cfg, weights, device)
+    transform = build_transforms_from_config(cfg, is_train=False)
+    domain = "source" if dataset_name in cfg.DATASETS.NAMES else "target"
+
+    @torch.no_grad()
+    def embed(images: Sequence[Image.Image], camids: torch.Tensor) -> torch.Tensor:
+        feats = []
+        with eval_mode(model), side_info_domain(model, domain):
+            for start in range(0, len(images), batch_size):
+                x = torch.stack([transform(img) for img in images[start:start + batch_size]])
+                cams = camids[start:start + batch_size].to(device)
+                feats.append(model(x.to(device), cams).float().cpu())
+        return torch.cat(feats)
+
+    return embed
+
+
+def retrieval_scores(query: torch.Tensor, query_pids: torch.Tensor, query_cams: torch.Tensor,
+                     gallery: torch.Tensor, gallery_pids: torch.Tensor,
+                     gallery_cams: torch.Tensor) -> Dict[str, float]:
+    """Rank-1 and mAP of queries (Q, D) against a gallery (G, D) by cosine distance, under the
+    Market-1501 protocol (gallery images with the query's identity *and* camera skipped);
+    ``query_cams`` are the cameras of the images the queries come from."""
+    dist = 1.0 - F.normalize(query, dim=1) @ F.normalize(gallery, dim=1).t()
+    result = evaluate_rank(dist.numpy(), query_pids.numpy(), gallery_pids.numpy(),
+                           query_cams.numpy(), gallery_cams.numpy(), max_rank=1)
+    return {"rank1": float(result["cmc"][0]), "mAP": float(result["mAP"])}
 
 
 def jpeg_roundtrip(image: Image.Image, quality: int = 95) -> Image.Image:
@@ -128,12 +169,11 @@ def spread(samples: Sequence[Sample], count: int) -> List[Sample]:
 
 
 def translated_set(generator: Generator, sources: Sequence[Sample], image_size: Tuple[int, int],
-                   classifier_size: Tuple[int, int], jpeg_quality: int = 95
-                   ) -> Dict[str, torch.Tensor]:
-    """Real images of ``sources`` and their versions in every other camera, as tensors.
+                   jpeg_quality: int = 95) -> Dict[str, Any]:
+    """Real images of ``sources`` and their versions in every other camera.
 
-    Returns ``real`` (S,3,h,w), ``real_pids``/``real_cams`` (S,), ``fake`` (F,3,h,w) and, per
-    fake, ``pids``/``source_cams``/``targets`` (F,), at ``classifier_size`` = (h, w).
+    Returns PIL lists ``real`` (S) and ``fake`` (F), ``real_pids``/``real_cams`` (S,) and, per
+    fake, ``pids``/``source_cams``/``targets`` (F,) tensors.
     """
     images = [load_rgb(s[0]) for s in sources]
     fakes, rows_all, targets = [], [], []
@@ -146,21 +186,22 @@ def translated_set(generator: Generator, sources: Sequence[Sample], image_size: 
     pids = torch.tensor([s[1] for s in sources])
     cams = torch.tensor([s[2] for s in sources])
     rows_t = torch.tensor(rows_all, dtype=torch.long)
-    return {"real": image_tensor(images, classifier_size), "real_pids": pids, "real_cams": cams,
-            "fake": image_tensor(fakes, classifier_size), "pids": pids[rows_t],
-            "source_cams": cams[rows_t], "targets": torch.tensor(targets)}
+    return {"real": images, "real_pids": pids, "real_cams": cams, "fake": fakes,
+            "pids": pids[rows_t], "source_cams": cams[rows_t], "targets": torch.tensor(targets)}
 
 
-def identity_keeping(embed, sources: Dict[str, torch.Tensor], gallery: torch.Tensor,
-                     gallery_pids: torch.Tensor, gallery_cams: torch.Tensor) -> Dict[str, float]:
-    """Rank-1 of the real sources and of their translations against a real gallery."""
-    gallery_f = run_batched(embed, gallery)
-    return {"rank1_real": rank1_rate(run_batched(embed, sources["real"]), sources["real_pids"],
-                                     sources["real_cams"], gallery_f, gallery_pids,
-                                     gallery_cams),
-            "rank1_generated": rank1_rate(run_batched(embed, sources["fake"]), sources["pids"],
-                                          sources["source_cams"], gallery_f, gallery_pids,
-                                          gallery_cams),
+def identity_keeping(embed: Embedder, sources: Dict[str, Any],
+                     gallery: Sequence[Image.Image], gallery_pids: torch.Tensor,
+                     gallery_cams: torch.Tensor) -> Dict[str, float]:
+    """Rank-1 / mAP of the real sources and of their translations against a real gallery
+    (a translation is embedded with its target camera, it is searched from its source's)."""
+    gallery_f = embed(gallery, gallery_cams)
+    real = retrieval_scores(embed(sources["real"], sources["real_cams"]), sources["real_pids"],
+                            sources["real_cams"], gallery_f, gallery_pids, gallery_cams)
+    fake = retrieval_scores(embed(sources["fake"], sources["targets"]), sources["pids"],
+                            sources["source_cams"], gallery_f, gallery_pids, gallery_cams)
+    return {"rank1_real": real["rank1"], "rank1_generated": fake["rank1"],
+            "mAP_real": real["mAP"], "mAP_generated": fake["mAP"],
             "num_real": len(sources["real"]), "num_generated": len(sources["fake"]),
             "gallery_images": len(gallery),
             "chance_rank1": 1.0 / max(1, int(gallery_pids.unique().numel()))}
@@ -170,37 +211,45 @@ def evaluate_transfer(generator: Generator, image_size: Tuple[int, int],
                       train: Sequence[Sample], query: Sequence[Sample],
                       gallery: Sequence[Sample], *, classifier_size: Tuple[int, int] = (64, 32),
                       epochs: int = 10, max_queries: int = 300, max_gallery: int = 3000,
-                      jpeg_quality: int = 95, seed: int = 0) -> Dict[str, Any]:
+                      jpeg_quality: int = 95, seed: int = 0,
+                      embedder: Optional[Embedder] = None,
+                      embedder_name: str = "") -> Dict[str, Any]:
     """Camera-transfer rate and identity keeping (see the module docstring) as a dict.
 
     Identity is measured twice: on held-out identities (query sources, real gallery; an
-    open-set test of a small embedding) and on the training identities (training-image sources
-    against all training images; closed set, where the embedding is strong). Gallery images of
-    the source's identity and camera (the source itself included) never count.
+    open-set test) and on the training identities (training-image sources against all training
+    images; closed set). Gallery images of the source's identity and camera (the source itself
+    included) never count. ``embedder``: the identity embedding (default: a small CNN trained
+    here to classify the training identities), described in the result by ``embedder_name``.
     """
     start = time.perf_counter()
     num_cameras = generator.num_cameras
-    train_x = image_tensor([load_rgb(s[0]) for s in train], classifier_size)
+    train_images = [load_rgb(s[0]) for s in train]
+    train_x = image_tensor(train_images, classifier_size)
     train_cams = torch.tensor([s[2] for s in train])
-    pid_index = {pid: i for i, pid in enumerate(sorted({s[1] for s in train}))}
-    train_pids = torch.tensor([pid_index[s[1]] for s in train])
     cam_model = train_classifier(train_x, train_cams, num_cameras, epochs=epochs, seed=seed)
-    id_model = train_classifier(train_x, train_pids, len(pid_index), epochs=epochs, seed=seed)
+    if embedder is None:
+        pid_index = {pid: i for i, pid in enumerate(sorted({s[1] for s in train}))}
+        train_pids = torch.tensor([pid_index[s[1]] for s in train])
+        id_model = train_classifier(train_x, train_pids, len(pid_index), epochs=epochs,
+                                    seed=seed)
+        embedder = cnn_embedder(id_model, classifier_size)
+        embedder_name = ("SmallCNN identity classifier (pooled features) trained here on the "
+                         "real training images")
 
     gallery = spread(gallery, max_gallery)
-    gallery_x = image_tensor([load_rgb(s[0]) for s in gallery], classifier_size)
+    gallery_images = [load_rgb(s[0]) for s in gallery]
     gallery_cams = torch.tensor([s[2] for s in gallery])
     gallery_pids = torch.tensor([s[1] for s in gallery])
-    real_cam_acc = (run_batched(cam_model, gallery_x).argmax(1) == gallery_cams).float().mean()
+    real_cam_acc = (run_batched(cam_model, image_tensor(gallery_images, classifier_size))
+                    .argmax(1) == gallery_cams).float().mean()
 
-    held_out = translated_set(generator, spread(query, max_queries), image_size,
-                              classifier_size, jpeg_quality)
-    predicted = run_batched(cam_model, held_out["fake"]).argmax(1)
+    held_out = translated_set(generator, spread(query, max_queries), image_size, jpeg_quality)
+    predicted = run_batched(cam_model, image_tensor(held_out["fake"], classifier_size)).argmax(1)
     targets = held_out["targets"]
     per_target = {str(c + 1): (predicted[targets == c] == c).float().mean().item()
                   for c in range(num_cameras) if (targets == c).any()}
-    seen = translated_set(generator, spread(train, max_queries), image_size, classifier_size,
-                          jpeg_quality)
+    seen = translated_set(generator, spread(train, max_queries), image_size, jpeg_quality)
     return {
         "num_cameras": num_cameras,
         "chance_camera": 1.0 / num_cameras,
@@ -214,11 +263,10 @@ def evaluate_transfer(generator: Generator, image_size: Tuple[int, int],
                      "source_camera_rate": (predicted == held_out["source_cams"]
                                             ).float().mean().item(),
                      "per_target_camera_rate": per_target},
-        "identity_embedding": "SmallCNN identity classifier (pooled features) on the real "
-                              "training images",
-        "identity_heldout": identity_keeping(id_model.features, held_out, gallery_x,
-                                             gallery_pids, gallery_cams),
-        "identity_train_ids": identity_keeping(id_model.features, seen, train_x,
+        "identity_embedding": embedder_name,
+        "identity_heldout": identity_keeping(embedder, held_out, gallery_images, gallery_pids,
+                                             gallery_cams),
+        "identity_train_ids": identity_keeping(embedder, seen, train_images,
                                                torch.tensor([s[1] for s in train]), train_cams),
         "eval_seconds": time.perf_counter() - start,
     }

@@ -10,7 +10,7 @@ import torch
 
 from camstyle.config import build_trainer, load_generator, model_spec, resolve_device
 from camstyle.data import CameraImageDataset, CameraSample, camera_samples
-from camstyle.evaluate import evaluate_transfer
+from camstyle.evaluate import evaluate_transfer, reid_embedder
 from camstyle.generate import CAMSTYLE_DIR, generate_shard
 from camstyle.trainer import BatchStream, fit, load_checkpoint, sample_images
 from camstyle.verify import VerifyReport, verify_folder
@@ -110,8 +110,11 @@ def evaluate(cfg: Config, dataset_name: str, checkpoint: str, output: str | Path
              ) -> Dict[str, Any]:
     """The measured check of ``camstyle.evaluate`` on the dataset; written to ``output``."""
     dataset, _, num_cameras = dataset_cameras(cfg, dataset_name)
-    generator, image_size, meta = load_generator(checkpoint, resolve_device(cfg.MODEL.DEVICE))
+    device = resolve_device(cfg.MODEL.DEVICE)
+    generator, image_size, meta = load_generator(checkpoint, device)
     ev = cfg.CAMSTYLE.EVAL
+    embedder = (reid_embedder(ev.EMBEDDING_WEIGHTS, dataset.name, device)
+                if ev.EMBEDDING_WEIGHTS else None)
     result = {"dataset": dataset.name, "checkpoint": str(checkpoint),
               "gan_iterations": meta["iteration"],
               "gan_train_seconds": meta.get("train_seconds"),
@@ -121,6 +124,8 @@ def evaluate(cfg: Config, dataset_name: str, checkpoint: str, output: str | Path
                                   dataset.gallery, classifier_size=ev.CLASSIFIER_SIZE,
                                   epochs=ev.EPOCHS, max_queries=ev.MAX_QUERIES,
                                   max_gallery=ev.MAX_GALLERY,
-                                  jpeg_quality=cfg.CAMSTYLE.JPEG_QUALITY, seed=cfg.SEED)}
+                                  jpeg_quality=cfg.CAMSTYLE.JPEG_QUALITY, seed=cfg.SEED,
+                                  embedder=embedder,
+                                  embedder_name=f"ReID model {ev.EMBEDDING_WEIGHTS}")}
     atomic_write_json(output, result)
     return result

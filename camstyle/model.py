@@ -44,12 +44,17 @@ class ResidualBlock(nn.Module):
 class Generator(nn.Module):
     """StarGAN generator: G(x (N,3,H,W), target camids (N,)) -> (N,3,H,W) in [-1, 1].
 
-    H and W must be divisible by 4 (two down-sampling steps).
+    H and W must be divisible by 4 (two down-sampling steps). With ``skip`` (ours, not
+    StarGAN's) the network's tanh output is a change added to the input image, clamped to
+    [-1, 1], and its last convolution starts at zero, so G starts as the identity map and
+    only has to learn the camera's style (the content is kept from the first step).
     """
 
-    def __init__(self, num_cameras: int, conv_dim: int = 64, repeat_num: int = 6) -> None:
+    def __init__(self, num_cameras: int, conv_dim: int = 64, repeat_num: int = 6,
+                 skip: bool = False) -> None:
         super().__init__()
         self.num_cameras = num_cameras
+        self.skip = skip
         layers = [nn.Conv2d(3 + num_cameras, conv_dim, 7, 1, 3, bias=False), _norm(conv_dim),
                   nn.ReLU(True)]
         dim = conv_dim
@@ -63,6 +68,8 @@ class Generator(nn.Module):
             dim //= 2
         layers += [nn.Conv2d(dim, 3, 7, 1, 3, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
+        if skip:
+            nn.init.zeros_(layers[-2].weight)
 
     def forward(self, x: torch.Tensor, target_camids: torch.Tensor) -> torch.Tensor:
         if x.shape[-2] % 4 or x.shape[-1] % 4:
@@ -70,7 +77,8 @@ class Generator(nn.Module):
                              f"got {tuple(x.shape[-2:])}")
         code = camera_onehot(target_camids, self.num_cameras).to(x)
         code = code[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
-        return self.main(torch.cat([x, code], dim=1))
+        out = self.main(torch.cat([x, code], dim=1))
+        return (x + out).clamp(-1.0, 1.0) if self.skip else out
 
 
 class Discriminator(nn.Module):

@@ -6,32 +6,35 @@ import torch
 from PIL import Image
 from torch import nn
 
-from camstyle.evaluate import evaluate_transfer, rank1_rate
+from camstyle.evaluate import evaluate_transfer, retrieval_scores
 
 CASTS = torch.tensor([[0.8, -0.8, -0.8], [-0.8, 0.8, -0.8], [-0.8, -0.8, 0.8]])
 
 
-def test_rank1_rate_matches_a_loop_and_skips_same_id_same_camera():
+def test_retrieval_scores_match_a_loop_and_skip_same_id_same_camera():
     torch.manual_seed(0)
     q, g = torch.randn(6, 4), torch.randn(10, 4)
     qp, qc = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([0, 0, 1, 1, 2, 2])
-    gp, gc = torch.randint(0, 3, (10,)), torch.randint(0, 3, (10,))
-    hits = 0
+    gp = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    gc = torch.tensor([1, 2, 0, 2, 0, 1, 0, 1, 2, 1])
+    hits, aps = 0, []
     for i in range(6):
-        best, best_sim = None, -2.0
-        for j in range(10):
-            if gp[j] == qp[i] and gc[j] == qc[i]:
-                continue
-            sim = float(q[i] @ g[j] / (q[i].norm() * g[j].norm()))
-            if sim > best_sim:
-                best, best_sim = j, sim
-        hits += int(gp[best] == qp[i])
-    assert rank1_rate(q, qp, qc, g, gp, gc) == pytest.approx(hits / 6)
+        kept = [j for j in range(10) if not (gp[j] == qp[i] and gc[j] == qc[i])]
+        sims = {j: float(q[i] @ g[j] / (q[i].norm() * g[j].norm())) for j in kept}
+        order = sorted(kept, key=lambda j: -sims[j])
+        good = [int(gp[j] == qp[i]) for j in order]
+        hits += good[0]
+        found = np.cumsum(good)
+        aps.append(sum(found[r] / (r + 1) for r in range(len(good)) if good[r]) / found[-1])
+    scores = retrieval_scores(q, qp, qc, g, gp, gc)
+    assert scores["rank1"] == pytest.approx(hits / 6)
+    assert scores["mAP"] == pytest.approx(np.mean(aps))
     # the nearest gallery image being a same-id same-camera copy does not count
     q1 = torch.tensor([[1.0, 0.0]])
-    g1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    assert rank1_rate(q1, torch.tensor([5]), torch.tensor([0]), g1, torch.tensor([5, 6]),
-                      torch.tensor([0, 1])) == 0.0
+    g1 = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    scores = retrieval_scores(q1, torch.tensor([5]), torch.tensor([0]), g1,
+                              torch.tensor([5, 6, 5]), torch.tensor([0, 1, 1]))
+    assert scores == {"rank1": 0.0, "mAP": 0.5}
 
 
 class CastGenerator(nn.Module):
@@ -111,3 +114,32 @@ def test_identity_rate_drops_when_the_generator_destroys_content(results):
     assert oracle["rank1_real"] > 0.9
     assert oracle["rank1_generated"] > blank["rank1_generated"] + 0.2
     assert results["oracle"]["identity_heldout"]["chance_rank1"] == 0.25
+
+
+def test_reid_embedder_gives_the_trained_models_test_features(tmp_path):
+    from uda_reid.config import load_config, save_config
+    from uda_reid.data.transforms import build_transforms_from_config
+    from uda_reid.models import build_model
+
+    from camstyle.evaluate import reid_embedder
+
+    cfg = load_config(None, ["MODEL.BACKBONE.NAME", "resnet18", "MODEL.BACKBONE.PRETRAIN",
+                             "False", "INPUT.SIZE_TEST", "[32, 16]", "DATASETS.NAMES",
+                             "['synth-market']"])
+    torch.manual_seed(0)
+    model = build_model(cfg, num_classes=5).eval()
+    save_config(cfg, tmp_path / "config.yaml")
+    torch.save({"model": model.state_dict(), "meta": {"num_classes": 5}}, tmp_path / "last.pth")
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (40, 20, 3), dtype=np.uint8))
+              for _ in range(5)]
+    embed = reid_embedder(tmp_path / "last.pth", "synth-duke", batch_size=2)
+    transform = build_transforms_from_config(cfg, is_train=False)
+    with torch.no_grad():
+        expected = model(torch.stack([transform(img) for img in images]))
+    got = embed(images, torch.zeros(5, dtype=torch.long))
+    assert got.shape == expected.shape and expected.shape[0] == 5
+    assert torch.allclose(got, expected, atol=1e-5)
+    (tmp_path / "config.yaml").unlink()
+    with pytest.raises(FileNotFoundError, match="EMBEDDING_WEIGHTS.*config.yaml"):
+        reid_embedder(tmp_path / "last.pth", "synth-duke")

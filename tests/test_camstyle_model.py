@@ -26,6 +26,21 @@ def test_changing_target_camera_changes_generator_output():
     assert torch.allclose(g(x[:1], torch.tensor([2])), y[2:3], atol=1e-6)
 
 
+def test_skip_generator_starts_as_identity_and_adds_a_camera_dependent_change():
+    torch.manual_seed(0)
+    g = Generator(num_cameras=3, conv_dim=4, repeat_num=1, skip=True)
+    x = torch.rand(3, 3, 16, 8) * 2 - 1
+    assert torch.equal(g(x, torch.tensor([0, 1, 2])), x)
+    torch.nn.init.normal_(g.main[-2].weight, std=0.5)  # as after some training
+    same = x[:1].expand(3, -1, -1, -1)
+    y = g(same, torch.arange(3))
+    assert y.abs().max() <= 1
+    delta = torch.tanh(g.main[:-1](torch.cat(
+        [same, torch.eye(3)[:, :, None, None].expand(-1, -1, 16, 8)], dim=1)))
+    assert torch.allclose(y, (same + delta).clamp(-1, 1), atol=1e-6)
+    assert (y[0] - y[1]).abs().max() > 1e-3 and (y[1] - y[2]).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("size,repeat,patch", [((32, 16), 2, (8, 4)), ((64, 32), 4, (4, 2)),
                                                ((128, 64), 6, (2, 1))])
 def test_discriminator_patch_map_and_camera_logits_shapes(size, repeat, patch):

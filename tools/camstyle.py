@@ -5,6 +5,7 @@
   python tools/camstyle.py generate --dataset duke [--checkpoint C] [--shard i/n] [--batch-size B]
   python tools/camstyle.py verify --dataset duke
   python tools/camstyle.py evaluate --dataset synth-duke [--checkpoint C] [--output results.json]
+                                    [CAMSTYLE.EVAL.EMBEDDING_WEIGHTS reid_run/last.pth]
 
 Without --config-file, configs/camstyle/<dataset>.yml is used when it exists; without
 --checkpoint, the train run's OUTPUT_DIR/last.pth.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import os
 import platform
 import sys
 from pathlib import Path
@@ -236,6 +237,21 @@ def without_initial_weights(cfg: Config) -> Config:
     return cfg
 
 
+def load_trained_model(cfg: Config, weights: os.PathLike | str,
+                       device: torch.device | str = "cpu") -> nn.Module:
+    """The model of ``cfg`` with the checkpoint ``weights`` loaded strictly (every tensor must
+    match), on ``device``; the number of classes comes from the checkpoint's meta, else
+    ``MODEL.HEADS.NUM_CLASSES``."""
+    meta = read_checkpoint_meta(weights)
+    num_classes = meta.get("num_classes") or cfg.MODEL.HEADS.NUM_CLASSES
+    if not num_classes:
+        raise ValueError(f"MODEL.WEIGHTS {weights} records no number of classes; "
+                         "set MODEL.HEADS.NUM_CLASSES")
+    model = build_model(without_initial_weights(cfg), num_classes).to(device)
+    load_model_weights(model, weights)
+    return model
+
+
 def test(cfg: Config, vis_count: int = 0) -> Metrics:
     """Evaluate ``MODEL.WEIGHTS`` on ``DATASETS.TESTS``; writes ``test_metrics.json`` (and,
     with ``vis_count`` > 0, rank-list and ROC images under ``OUTPUT_DIR/vis``)."""
@@ -245,13 +261,7 @@ def test(cfg: Config, vis_count: int = 0) -> Metrics:
     output_dir = Path(cfg.OUTPUT_DIR)
     setup_logger(output_dir)
     device = resolve_device(cfg.MODEL.DEVICE)
-    meta = read_checkpoint_meta(cfg.MODEL.WEIGHTS)
-    num_classes = meta.get("num_classes") or cfg.MODEL.HEADS.NUM_CLASSES
-    if not num_classes:
-        raise ValueError(f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS} records no number of classes; "
-                         "set MODEL.HEADS.NUM_CLASSES")
-    model = build_model(without_initial_weights(cfg), num_classes).to(device)
-    load_model_weights(model, cfg.MODEL.WEIGHTS)  # strict: every tensor must match
+    model = load_trained_model(cfg, cfg.MODEL.WEIGHTS, device)
     vis_dir = output_dir / "vis" if vis_count > 0 else None
     metrics = {name: evaluate_dataset(cfg, model, name, device, vis_dir, vis_count)
                for name in cfg.DATASETS.TESTS}

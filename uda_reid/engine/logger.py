@@ -10,6 +10,23 @@ from typing import Optional
 FORMAT = "[%(asctime)s %(name)s %(levelname)s] %(message)s"
 
 
+class StdoutHandler(logging.StreamHandler):
+    """A stream handler that writes to ``sys.stdout`` as it is when a record is emitted, so a
+    replaced stdout (a test runner's capture, a redirect) never leaves it writing to a closed
+    stream."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:
+        """The stream is always the current ``sys.stdout``; assignments are ignored."""
+
+
 def setup_logger(output_dir: Optional[os.PathLike | str] = None, name: str = "uda_reid",
                  level: int = logging.INFO) -> logging.Logger:
     """Configure ``name``'s logger with a stdout handler and, if given, ``output_dir/log.txt``
@@ -22,7 +39,7 @@ def setup_logger(output_dir: Optional[os.PathLike | str] = None, name: str = "ud
         log.removeHandler(handler)
         handler.close()
     formatter = logging.Formatter(FORMAT, datefmt="%m/%d %H:%M:%S")
-    handlers = [logging.StreamHandler(sys.stdout)]
+    handlers: list[logging.Handler] = [StdoutHandler()]
     if output_dir is not None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(Path(output_dir) / "log.txt", mode="a"))

@@ -22,6 +22,10 @@ class CamStyleEvalConfig:
     EPOCHS: int = 10
     MAX_QUERIES: int = 300  # held-out query images translated into every other camera
     MAX_GALLERY: int = 3000
+    # Identity embedding for the identity-keeping check: a trained uda_reid checkpoint (its
+    # run's config.yaml beside it, e.g. a stage-1 source model under ADAPT.SOURCE_CACHE);
+    # empty: a small CNN trained here on the real training identities.
+    EMBEDDING_WEIGHTS: str = ""
 
 
 @section
@@ -30,6 +34,7 @@ class CamStyleConfig:
     G_CONV_DIM: int = 64
     D_CONV_DIM: int = 64
     G_REPEAT_NUM: int = 6  # residual blocks in the generator
+    G_SKIP: bool = False  # ours: G outputs a change added to its input (starts as identity)
     D_REPEAT_NUM: int = 6  # strided convolutions in the discriminator
     LAMBDA_CLS: float = 1.0
     LAMBDA_REC: float = 10.0
