@@ -131,3 +131,20 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(data_root, tmp_path,
                 for r in results["stages"][1]["rounds"]]
 
     assert rounds(resumed) == rounds(full) and [r["epoch"] for r in rounds(full)] == [1, 2]
+
+
+def test_an_adapted_checkpoint_tests_alone_to_its_reported_metrics(data_root, tmp_path):
+    from uda_reid.config import load_config
+    from uda_reid.engine.defaults import test
+
+    extra = ("ADAPT.CLUSTER.EPS", "[0.5]", "ADAPT.MLT.TRIPLET_GRANULARITY", "0",
+             "ADAPT.MLT.MIXTURE", "False")  # the cluster run of the first test
+    out = data_root / "cluster"
+    results = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() \
+        else run_tool(data_root, out, "cluster", *extra)
+    # the checkpoint holds the pseudo-label classifiers; the test tool leaves them out
+    cfg = load_config(out / "config.yaml", ["MODEL.WEIGHTS", str(out / "last.pth"),
+                                            "DATASETS.TESTS", f"['{TARGET}']",
+                                            "OUTPUT_DIR", str(tmp_path)])
+    metrics = test(cfg)
+    assert metrics[TARGET] == pytest.approx(results["metrics"][TARGET], abs=1e-6)

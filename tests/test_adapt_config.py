@@ -103,3 +103,15 @@ def test_direct_recipes_share_the_ecn_source_model(name):
     direct = load_config(CONFIGS.parent / "direct" / f"{name}.yml")
     ecn = load_config(CONFIGS / f"{name}.yml")
     assert direct.ADAPT.METHOD == "direct" and source_key(direct) == source_key(ecn)
+
+
+def test_camstyle_recipe_is_the_synthetic_ecn_recipe_with_camera_invariance():
+    plain = load_config(CONFIGS / "synth-market2synth-duke.yml")
+    camstyle = load_config(CONFIGS / "synth-market2synth-duke-camstyle.yml")
+    assert camstyle.ADAPT.ECN.CAMSTYLE and not plain.ADAPT.ECN.CAMSTYLE
+    assert source_key(camstyle) == source_key(plain)  # one cached stage-1 model for both
+    assert camstyle.ADAPT.SOLVER == plain.ADAPT.SOLVER
+    assert camstyle.OUTPUT_DIR != plain.OUTPUT_DIR
+    # the pair's default recipe stays the plain one
+    assert default_config_file("synth-market", "synth-duke", "ecn") == \
+        CONFIGS / "synth-market2synth-duke.yml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -36,7 +36,13 @@ class AdaptContext:
 
 class AdaptMethod:
     """Base class: a method that does not train (``build_step`` returns ``None``) is direct
-    transfer; the others return their :class:`TrainStep` (with ``len`` = iterations/epoch)."""
+    transfer; the others return their :class:`TrainStep` (with ``len`` = iterations/epoch).
+
+    ``training_modules``: names of sub-modules the method adds to the model for training only
+    (e.g. pseudo-label classifiers); its checkpoints record them, so that testing loads the
+    adapted model without them."""
+
+    training_modules: Tuple[str, ...] = ()
 
     def check_target(self, target: UnlabeledDataset) -> None:
         """Fail early (before stage 1) on missing method inputs, e.g. camera-style images."""

@@ -237,7 +237,8 @@ def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
         trainer, checkpointer = build_trainer(
             stage_cfg, model, step, iters, build_evaluator(stage_cfg, model, (target_name,)),
             extra_hooks=[*method.hooks(ctx), curves], best_dataset=target_name,
-            meta={"num_classes": source_info["num_classes"], "method": cfg.ADAPT.METHOD})
+            meta={"num_classes": source_info["num_classes"], "method": cfg.ADAPT.METHOD,
+                  "training_modules": list(method.training_modules)})
         resume_or_start(trainer, checkpointer, resume)
         trainer.train()
         final = trainer.metrics[max(trainer.metrics)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -87,17 +87,21 @@ def read_checkpoint_meta(path: os.PathLike | str) -> Dict[str, Any]:
     return dict(meta) if isinstance(meta, Mapping) else {}
 
 
-def load_model_weights(model: nn.Module, path: os.PathLike | str,
-                       strict: bool = True) -> LoadReport:
+def load_model_weights(model: nn.Module, path: os.PathLike | str, strict: bool = True,
+                       skip_modules: Sequence[str] = ()) -> LoadReport:
     """Load weights from our checkpoint (``{"model": state_dict, ...}``) or a bare state dict.
 
     With ``strict``, any missing, unexpected or shape-mismatched key is an error naming the
-    file and the keys (testing a partly random model must not pass silently).
+    file and the keys (testing a partly random model must not pass silently). Tensors of the
+    sub-modules named in ``skip_modules`` (e.g. training-only classifiers) are left out.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {path}")
-    report = load_state_dict_report(model, read_state_dict(path))
+    prefixes = tuple(f"{name}." for name in skip_modules)
+    state = {k: v for k, v in read_state_dict(path).items()
+             if not (prefixes and k.startswith(prefixes))}
+    report = load_state_dict_report(model, state)
     if strict and (report.missing or report.unexpected or report.mismatched):
         raise ValueError(f"MODEL.WEIGHTS: {path} does not match the model: {report}")
     logger.info("Loaded %s: %s", path, report)

@@ -298,6 +298,7 @@ class ClusterAdaptation(AdaptMethod):
     labeler's (ADAPT.CLUSTER) granularities; :class:`MLT` keeps them all."""
 
     single_granularity = True
+    training_modules = ("pseudo_classifiers",)
 
     def __init__(self, labeler: PseudoLabeler, granularity_index: int = 0,
                  ce_epsilon: float = 0.1, ce_scale: float = 1.0, triplet_margin: float = 0.3,
@@ -342,7 +343,7 @@ class ClusterAdaptation(AdaptMethod):
         dim = retrieval_dim(ctx.model, feature_loader, ctx.device)
         classifiers = PseudoClassifiers(len(self.labeler.granularities), len(ctx.target.train),
                                         dim, self.cls_scale).to(ctx.device)
-        ctx.model.add_module("pseudo_classifiers", classifiers)
+        ctx.model.add_module(self.training_modules[0], classifiers)
         batch_size = cfg.SOLVER.IMS_PER_BATCH
         source_loader = None
         if self.mixture:
