@@ -88,6 +88,8 @@ def test_results_round_trip_with_required_shape(tmp_path):
                                  "finished_at", "wall_seconds", "metrics", "stages"]
     assert loaded["wall_seconds"] == 12.346 and loaded["target"] is None
     assert loaded["finished_at"].endswith("+00:00")
+    assert (loaded["torch_version"], loaded["torch_threads"]) == (torch.__version__,
+                                                                  torch.get_num_threads())
 
 
 def test_results_reject_percentages_and_missing_keys(tmp_path):

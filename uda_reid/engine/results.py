@@ -12,6 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
 
+import torch
+
 from uda_reid.utils.atomic import atomic_write_json
 
 REQUIRED_KEYS = ("task", "method", "source", "target", "seed", "git_commit", "finished_at",
@@ -66,8 +68,10 @@ def build_results(task: str, method: str, source: str, target: Optional[str], se
                   metrics: Mapping[str, Mapping[str, float]], wall_seconds: float,
                   stages: Sequence[Mapping[str, Any]] = (),
                   extra: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """The results dict (validated), stamped with the git commit and the current UTC time;
-    ``extra`` adds keys (e.g. ``"curves"``) after the required ones."""
+    """The results dict (validated), stamped with the git commit, the current UTC time, the
+    torch version and its CPU thread count (both decide the order of floating-point sums, so a
+    rerun repeats the numbers exactly only with the same ones); ``extra`` adds keys (e.g.
+    ``"curves"``) after the required ones."""
     results: Dict[str, Any] = {
         "task": task, "method": method, "source": source, "target": target, "seed": seed,
         "git_commit": git_commit(),
@@ -75,6 +79,7 @@ def build_results(task: str, method: str, source: str, target: Optional[str], se
         "wall_seconds": round(float(wall_seconds), 3),
         "metrics": {d: dict(v) for d, v in metrics.items()},
         "stages": [dict(s) for s in stages],
+        "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
     }
     results.update(extra or {})
     validate_results(results)
