@@ -25,12 +25,13 @@ def model_spec(cs: CamStyleConfig, num_cameras: int) -> Dict[str, Any]:
     """What rebuilding the networks needs (stored in every checkpoint)."""
     return {"num_cameras": num_cameras, "image_size": list(cs.IMAGE_SIZE),
             "g_conv_dim": cs.G_CONV_DIM, "g_repeat_num": cs.G_REPEAT_NUM, "g_skip": cs.G_SKIP,
+            "g_upsample": cs.G_UPSAMPLE,
             "d_conv_dim": cs.D_CONV_DIM, "d_repeat_num": cs.D_REPEAT_NUM}
 
 
 def build_generator(spec: Dict[str, Any]) -> Generator:
     return Generator(spec["num_cameras"], spec["g_conv_dim"], spec["g_repeat_num"],
-                     spec.get("g_skip", False))
+                     spec.get("g_skip", False), spec.get("g_upsample", "deconv"))
 
 
 def build_discriminator(spec: Dict[str, Any]) -> Discriminator:

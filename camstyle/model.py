@@ -41,6 +41,19 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+UPSAMPLING = ("deconv", "resize")
+
+
+def _upsampling(in_channels: int, out_channels: int, mode: str) -> list:
+    """x2 up-sampling layers: StarGAN's 4x4 stride-2 transposed conv (``deconv``), or a
+    nearest-neighbour resize then a 3x3 conv (``resize``; no checkerboard artefacts, Odena et
+    al., Distill 2016)."""
+    if mode == "deconv":
+        return [nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=False)]
+    return [nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False)]
+
+
 class Generator(nn.Module):
     """StarGAN generator: G(x (N,3,H,W), target camids (N,)) -> (N,3,H,W) in [-1, 1].
 
@@ -48,11 +61,14 @@ class Generator(nn.Module):
     StarGAN's) the network's tanh output is a change added to the input image, clamped to
     [-1, 1], and its last convolution starts at zero, so G starts as the identity map and
     only has to learn the camera's style (the content is kept from the first step).
+    ``upsample``: see :func:`_upsampling`.
     """
 
     def __init__(self, num_cameras: int, conv_dim: int = 64, repeat_num: int = 6,
-                 skip: bool = False) -> None:
+                 skip: bool = False, upsample: str = "deconv") -> None:
         super().__init__()
+        if upsample not in UPSAMPLING:
+            raise ValueError(f"CAMSTYLE.G_UPSAMPLE must be one of {UPSAMPLING}, got {upsample!r}")
         self.num_cameras = num_cameras
         self.skip = skip
         layers = [nn.Conv2d(3 + num_cameras, conv_dim, 7, 1, 3, bias=False), _norm(conv_dim),
@@ -63,8 +79,7 @@ class Generator(nn.Module):
             dim *= 2
         layers += [ResidualBlock(dim) for _ in range(repeat_num)]
         for _ in range(2):
-            layers += [nn.ConvTranspose2d(dim, dim // 2, 4, 2, 1, bias=False), _norm(dim // 2),
-                       nn.ReLU(True)]
+            layers += [*_upsampling(dim, dim // 2, upsample), _norm(dim // 2), nn.ReLU(True)]
             dim //= 2
         layers += [nn.Conv2d(dim, 3, 7, 1, 3, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)

@@ -5,9 +5,10 @@ import torch
 from camstyle.model import Discriminator, Generator, camera_onehot
 
 
-def test_generator_keeps_shape_and_range():
+@pytest.mark.parametrize("upsample", ["deconv", "resize"])
+def test_generator_keeps_shape_and_range(upsample):
     torch.manual_seed(0)
-    g = Generator(num_cameras=3, conv_dim=4, repeat_num=1)
+    g = Generator(num_cameras=3, conv_dim=4, repeat_num=1, upsample=upsample)
     x = torch.rand(2, 3, 32, 16) * 2 - 1
     y = g(x, torch.tensor([0, 2]))
     assert y.shape == (2, 3, 32, 16)
@@ -63,3 +64,10 @@ def test_camera_onehot_values_and_out_of_range_error():
                        torch.tensor([[0., 1., 0.], [1., 0., 0.]]))
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         camera_onehot(torch.tensor([3]), 3)
+
+
+def test_generator_upsampling_choice_is_checked():
+    with pytest.raises(ValueError, match="G_UPSAMPLE.*bilinear"):
+        Generator(num_cameras=2, upsample="bilinear")
+    layers = [type(m).__name__ for m in Generator(2, 4, 1, upsample="resize").main]
+    assert "ConvTranspose2d" not in layers and layers.count("Upsample") == 2

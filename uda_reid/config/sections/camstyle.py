@@ -35,6 +35,7 @@ class CamStyleConfig:
     D_CONV_DIM: int = 64
     G_REPEAT_NUM: int = 6  # residual blocks in the generator
     G_SKIP: bool = False  # ours: G outputs a change added to its input (starts as identity)
+    G_UPSAMPLE: str = "deconv"  # deconv (StarGAN's transposed convs) | resize (resize + conv)
     D_REPEAT_NUM: int = 6  # strided convolutions in the discriminator
     LAMBDA_CLS: float = 1.0
     LAMBDA_REC: float = 10.0
