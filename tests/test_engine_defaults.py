@@ -78,3 +78,23 @@ def test_standard_hooks_in_order_with_extra_hooks_before_evaluation(tmp_path):
     assert trainer.hooks[4] is extra
     assert trainer.max_epoch == cfg.SOLVER.MAX_EPOCH and ckpt.meta == {"num_classes": 2}
     assert isinstance(trainer.optimizer, torch.optim.Adam)
+
+
+def test_logger_writes_to_the_stdout_of_the_moment_and_to_log_txt(tmp_path, monkeypatch):
+    import io
+
+    from uda_reid.engine.logger import setup_logger
+
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stdout", first)
+    log = setup_logger(tmp_path, name="uda_reid.test_logger")
+    log.info("one")
+    first.close()  # e.g. a test runner's capture stream, gone after its test
+    monkeypatch.setattr("sys.stdout", second)
+    log.info("two")
+    assert "two" in second.getvalue() and "one" not in second.getvalue()
+    assert [line.split("] ")[-1] for line in (tmp_path / "log.txt").read_text().splitlines()] \
+        == ["one", "two"]
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()

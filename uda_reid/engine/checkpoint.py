@@ -99,8 +99,7 @@ def load_model_weights(model: nn.Module, path: os.PathLike | str, strict: bool =
     if not path.is_file():
         raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {path}")
     prefixes = tuple(f"{name}." for name in skip_modules)
-    state = {k: v for k, v in read_state_dict(path).items()
-             if not (prefixes and k.startswith(prefixes))}
+    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(prefixes)}
     report = load_state_dict_report(model, state)
     if strict and (report.missing or report.unexpected or report.mismatched):
         raise ValueError(f"MODEL.WEIGHTS: {path} does not match the model: {report}")
