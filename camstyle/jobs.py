@@ -113,8 +113,10 @@ def evaluate(cfg: Config, dataset_name: str, checkpoint: str, output: str | Path
     device = resolve_device(cfg.MODEL.DEVICE)
     generator, image_size, meta = load_generator(checkpoint, device)
     ev = cfg.CAMSTYLE.EVAL
-    embedder = (reid_embedder(ev.EMBEDDING_WEIGHTS, dataset.name, device)
-                if ev.EMBEDDING_WEIGHTS else None)
+    embedder, embedder_name = None, ""
+    if ev.EMBEDDING_WEIGHTS:
+        embedder = reid_embedder(ev.EMBEDDING_WEIGHTS, dataset.name, device)
+        embedder_name = f"ReID model {ev.EMBEDDING_WEIGHTS}"
     result = {"dataset": dataset.name, "checkpoint": str(checkpoint),
               "gan_iterations": meta["iteration"],
               "gan_train_seconds": meta.get("train_seconds"),
@@ -125,7 +127,6 @@ def evaluate(cfg: Config, dataset_name: str, checkpoint: str, output: str | Path
                                   epochs=ev.EPOCHS, max_queries=ev.MAX_QUERIES,
                                   max_gallery=ev.MAX_GALLERY,
                                   jpeg_quality=cfg.CAMSTYLE.JPEG_QUALITY, seed=cfg.SEED,
-                                  embedder=embedder,
-                                  embedder_name=f"ReID model {ev.EMBEDDING_WEIGHTS}")}
+                                  embedder=embedder, embedder_name=embedder_name)}
     atomic_write_json(output, result)
     return result
