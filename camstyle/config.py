@@ -26,7 +26,8 @@ def model_spec(cs: CamStyleConfig, num_cameras: int) -> Dict[str, Any]:
     return {"num_cameras": num_cameras, "image_size": list(cs.IMAGE_SIZE),
             "g_conv_dim": cs.G_CONV_DIM, "g_repeat_num": cs.G_REPEAT_NUM, "g_skip": cs.G_SKIP,
             "g_upsample": cs.G_UPSAMPLE,
-            "d_conv_dim": cs.D_CONV_DIM, "d_repeat_num": cs.D_REPEAT_NUM}
+            "d_conv_dim": cs.D_CONV_DIM, "d_repeat_num": cs.D_REPEAT_NUM,
+            "d_projection": cs.D_PROJECTION}
 
 
 def build_generator(spec: Dict[str, Any]) -> Generator:
@@ -36,7 +37,7 @@ def build_generator(spec: Dict[str, Any]) -> Generator:
 
 def build_discriminator(spec: Dict[str, Any]) -> Discriminator:
     return Discriminator(spec["num_cameras"], tuple(spec["image_size"]), spec["d_conv_dim"],
-                         spec["d_repeat_num"])
+                         spec["d_repeat_num"], spec.get("d_projection", False))
 
 
 def build_trainer(cs: CamStyleConfig, num_cameras: int, device: torch.device | str

@@ -9,7 +9,7 @@ Images are in [-1, 1].
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -99,12 +99,21 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """PatchGAN critic with camera classifier.
 
-    forward(x (N,3,H,W)) -> (critic map (N,1,H/2^r,W/2^r), camera logits (N,num_cameras)),
-    r = repeat_num; H and W must be divisible by 2^r.
+    forward(x (N,3,H,W), camids (N,) or None) -> (critic map (N,1,H/2^r,W/2^r), camera logits
+    (N,num_cameras)), r = repeat_num; H and W must be divisible by 2^r.
+
+    With ``projection`` (ours, not StarGAN's) the critic is also told which camera an image
+    claims to come from: every patch score gets the inner product of a learnt camera embedding
+    with that patch's features (the projection discriminator of Miyato & Koyama, ICLR 2018, per
+    patch), so ``camids`` is required. StarGAN's critic is camera-blind and only its auxiliary
+    classifier, trained on real images alone, judges the camera; a generator can satisfy that
+    classifier with changes an independent classifier does not accept. A projection critic
+    is trained on the translated images too, so what gives their source camera away is what it
+    learns to see.
     """
 
     def __init__(self, num_cameras: int, image_size: Tuple[int, int], conv_dim: int = 64,
-                 repeat_num: int = 6) -> None:
+                 repeat_num: int = 6, projection: bool = False) -> None:
         super().__init__()
         height, width = image_size
         step = 2 ** repeat_num
@@ -120,10 +129,26 @@ class Discriminator(nn.Module):
         self.main = nn.Sequential(*layers)
         self.critic = nn.Conv2d(dim, 1, 3, 1, 1, bias=False)
         self.classifier = nn.Conv2d(dim, num_cameras, (height // step, width // step), bias=False)
+        self.num_cameras = num_cameras
+        self.camera_embedding = nn.Embedding(num_cameras, dim) if projection else None
+        if projection:
+            nn.init.zeros_(self.camera_embedding.weight)
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def projection(self) -> bool:
+        return self.camera_embedding is not None
+
+    def forward(self, x: torch.Tensor, camids: Optional[torch.Tensor] = None
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
         if tuple(x.shape[-2:]) != self.image_size:
             raise ValueError(f"Discriminator built for {self.image_size}, "
                              f"got {tuple(x.shape[-2:])}")
         h = self.main(x)
-        return self.critic(h), self.classifier(h).flatten(1)
+        scores = self.critic(h)
+        if self.camera_embedding is not None:
+            if camids is None:
+                raise ValueError("a projection critic (CAMSTYLE.D_PROJECTION) needs the cameras "
+                                 "the images claim to come from")
+            code = self.camera_embedding(camids.long())  # (N, dim)
+            scores = scores + (h * code[:, :, None, None]).sum(1, keepdim=True)
+        return scores, self.classifier(h).flatten(1)

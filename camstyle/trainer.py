@@ -5,8 +5,9 @@ images (adversarial + camera classification of the real camera), translated imag
 and the gradient penalty at random interpolates, in one backward; every ``n_critic``-th
 iteration G is updated with the adversarial, target-camera classification and cycle terms.
 Target cameras are drawn uniformly among the *other* cameras of each image (the images to
-generate are exactly those). Learning rates decay linearly to zero over the last
-``lr_decay_iters`` iterations, as the StarGAN paper states.
+generate are exactly those). A projection critic scores real images with their own camera
+and translations and interpolates with the target camera. Learning rates decay linearly to zero
+over the last ``lr_decay_iters`` iterations, as the StarGAN paper states.
 """
 from __future__ import annotations
 
@@ -73,12 +74,12 @@ class StarGANTrainer:
     def discriminator_step(self, real: torch.Tensor, camids: torch.Tensor,
                            targets: torch.Tensor) -> Dict[str, float]:
         """One D update; real (N,3,H,W) in [-1,1], camids/targets (N,)."""
-        real_scores, real_logits = self.discriminator(real)
+        real_scores, real_logits = self.discriminator(real, camids)
         with torch.no_grad():
             fake = self.generator(real, targets)
-        fake_scores, _ = self.discriminator(fake)
+        fake_scores, _ = self.discriminator(fake, targets)
         x_hat = losses.interpolate(real, fake, torch.rand(real.shape[0], device=real.device))
-        gp = losses.gradient_penalty(self.discriminator(x_hat)[0], x_hat)
+        gp = losses.gradient_penalty(self.discriminator(x_hat, targets)[0], x_hat)
         adv = losses.critic_loss(real_scores, fake_scores)
         cls = losses.camera_classification_loss(real_logits, camids)
         loss = adv + self.lambda_cls * cls + self.lambda_gp * gp
@@ -93,7 +94,7 @@ class StarGANTrainer:
                        targets: torch.Tensor) -> Dict[str, float]:
         """One G update; real (N,3,H,W) in [-1,1], camids/targets (N,)."""
         fake = self.generator(real, targets)
-        fake_scores, fake_logits = self.discriminator(fake)
+        fake_scores, fake_logits = self.discriminator(fake, targets)
         adv = losses.generator_adversarial_loss(fake_scores)
         cls = losses.camera_classification_loss(fake_logits, targets)
         rec = losses.cycle_reconstruction_loss(real, self.generator(fake, camids))

@@ -71,3 +71,26 @@ def test_generator_upsampling_choice_is_checked():
         Generator(num_cameras=2, upsample="bilinear")
     layers = [type(m).__name__ for m in Generator(2, 4, 1, upsample="resize").main]
     assert "ConvTranspose2d" not in layers and layers.count("Upsample") == 2
+
+
+def test_projection_critic_starts_camera_blind_then_adds_the_camera_projection():
+    torch.manual_seed(0)
+    plain = Discriminator(num_cameras=3, image_size=(16, 8), conv_dim=2, repeat_num=2)
+    proj = Discriminator(num_cameras=3, image_size=(16, 8), conv_dim=2, repeat_num=2,
+                         projection=True)
+    proj.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.rand(3, 3, 16, 8) * 2 - 1
+    cams = torch.tensor([0, 1, 2])
+    assert torch.equal(proj(x, cams)[0], plain(x)[0])  # zero-initialised embedding
+    torch.nn.init.normal_(proj.camera_embedding.weight)  # as after some training
+    scores, logits = proj(x, cams)
+    h = proj.main(x)
+    by_hand = proj.critic(h) + torch.einsum("nchw,nc->nhw", h,
+                                            proj.camera_embedding.weight[cams])[:, None]
+    assert torch.allclose(scores, by_hand, atol=1e-6)
+    assert torch.equal(logits, plain(x)[1])
+    same = x[:1].expand(3, -1, -1, -1)
+    other = proj(same, cams)[0]
+    assert (other[0] - other[1]).abs().max() > 1e-4 and (other[1] - other[2]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="D_PROJECTION"):
+        proj(x)

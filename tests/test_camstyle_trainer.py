@@ -122,3 +122,28 @@ def test_load_generator_names_the_bad_file(tmp_path):
         load_generator(bad)
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         load_generator(Path(tmp_path / "nope.pth"))
+
+
+def test_projection_critic_is_told_real_cameras_for_real_images_and_targets_for_fakes(images):
+    trainer, stream = make(small_config(D_PROJECTION=True, N_CRITIC=1), images)
+    assert trainer.discriminator.projection
+    seen = []
+    forward = trainer.discriminator.forward
+
+    def recording(x, camids=None):
+        seen.append((x.detach().clone(), camids.clone()))
+        return forward(x, camids)
+
+    trainer.discriminator.forward = recording
+    real, camids = next(stream)
+    torch.manual_seed(3)
+    trainer.step(real, camids)
+    torch.manual_seed(3)
+    targets = torch.randint(1, NUM_CAMERAS, camids.shape)
+    targets = (camids + targets) % NUM_CAMERAS
+    # D step: real, translated, interpolates; G step: translated
+    assert [len(c) for _, c in seen] == [3, 3, 3, 3]
+    assert torch.equal(seen[0][0], real) and torch.equal(seen[0][1], camids)
+    for _, cams in seen[1:]:
+        assert torch.equal(cams, targets)
+    assert not torch.equal(targets, camids)

@@ -37,6 +37,7 @@ class CamStyleConfig:
     G_SKIP: bool = False  # ours: G outputs a change added to its input (starts as identity)
     G_UPSAMPLE: str = "deconv"  # deconv (StarGAN's transposed convs) | resize (resize + conv)
     D_REPEAT_NUM: int = 6  # strided convolutions in the discriminator
+    D_PROJECTION: bool = False  # ours: the critic is told the claimed camera (projection)
     LAMBDA_CLS: float = 1.0
     LAMBDA_REC: float = 10.0
     LAMBDA_GP: float = 10.0
