@@ -31,4 +31,11 @@ def test_dataset_config_loads_and_its_image_size_fits_the_networks(name, cameras
     spec["d_conv_dim"] = 1  # only the size arithmetic is under test here
     build_discriminator(spec)
     if name.startswith("synth"):
-        assert cs.IMAGE_SIZE == (64, 32) and cs.MAX_ITERS <= 5000
+        assert cs.IMAGE_SIZE == (64, 32) and cs.MAX_ITERS <= 16000
+
+
+@pytest.mark.parametrize("name", ["synth-market", "synth-duke"])
+def test_synthetic_recipe_uses_the_skip_generator_and_the_projection_critic(name):
+    cs = load_config(CONFIGS / f"{name}.yml").CAMSTYLE
+    assert cs.G_SKIP and cs.D_PROJECTION
+    assert build_discriminator(model_spec(cs, 6)).projection
