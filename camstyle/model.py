@@ -129,7 +129,6 @@ class Discriminator(nn.Module):
         self.main = nn.Sequential(*layers)
         self.critic = nn.Conv2d(dim, 1, 3, 1, 1, bias=False)
         self.classifier = nn.Conv2d(dim, num_cameras, (height // step, width // step), bias=False)
-        self.num_cameras = num_cameras
         self.camera_embedding = nn.Embedding(num_cameras, dim) if projection else None
         if projection:
             nn.init.zeros_(self.camera_embedding.weight)
