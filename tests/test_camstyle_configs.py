@@ -31,7 +31,7 @@ def test_dataset_config_loads_and_its_image_size_fits_the_networks(name, cameras
     spec["d_conv_dim"] = 1  # only the size arithmetic is under test here
     build_discriminator(spec)
     if name.startswith("synth"):
-        assert cs.IMAGE_SIZE == (64, 32) and cs.MAX_ITERS <= 16000
+        assert cs.IMAGE_SIZE == (64, 32) and cs.MAX_ITERS <= 8000
 
 
 @pytest.mark.parametrize("name", ["synth-market", "synth-duke"])

@@ -146,4 +146,3 @@ def test_projection_critic_is_told_real_cameras_for_real_images_and_targets_for_
     assert torch.equal(seen[0][0], real) and torch.equal(seen[0][1], camids)
     for _, cams in seen[1:]:
         assert torch.equal(cams, targets)
-    assert not torch.equal(targets, camids)
