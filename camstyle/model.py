@@ -144,7 +144,7 @@ class Discriminator(nn.Module):
                              f"got {tuple(x.shape[-2:])}")
         h = self.main(x)
         scores = self.critic(h)
-        if self.camera_embedding is not None:
+        if self.projection:
             if camids is None:
                 raise ValueError("a projection critic (CAMSTYLE.D_PROJECTION) needs the cameras "
                                  "the images claim to come from")
