@@ -29,8 +29,8 @@ from uda_reid.config import Config, ConfigError, apply_overrides, get_default_co
 from uda_reid.config.schema import to_dict
 from uda_reid.data.datasets import DATASETS, build_dataset_from_config
 from uda_reid.engine.checkpoint import load_model_weights, read_checkpoint_meta
-from uda_reid.engine.defaults import (build_evaluator, build_trainer, default_setup,
-                                      resolve_device, resume_or_start, train)
+from uda_reid.engine.defaults import (build_evaluator, build_trainer, check_output_dir,
+                                      default_setup, resolve_device, resume_or_start, train)
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.logger import setup_logger
 from uda_reid.engine.results import build_results, write_results
@@ -181,7 +181,8 @@ def train_or_load_source(cfg: Config, device: torch.device) -> Tuple[nn.Module, 
         stage = source_stage_config(cfg)
         stage.OUTPUT_DIR = str(cache)
         logger.info("Stage 1: training the source model on %s in %s", cfg.ADAPT.SOURCE, cache)
-        train(stage, resume=(cache / "last.pth").is_file())
+        started = (cache / "last.pth").is_file()  # else nothing there is worth keeping
+        train(stage, resume=started, overwrite=not started)
         setup_logger(cfg.OUTPUT_DIR)
     else:
         logger.info("Stage 1: reusing the source model in %s", cache)
@@ -204,10 +205,12 @@ def target_label_monitor(samples: Sequence[Tuple[str, int, int, int]]
     return monitor
 
 
-def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
-    """Both stages for ``cfg``; writes and returns ``OUTPUT_DIR/results.json``."""
+def run_adaptation(cfg: Config, resume: bool = False, overwrite: bool = False
+                   ) -> Dict[str, Any]:
+    """Both stages for ``cfg``; writes and returns ``OUTPUT_DIR/results.json``. Nothing is
+    written to ``OUTPUT_DIR`` before it, the method and the datasets have been checked."""
     start = time.perf_counter()
-    output_dir = default_setup(cfg, resume)
+    check_output_dir(cfg, resume, overwrite)
     device = resolve_device(cfg.MODEL.DEVICE)
     method = build_method(cfg)
     source_name, target_name = cfg.ADAPT.SOURCE, cfg.ADAPT.TARGET
@@ -215,6 +218,7 @@ def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
     target = UnlabeledDataset.from_dataset(labelled_target)
     monitor = target_label_monitor(labelled_target.train)
     method.check_target(target)
+    output_dir = default_setup(cfg, resume, overwrite)
 
     model, source_info = train_or_load_source(cfg, device)
     direct = build_evaluator(cfg, model, (target_name, source_name))()

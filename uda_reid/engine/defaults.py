@@ -12,6 +12,7 @@ import logging
 import os
 import platform
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -27,9 +28,10 @@ from uda_reid.engine.checkpoint import (CheckpointMismatchError, Checkpointer, i
 from uda_reid.engine.hooks import (CheckpointHook, EvalHook, FreezeHook, HookBase,
                                    LRSchedulerHook, Metrics, ProgressHook, TensorBoardHook,
                                    WallClockHook)
-from uda_reid.engine.logger import setup_logger
+from uda_reid.engine.logger import log_to_files, setup_logger
 from uda_reid.engine.lr_schedule import build_lr_scheduler
 from uda_reid.engine.optim import build_optimizer_from_config
+from uda_reid.engine.run_folder import check_output_folder, clear_run_outputs
 from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
 from uda_reid.engine.trainer import SupervisedStep, Trainer, TrainStep
@@ -44,16 +46,19 @@ from uda_reid.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
+TEST_METRICS = "test_metrics.json"
 # Keys that say where a run writes or which device it uses, not what it computes.
 NON_IDENTITY_KEYS = ("OUTPUT_DIR", "MODEL.DEVICE")
 
 
 def default_argument_parser(description: str, eval_only: bool = True) -> argparse.ArgumentParser:
-    """``--config-file F [--resume] [--eval-only] [KEY VALUE ...]``."""
+    """``--config-file F [--resume] [--overwrite] [--eval-only] [KEY VALUE ...]``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config-file", required=True, metavar="FILE", help="YAML config")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/last.pth (same config required)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run in OUTPUT_DIR (its outputs are deleted first)")
     if eval_only:
         parser.add_argument("--eval-only", action="store_true",
                             help="only evaluate MODEL.WEIGHTS (or OUTPUT_DIR/last.pth)")
@@ -96,20 +101,36 @@ def check_resumable(cfg: Config) -> None:
                 f"--resume: {saved} differs from the given config: {'; '.join(diff[:10])}")
 
 
-def default_setup(cfg: Config, resume: bool = False) -> Path:
-    """Create ``OUTPUT_DIR``, log to ``log.txt`` and stdout, write ``config.yaml``, seed.
-
-    With ``resume`` the existing ``config.yaml`` is checked first (:func:`check_resumable`).
-    """
+def check_output_dir(cfg: Config, resume: bool = False, overwrite: bool = False) -> None:
+    """Everything about ``OUTPUT_DIR`` that must hold before a run writes into it: no other run
+    there unless ``resume`` (then its ``config.yaml`` must match, :func:`check_resumable`) or
+    ``overwrite``. Writes nothing."""
+    check_output_folder(cfg.OUTPUT_DIR, resume, overwrite)
     if resume:
         check_resumable(cfg)
+
+
+def claim_output_dir(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
+    """After :func:`check_output_dir`: with ``overwrite`` delete the previous run's outputs,
+    then create ``OUTPUT_DIR``, log to ``log.txt`` (and stdout) and write ``config.yaml``."""
+    check_output_dir(cfg, resume, overwrite)
     output_dir = Path(cfg.OUTPUT_DIR)
+    removed = clear_run_outputs(output_dir) if overwrite else []
     output_dir.mkdir(parents=True, exist_ok=True)
     setup_logger(output_dir)
+    if removed:
+        logger.warning("--overwrite: deleted the previous run's %s in %s",
+                       ", ".join(p.name for p in removed), output_dir)
     logger.info("Python %s, torch %s, CUDA available: %s", platform.python_version(),
                 torch.__version__, torch.cuda.is_available())
     save_config(cfg, output_dir / "config.yaml")
     logger.info("Resolved config written to %s", output_dir / "config.yaml")
+    return output_dir
+
+
+def default_setup(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
+    """:func:`claim_output_dir`, then seed every generator with ``SEED``."""
+    output_dir = claim_output_dir(cfg, resume, overwrite)
     seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
     return output_dir
 
@@ -200,16 +221,19 @@ def build_evaluator(cfg: Config, model: nn.Module,
     return evaluate
 
 
-def train(cfg: Config, resume: bool = False,
-          extra_hooks: Sequence[HookBase] = ()) -> Dict[str, Any]:
+def train(cfg: Config, resume: bool = False, extra_hooks: Sequence[HookBase] = (),
+          overwrite: bool = False) -> Dict[str, Any]:
     """Source-supervised training on ``DATASETS.NAMES`` evaluated on ``DATASETS.TESTS``;
     writes ``results.json`` beside the checkpoints and returns it. ``extra_hooks`` run
-    before evaluation and checkpointing (see :func:`build_trainer`)."""
-    output_dir = default_setup(cfg, resume)
+    before evaluation and checkpointing (see :func:`build_trainer`). Data, model and loss are
+    built before anything is written to ``OUTPUT_DIR`` (:func:`claim_output_dir`)."""
+    check_output_dir(cfg, resume, overwrite)
+    seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
     device = resolve_device(cfg.MODEL.DEVICE)
     train_loader, num_classes = build_train_loader_from_config(cfg)
     model = build_model(cfg, num_classes).to(device)  # MODEL.WEIGHTS: initial weights
     step = SupervisedStep(train_loader, build_loss_fn(cfg), device)
+    output_dir = claim_output_dir(cfg, resume, overwrite)
     iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH or len(train_loader)
     trainer, checkpointer = build_trainer(cfg, model, step, iters_per_epoch,
                                           build_evaluator(cfg, model), extra_hooks,
@@ -253,38 +277,59 @@ def load_trained_model(cfg: Config, weights: os.PathLike | str,
     return model
 
 
-def test(cfg: Config, vis_count: int = 0) -> Metrics:
+def test(cfg: Config, vis_count: int = 0, overwrite: bool = False) -> Metrics:
     """Evaluate ``MODEL.WEIGHTS`` on ``DATASETS.TESTS``; writes ``test_metrics.json`` (and,
-    with ``vis_count`` > 0, rank-list and ROC images under ``OUTPUT_DIR/vis``)."""
+    with ``vis_count`` > 0, rank-list and ROC images under ``OUTPUT_DIR/vis``). An earlier
+    ``test_metrics.json`` there is replaced only with ``overwrite``; nothing is written before
+    the weights have loaded."""
     if not cfg.MODEL.WEIGHTS:
         raise ValueError("MODEL.WEIGHTS is empty: give the checkpoint to test "
                          "(e.g. MODEL.WEIGHTS output/run/best.pth)")
     output_dir = Path(cfg.OUTPUT_DIR)
-    setup_logger(output_dir)
+    check_output_folder(output_dir, overwrite=overwrite, markers=(TEST_METRICS,),
+                        what="test results", resumable=False)
     device = resolve_device(cfg.MODEL.DEVICE)
     model = load_trained_model(cfg, cfg.MODEL.WEIGHTS, device)
+    setup_logger(output_dir)
     vis_dir = output_dir / "vis" if vis_count > 0 else None
     metrics = {name: evaluate_dataset(cfg, model, name, device, vis_dir, vis_count)
                for name in cfg.DATASETS.TESTS}
     for name, values in metrics.items():
         logger.info("%s: %s", name, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
-    atomic_write_json(output_dir / "test_metrics.json",
+    atomic_write_json(output_dir / TEST_METRICS,
                       {"weights": str(cfg.MODEL.WEIGHTS), "metrics": metrics})
     return metrics
 
 
-USER_ERRORS = (ConfigError, CheckpointMismatchError, FileNotFoundError, KeyError, ValueError)
+# What a user can cause with a command line: a bad config, file, key, value or folder.
+USER_ERRORS = (ConfigError, CheckpointMismatchError, OSError, KeyError, ValueError)
+
+
+def describe_user_error(err: BaseException) -> str:
+    """The message of a user error (a ``KeyError``'s without the quotes ``str`` adds)."""
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        return str(err.args[0])
+    return str(err)
 
 
 def run_tool(action: Callable[[], object]) -> int:
-    """Run a command-line tool's ``action``; a user error (bad config, file, key or value)
-    is printed as ``error: ...`` and gives exit code 2 instead of a traceback."""
+    """Run a command-line tool's ``action``: returns its exit code (``action``'s int result,
+    else 0). A user error (:data:`USER_ERRORS`) is reported as ``error: ...`` on stderr and in
+    the run's ``log.txt``, exit code 2; any other exception is a bug: its traceback goes to
+    ``log.txt`` too and it propagates. Log records wait in memory until a run claims its
+    output folder (:func:`uda_reid.engine.logger.setup_logger`)."""
+    setup_logger()
     try:
-        action()
+        result = action()
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        message = f"error: {describe_user_error(err)}"
+        log_to_files(message)
+        print(message, file=sys.stderr)
         return 2
-    return 0
+    except Exception:
+        log_to_files(f"error: unexpected failure (a bug)\n{traceback.format_exc()}")
+        raise
+    return result if isinstance(result, int) else 0
 
 
 def load_cli_config(args: argparse.Namespace) -> Config:

@@ -28,5 +28,6 @@ def finish_backbone(model: nn.Module, opts, weights_into: Optional[nn.Module] = 
         if not opts.PRETRAIN_PATH:
             raise ValueError("MODEL.BACKBONE.PRETRAIN is on but MODEL.BACKBONE.PRETRAIN_PATH "
                              "is empty: give a local weight file (nothing is downloaded)")
-        load_pretrained(model if weights_into is None else weights_into, opts.PRETRAIN_PATH)
+        load_pretrained(model if weights_into is None else weights_into, opts.PRETRAIN_PATH,
+                        "MODEL.BACKBONE.PRETRAIN_PATH")
     return convert_norm(model, opts.NORM)

@@ -176,7 +176,8 @@ def vit_state_dict_from_checkpoint(checkpoint: Mapping[str, Tensor],
 
 def load_vit_pretrained(model: VisionTransformerReID, path: str) -> LoadReport:
     """Load a local ImageNet ViT / DeiT checkpoint into ``model`` and log the key report."""
-    state = vit_state_dict_from_checkpoint(read_state_dict(path), model)
+    state = vit_state_dict_from_checkpoint(
+        read_state_dict(path, "MODEL.BACKBONE.PRETRAIN_PATH"), model)
     report = load_state_dict_report(model, state)
     logger.info("Loaded %s into %s: %s", path, type(model).__name__, report)
     return report
