@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from uda_reid.adapt.guard import UnlabeledSamples
 from uda_reid.adapt.methods.cluster import PseudoLabelStep
@@ -92,18 +93,32 @@ def test_tool_runs_method_with_rounds_in_results_and_tensorboard(data_root, meth
     assert guard_spy == {"types": {UnlabeledSamples}, "pids": {-1}}
 
 
-def test_degenerate_rounds_are_logged_and_training_goes_on(data_root, tmp_path):
-    # no point has 500 neighbours: every sample is an outlier at both granularities
-    results = run_tool(data_root, tmp_path, "mlt", "ADAPT.CLUSTER.EPS", "[0.5, 0.6]",
-                       "ADAPT.CLUSTER.MIN_SAMPLES", "500", "ADAPT.MLT.MIXTURE", "False")
+@pytest.mark.parametrize("method,extra", [
+    # no point has 500 neighbours: every sample is an outlier at every granularity
+    ("mlt", ("ADAPT.CLUSTER.EPS", "[0.5, 0.6]", "ADAPT.CLUSTER.MIN_SAMPLES", "500")),
+    ("cluster", ("ADAPT.CLUSTER.EPS", "(0.5,)", "ADAPT.CLUSTER.MIN_SAMPLES", "500"))])
+def test_degenerate_rounds_are_logged_and_leave_the_model_untouched(data_root, tmp_path, method,
+                                                                    extra):
+    results = run_tool(data_root, tmp_path, method, *extra, "ADAPT.MLT.MIXTURE", "False")
     stage = results["stages"][1]
+    num = 2 if method == "mlt" else 1
     for record in stage["rounds"]:
-        assert [g["labels"] for g in record["granularities"]] == ["inactive", "inactive"]
+        assert [g["labels"] for g in record["granularities"]] == ["inactive"] * num
         assert all("outliers" in g["degenerate"] for g in record["granularities"])
+        assert record["idle"] is True
+    assert stage["degenerate_rounds"] == 2 and stage["idle_rounds"] == 2
     assert [c["epoch"] for c in stage["curves"]] == [1, 2]
-    assert all(c["loss_idle"] == 0.0 for c in stage["curves"])
-    assert TARGET in results["metrics"]
+    assert all(c["total"] == 0.0 for c in stage["curves"])
     assert "DEGENERATE" in (tmp_path / "log.txt").read_text()
+    # no optimiser step (weight decay would move every weight) and no forward pass in train
+    # mode (BatchNorm running statistics): the adapted model is the source model, bit for bit
+    source = torch.load(Path(results["stages"][0]["cache"]) / "last.pth",
+                        weights_only=True)["model"]
+    adapted = torch.load(tmp_path / "last.pth", weights_only=True)["model"]
+    assert any(k.endswith("running_mean") for k in source)
+    for key, value in source.items():
+        assert torch.equal(adapted[key], value), key
+    assert results["metrics"][TARGET] == results["stages"][0]["metrics"][TARGET]
 
 
 def test_resume_after_a_kill_gives_the_uninterrupted_result(data_root, tmp_path, monkeypatch):

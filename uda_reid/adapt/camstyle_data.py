@@ -11,6 +11,7 @@ image is seen as the original with probability 1/C and as each of its C-1 styles
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -45,25 +46,29 @@ def image_for_camera(camstyle_dir: os.PathLike | str, sample: Sample, style_cami
     return str(camstyle_path(camstyle_dir, path, camid, style_camid))
 
 
-def generation_hint(dataset_name: str) -> str:
-    """How to produce the camstyle folder (the generator's command lines)."""
-    return (f"Generate them with\n  python tools/camstyle.py train --dataset {dataset_name}\n"
-            f"  python tools/camstyle.py generate --dataset {dataset_name}\n"
+def generation_hint(dataset_name: str, dataset_options: Sequence[str] = ()) -> str:
+    """How to produce the camstyle folder: the generator's command lines, with the
+    ``dataset_options`` (``KEY VALUE`` pairs that locate the dataset, e.g. ``DATASETS.ROOT``)
+    the run was given."""
+    options = "".join(f" {shlex.quote(str(o))}" for o in dataset_options)
+    return (f"Generate them with\n"
+            f"  python tools/camstyle.py train --dataset {dataset_name}{options}\n"
+            f"  python tools/camstyle.py generate --dataset {dataset_name}{options}\n"
             "or run without camera invariance with ADAPT.ECN.CAMSTYLE False")
 
 
 def check_camstyle_dir(root: os.PathLike | str, samples: Sequence[Sample], num_cameras: int,
-                       dataset_name: str) -> Path:
+                       dataset_name: str, dataset_options: Sequence[str] = ()) -> Path:
     """The camstyle folder under ``root`` after checking every needed file is there.
 
     Raises :class:`CamStyleMissingError` naming the folder (or the missing files) and the
-    commands that generate them.
+    commands that generate them (:func:`generation_hint` with ``dataset_options``).
     """
     folder = Path(root) / CAMSTYLE_DIR
     if not folder.is_dir():
         raise CamStyleMissingError(
             f"Camera-style images for {dataset_name} not found: {folder} does not exist.\n"
-            + generation_hint(dataset_name))
+            + generation_hint(dataset_name, dataset_options))
     present = set(os.listdir(folder))
     missing = [camstyle_path(folder, path, camid, other).name
                for path, _, camid, _ in samples for other in range(num_cameras)
@@ -72,7 +77,7 @@ def check_camstyle_dir(root: os.PathLike | str, samples: Sequence[Sample], num_c
         raise CamStyleMissingError(
             f"{folder} lacks {len(missing)} of the {len(samples) * (num_cameras - 1)} "
             f"camera-style images for {dataset_name} (e.g. {', '.join(missing[:3])}).\n"
-            + generation_hint(dataset_name))
+            + generation_hint(dataset_name, dataset_options))
     return folder
 
 

@@ -12,7 +12,10 @@ batch in the same forward pass ("mixture"). ``cluster`` is this with one granula
 A degenerate granularity (every sample an outlier, or one single cluster) is logged; it keeps
 its previous round's labels and classifier, or, in the first round, sits out (no CE; without
 usable labels for the sampler the target batches are drawn at random and only the losses that
-still have labels are used).
+still have labels are used). An iteration with nothing to train on (no pseudo-label in the
+batch and no source batch) neither runs the model nor steps the optimiser, so an *idle* round
+(no labels at any granularity) leaves every weight and BatchNorm statistic as it was; the
+report counts degenerate and idle rounds.
 """
 from __future__ import annotations
 
@@ -155,6 +158,10 @@ class PseudoLabelStep(TrainStep):
                         result.num_classes, "".join(f", {k} {entry[k]:.4f}" for k in (
                             "nmi", "ari", "pairwise_precision", "pairwise_recall") if k in entry))
         self.target = BatchStream(self._target_loader(epoch), self.device)
+        record["idle"] = self.idle
+        if self.idle:
+            logger.warning("Round %d: no pseudo-labels to train on: the model is not updated "
+                           "this round", epoch + 1)
         record["seconds"] = time.perf_counter() - start
         self.rounds.append(record)
         return record
@@ -206,16 +213,25 @@ class PseudoLabelStep(TrainStep):
             losses["loss_triplet"] = self.triplet_scale * over_branches(
                 outputs["features"], lambda x: triplet_loss(x[rows], tri_labels[rows],
                                                             self.triplet_margin))
-        if not losses:  # nothing labelled this round: a zero loss keeps the loop going
-            losses["loss_idle"] = over_branches(outputs["features"], lambda x: 0.0 * x.sum())
         return losses
 
+    @property
+    def idle(self) -> bool:
+        """Nothing to train on this round: no pseudo-labels at any granularity, no source."""
+        return self.source is None and not (self.labels >= 0).any()
+
     def run(self, model: nn.Module) -> Dict[str, torch.Tensor]:
+        """The losses of one batch, or ``{}`` (no forward pass, no update) when neither its
+        target rows nor a source batch carry a label."""
         if self.target is None:
             raise RuntimeError("PseudoLabelStep.run() before begin_epoch()")
+        if self.idle:
+            return {}
         batch = self.target.next()
         labels = torch.as_tensor(self.labels[:, batch["indexes"].cpu().numpy()],
                                  device=self.device)
+        if self.source is None and not (labels >= 0).any():
+            return {}
         images, camids, source_pids = batch["images"], batch["camids"], None
         if self.source is not None:
             source = self.source.next()
@@ -365,5 +381,11 @@ class ClusterAdaptation(AdaptMethod):
                 RoundTensorBoardHook(self.step, str(ctx.output_dir))]
 
     def report(self) -> Dict[str, Any]:
-        """``rounds``: per round, each granularity's clusters, outliers and label quality."""
-        return {"rounds": self.step.rounds if self.step is not None else []}
+        """``rounds``: per round, each granularity's clusters, outliers and label quality;
+        ``degenerate_rounds``: rounds with a degenerate granularity; ``idle_rounds``: rounds
+        without any update (nothing to train on)."""
+        rounds = self.step.rounds if self.step is not None else []
+        return {"rounds": rounds,
+                "degenerate_rounds": sum(any(g["degenerate"] for g in r["granularities"])
+                                         for r in rounds),
+                "idle_rounds": sum(bool(r.get("idle")) for r in rounds)}

@@ -152,6 +152,15 @@ def build_source_loader(cfg) -> Iterable:
                                  cfg.SEED)
 
 
+def dataset_options(datasets: Any) -> List[str]:
+    """``KEY VALUE`` pairs of the DATASETS keys that locate a dataset (root, synthetic scale
+    and seed) set away from their defaults, for command lines that must find the same data."""
+    default = type(datasets)()
+    return [item for key in ("ROOT", "SYNTH_SCALE", "SYNTH_SEED")
+            if getattr(datasets, key) != getattr(default, key)
+            for item in (f"DATASETS.{key}", str(getattr(datasets, key)))]
+
+
 @METHODS.register("ecn")
 class ECN(AdaptMethod):
     """ECN on the shared trainer: :class:`ECNStep` over a source loader and a target loader of
@@ -160,7 +169,7 @@ class ECN(AdaptMethod):
     def __init__(self, lam: float = 0.3, temperature: float = 0.05, knn: int = 6,
                  neighbor_start_epoch: int = 5, momentum_per_epoch: float = 0.01,
                  camstyle: bool = True, target_batch_size: int = 0,
-                 frozen: Sequence[str] = ()) -> None:
+                 frozen: Sequence[str] = (), dataset_options: Sequence[str] = ()) -> None:
         self.lam = lam
         self.temperature = temperature
         self.knn = knn
@@ -169,18 +178,20 @@ class ECN(AdaptMethod):
         self.camstyle = camstyle
         self.target_batch_size = target_batch_size
         self.frozen = tuple(frozen)
+        self.dataset_options = tuple(dataset_options)  # repeated in the camstyle hint
 
     @classmethod
     def from_config(cls, cfg) -> "ECN":
         e = cfg.ADAPT.ECN
         return cls(e.LAMBDA, e.TEMPERATURE, e.KNN, e.NEIGHBOR_START_EPOCH, e.MOMENTUM_PER_EPOCH,
-                   e.CAMSTYLE, e.TARGET_IMS_PER_BATCH, e.FROZEN)
+                   e.CAMSTYLE, e.TARGET_IMS_PER_BATCH, e.FROZEN, dataset_options(cfg.DATASETS))
 
     def camstyle_dir(self, target: UnlabeledDataset) -> Optional[Path]:
         """The checked camstyle folder (camera invariance on), else ``None``."""
         if not self.camstyle:
             return None
-        return check_camstyle_dir(target.root, target.train, target.num_cameras, target.name)
+        return check_camstyle_dir(target.root, target.train, target.num_cameras, target.name,
+                                  self.dataset_options)
 
     def check_target(self, target: UnlabeledDataset) -> None:
         """With camera invariance on, the camstyle folder must be complete (else a clear
