@@ -9,14 +9,18 @@ text, or code-carrying file) is a :class:`WeightFileError` naming the file.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-# NumPy array reconstruction: builds an ndarray from its shape, dtype and raw bytes.
-NUMPY_ARRAY_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype]
+# NumPy array reconstruction (an ndarray from its shape, dtype and raw bytes) for the boolean and
+# numeric dtypes; object arrays stay refused.
+NUMPY_ARRAY_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype,
+                       *sorted({type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"},
+                               key=lambda t: t.__name__)]
 
 
 class WeightFileError(ValueError):
@@ -47,12 +51,13 @@ def _reason(err: Exception) -> str:
     """One line saying why ``torch.load`` failed."""
     text = str(err)
     if "Weights only load failed" in text or "Unsupported global" in text:
-        found = next((line.strip() for line in text.splitlines()
-                      if "Unsupported global" in line or "Unsupported operand" in line), "")
+        match = re.search(r"Unsupported global: GLOBAL (\S+)|but got (<[^>]+>|\S+)", text)
+        culprit = f" (it refers to {match.group(1) or match.group(2)})" if match else ""
         return ("holds objects other than tensors and plain values, and was not loaded because "
-                f"unpickling it could run code{f' ({found})' if found else ''}; save only "
-                "its state dict (tensors, dicts, lists, numbers, strings)")
+                f"unpickling it could run code{culprit}; save only its state dict (tensors, "
+                "dicts, lists, numbers, strings)")
     if isinstance(err, EOFError):
         return "ends early (empty or truncated file), not a complete checkpoint"
-    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    return f"is not a readable PyTorch checkpoint (truncated, or not a .pth file): {first}"
+    first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else ""
+    return ("is not a readable PyTorch checkpoint (truncated, or not a .pth file): "
+            f"{type(err).__name__}{f': {first}' if first else ''}")

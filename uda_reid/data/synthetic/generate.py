@@ -140,12 +140,16 @@ def _manifest_files(folder: Path) -> Set[str]:
 
 
 def _replace_generated(work: Path, folder: Path) -> None:
-    """Move the fresh copy in ``work`` over the stale one in ``folder``, file by file, and
-    delete the files the stale manifest lists that the fresh one does not. Nothing else in
-    ``folder`` is touched (e.g. the user's ``bounding_box_train_camstyle/``). The manifest
-    goes first and comes back last, so a kill in between leaves the folder stale again."""
+    """Move the fresh copy in ``work`` over the stale one in ``folder``, file by file. Stale
+    files go: those the old manifest lists and any other file in the image folders the
+    generator writes (it would be read as a dataset image). Nothing else in ``folder`` is
+    touched (e.g. the user's ``bounding_box_train_camstyle/``). The manifest goes first and
+    comes back last, so a kill in between leaves the folder stale again."""
     fresh = _manifest_files(work)
-    stale = _manifest_files(folder)
+    owned = {Path(rel).parent for rel in fresh}
+    stale = _manifest_files(folder) | {str(p.relative_to(folder)) for d in owned
+                                       if (folder / d).is_dir() for p in (folder / d).iterdir()
+                                       if p.is_file()}
     (folder / MANIFEST).unlink(missing_ok=True)
     for rel in sorted(stale - fresh):
         (folder / rel).unlink(missing_ok=True)
