@@ -19,6 +19,7 @@ from uda_reid.adapt.pipeline import target_label_monitor
 from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
 from uda_reid.adapt.pseudo_labels import PseudoLabeler
 from uda_reid.config import get_default_config
+from uda_reid.engine.trainer import Trainer, TrainStep
 from uda_reid.losses import cross_entropy_smooth, triplet_loss
 
 
@@ -152,6 +153,38 @@ def test_degenerate_first_round_trains_on_nothing_but_does_not_stop(caplog):
 
     step.target = NoDraw()
     assert step.run(step.model) == {}
+
+
+class FixedLosses(TrainStep):
+    """``{}`` (nothing to train on) or a zero loss that depends on the model's output."""
+
+    def __init__(self, idle: bool):
+        self.idle = idle
+        self.updates = 0
+
+    def run(self, model):
+        if self.idle:
+            return {}
+        return {"loss": 0.0 * model(torch.randn(4, 3)).sum()}
+
+    def after_update(self, model):
+        self.updates += 1
+
+
+@pytest.mark.parametrize("idle", [True, False])
+def test_an_iteration_without_losses_takes_no_step_and_keeps_batchnorm(idle):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    step = FixedLosses(idle)
+    Trainer(model, optimizer, step, max_epoch=2, iters_per_epoch=3).train()
+    after = model.state_dict()
+    same = {k: torch.equal(before[k], after[k]) for k in before}
+    if idle:  # every weight and BatchNorm statistic bit-identical, no optimiser state
+        assert all(same.values()) and not optimizer.state and step.updates == 0
+    else:  # the control: a zero loss still steps (weight decay) and moves BatchNorm
+        assert not same["0.weight"] and not same["1.running_var"] and step.updates == 6
 
 
 def test_losses_mean_ce_over_granularities_triplet_on_the_chosen_one_and_mixture():
