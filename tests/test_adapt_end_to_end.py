@@ -92,8 +92,8 @@ def test_resume_continues_a_killed_adaptation_with_its_memory(data_root, ecn_run
     monkeypatch.setattr(ECNStep, "run", run)
     resumed = run_adaptation(tiny_config(data_root, tmp_path), resume=True)
     assert resumed["metrics"] == full["metrics"]
-    a = torch.load(tmp_path / "last.pth", weights_only=False)["step"]["objective"]
-    b = torch.load(out_full / "last.pth", weights_only=False)["step"]["objective"]
+    a = torch.load(tmp_path / "last.pth", weights_only=True)["step"]["objective"]
+    b = torch.load(out_full / "last.pth", weights_only=True)["step"]["objective"]
     assert torch.equal(a["memory.slots"], b["memory.slots"])
 
 

@@ -1,7 +1,6 @@
 """Output folders are never overwritten by surprise; nothing is written before the set-up checks
 pass; every tool takes its options anywhere and reports user errors in one line (exit 2), also
 into the run's log.txt."""
-import importlib.util
 import json
 import os
 import shutil
@@ -10,19 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tool_loading import REPO, load_tool
 from uda_reid.config import ConfigError, load_config
 from uda_reid.data.datasets import build_dataset
 from uda_reid.utils.atomic import atomic_write_json
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "synth-market" / "bagtricks_R18.yml"
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_tool", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def snapshot(folder: Path):

@@ -1,6 +1,5 @@
 """Weight files are loaded with ``weights_only=True`` everywhere: a crafted pickle's payload never
 runs, and a file that is not a checkpoint is a one-line error naming it."""
-import importlib.util
 import random
 from pathlib import Path
 
@@ -11,12 +10,12 @@ from torch import nn
 
 from camstyle.config import load_generator
 from camstyle.trainer import BatchStream, load_checkpoint
+from tool_loading import REPO, load_tool
 from uda_reid.engine.checkpoint import Checkpointer, load_model_weights, read_checkpoint_meta
 from uda_reid.engine.seed import get_rng_states
 from uda_reid.models.weights import load_pretrained
 from uda_reid.utils.safe_load import WeightFileError, load_weights_file
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 class Payload:
@@ -86,13 +85,6 @@ def test_text_empty_and_truncated_files_are_one_line_errors_naming_them(tmp_path
         assert message.startswith(f"MODEL.WEIGHTS: {path} ") and "\n" not in message
     with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS: file not found"):
         load_weights_file(tmp_path / "absent.pth", "MODEL.WEIGHTS")
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_tool", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_test_tool_reports_bad_weight_files_in_one_line_exit_2(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Source-supervised training: ``python tools/train.py --config-file F [--resume | --overwrite]
-[--eval-only] [KEY VALUE ...]``. Outputs (config.yaml, log.txt, TensorBoard events, last.pth, best.pth,
-results.json) go to OUTPUT_DIR."""
+[--eval-only] [KEY VALUE ...]``. Outputs (config.yaml, log.txt, TensorBoard events, last.pth,
+best.pth, results.json) go to OUTPUT_DIR, which must not hold another run unless ``--resume``
+continues it or ``--overwrite`` replaces it."""
 from __future__ import annotations
 
 import sys

@@ -45,7 +45,8 @@ def read_state_dict(path: str | os.PathLike, what: str = "weight file"
         nested = next((obj[k] for k in NESTED_KEYS if k in obj and isinstance(obj[k], Mapping)),
                       None)
         if nested is None:
-            raise WeightFileError(f"{what}: {path}: no state dict found (looked under {NESTED_KEYS})")
+            raise WeightFileError(f"{what}: {path}: no state dict found (looked under "
+                                  f"{NESTED_KEYS})")
         obj = nested
     if not isinstance(obj, Mapping):
         raise WeightFileError(f"{what}: {path}: expected a state dict, got {type(obj).__name__}")
