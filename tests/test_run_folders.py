@@ -123,7 +123,7 @@ def test_os_errors_are_one_line_naming_the_path(data_root, finished_run, tmp_pat
     for victim in (root / "Market-1501-v15.09.15" / "bounding_box_train").glob("*.jpg"):
         victim.write_bytes(victim.read_bytes()[:60])  # truncated: the header only
     argv = tiny(root, tmp_path / "out", "DATASETS.NAMES", "[market1501]", "DATASETS.TESTS",
-                "[market1501]")
+                "[market1501]", "DATALOADER.NUM_WORKERS", "1")  # read in a worker process
     assert tool.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: Cannot read image {root}")

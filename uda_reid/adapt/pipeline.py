@@ -210,6 +210,7 @@ def run_adaptation(cfg: Config, resume: bool = False, overwrite: bool = False
     """Both stages for ``cfg``; writes and returns ``OUTPUT_DIR/results.json``. Nothing is
     written to ``OUTPUT_DIR`` before it, the method and the datasets have been checked."""
     start = time.perf_counter()
+    setup_logger()  # set-up records wait for the folder (a previous run's log gets none)
     check_output_dir(cfg, resume, overwrite)
     device = resolve_device(cfg.MODEL.DEVICE)
     method = build_method(cfg)

@@ -227,6 +227,7 @@ def train(cfg: Config, resume: bool = False, extra_hooks: Sequence[HookBase] = (
     writes ``results.json`` beside the checkpoints and returns it. ``extra_hooks`` run
     before evaluation and checkpointing (see :func:`build_trainer`). Data, model and loss are
     built before anything is written to ``OUTPUT_DIR`` (:func:`claim_output_dir`)."""
+    setup_logger()  # set-up records wait for the folder (a previous run's log gets none)
     check_output_dir(cfg, resume, overwrite)
     seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
     device = resolve_device(cfg.MODEL.DEVICE)
@@ -286,6 +287,7 @@ def test(cfg: Config, vis_count: int = 0, overwrite: bool = False) -> Metrics:
         raise ValueError("MODEL.WEIGHTS is empty: give the checkpoint to test "
                          "(e.g. MODEL.WEIGHTS output/run/best.pth)")
     output_dir = Path(cfg.OUTPUT_DIR)
+    setup_logger()  # set-up records wait for the folder (a previous run's log gets none)
     check_output_folder(output_dir, overwrite=overwrite, markers=(TEST_METRICS,),
                         what="test results", resumable=False)
     device = resolve_device(cfg.MODEL.DEVICE)
@@ -306,10 +308,15 @@ USER_ERRORS = (ConfigError, CheckpointMismatchError, OSError, KeyError, ValueErr
 
 
 def describe_user_error(err: BaseException) -> str:
-    """The message of a user error (a ``KeyError``'s without the quotes ``str`` adds)."""
+    """The message of a user error: a ``KeyError``'s without the quotes ``str`` adds, and of an
+    error re-raised from a DataLoader worker only its last line (the original error)."""
     if isinstance(err, KeyError) and len(err.args) == 1:
         return str(err.args[0])
-    return str(err)
+    text = str(err)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 def run_tool(action: Callable[[], object]) -> int:

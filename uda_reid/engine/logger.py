@@ -62,6 +62,7 @@ def setup_logger(output_dir: Optional[os.PathLike | str] = None, name: str = "ud
     handlers: list[logging.Handler] = [StdoutHandler()]
     if output_dir is None:
         handlers.append(PendingRecords())
+        handlers[-1].records.extend(pending)
     else:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         log_file = logging.FileHandler(Path(output_dir) / "log.txt", mode="a")
