@@ -38,8 +38,13 @@ def load_weights_file(path: os.PathLike | str, what: str = "weight file") -> Any
     if not path.is_file():
         raise FileNotFoundError(f"{what}: file not found: {path} (weights are read from local "
                                 "files only; nothing is downloaded)")
-    if path.stat().st_size == 0:
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if not head:
         raise WeightFileError(f"{what}: {path} is empty, not a checkpoint")
+    if head != b"PK" and head[:1] != b"\x80":  # neither torch.save's zip nor a legacy pickle
+        raise WeightFileError(f"{what}: {path} is not a PyTorch checkpoint (neither the zip "
+                              "archive nor the pickle torch.save writes)")
     try:
         with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
