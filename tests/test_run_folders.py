@@ -74,6 +74,7 @@ def test_overwrite_replaces_the_run_and_only_its_files(data_root, finished_run, 
     assert load_config(out / "config.yaml").SOLVER.BASE_LR == 0.001
     log = (out / "log.txt").read_text()
     assert "--overwrite: deleted the previous run's" in log and log.count("Python ") == 1
+    assert log.index("=> synth-market") < log.index("Python ")  # set-up lines kept for the log
 
 
 def test_a_run_killed_before_its_first_checkpoint_is_refused_too(data_root, tmp_path, capsys):
