@@ -1,0 +1,38 @@
+"""The few lines that end every ``tools/adapt.py`` run: what adaptation changed on the target,
+how long it took, where the outputs are and what to run next."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:5.1f}"
+
+
+def adaptation_summary(results: Mapping[str, Any], output_dir: Path) -> str:
+    """Source-only (direct transfer) vs adapted target mAP / rank-1 from ``results``
+    (``results.json``'s content), their change in points, the wall time, the output files and
+    the next commands."""
+    target, method = results["target"], results["method"]
+    before = results["stages"][0]["metrics"][target]
+    after = results["metrics"][target]
+    lines = [f"Summary: {results['source']} -> {target}, {method}, seed {results['seed']}",
+             f"  {'':<24} {'mAP':>6} {'rank-1':>7}",
+             f"  {'source only (direct)':<24} {_pct(before['mAP']):>6} {_pct(before['rank1']):>7}"]
+    adapted = len(results["stages"]) > 1
+    if adapted:
+        lines += [f"  {f'adapted ({method}, last)':<24} {_pct(after['mAP']):>6} "
+                  f"{_pct(after['rank1']):>7}",
+                  f"  {'change (points)':<24} {100 * (after['mAP'] - before['mAP']):>+6.1f} "
+                  f"{100 * (after['rank1'] - before['rank1']):>+7.1f}"]
+    minutes, seconds = divmod(int(round(results["wall_seconds"])), 60)
+    lines += [f"  wall time {minutes} min {seconds:02d} s",
+              f"  results: {output_dir / 'results.json'}",
+              f"  TensorBoard logs: {output_dir}"]
+    if adapted:
+        lines.append(f"Next: python tools/test.py --config-file {output_dir / 'config.yaml'} "
+                     f"MODEL.WEIGHTS {output_dir / 'last.pth'} "
+                     f"DATASETS.TESTS \"('{target}',)\" --vis 20")
+    lines.append(f"      tensorboard --logdir {output_dir}")
+    return "\n".join(lines)
