@@ -27,7 +27,7 @@ import numpy as np
 
 from uda_reid.adapt.camstyle_data import camstyle_path
 from uda_reid.data.anonymous import IndexedImages, link_anonymously
-from uda_reid.data.loaders import combine_train_sets
+from uda_reid.data.datasets.base import relabel
 from uda_reid.engine.hooks import HookBase
 
 
@@ -116,7 +116,7 @@ def method_inputs(source, target, folder: Path, seed: int,
     """The method's views of the ``source`` and ``target`` datasets (``.name``, ``.train``,
     ``.num_cameras``), their images linked under ``folder``; and the target identities (N,)
     in slot order, for the pipeline's monitoring only."""
-    labelled = combine_train_sets([source])
+    labelled = relabel(source.train)
     source_files = link_anonymously([s[0] for s in labelled], folder / "source",
                                     [f"{i:06d}" for i in range(len(labelled))])
     source_view = SourceImages(source.name, source_files, [s[1] for s in labelled],

@@ -17,15 +17,17 @@ def adaptation_summary(results: Mapping[str, Any], output_dir: Path) -> str:
     target, method = results["target"], results["method"]
     before = results["stages"][0]["metrics"][target]
     after = results["metrics"][target]
-    lines = [f"Summary: {results['source']} -> {target}, {method}, seed {results['seed']}",
-             f"  {'':<24} {'mAP':>6} {'rank-1':>7}",
-             f"  {'source only (direct)':<24} {_pct(before['mAP']):>6} {_pct(before['rank1']):>7}"]
     adapted = len(results["stages"]) > 1
+    rows = [("source only (direct)", before)]
     if adapted:
-        lines += [f"  {f'adapted ({method}, last)':<24} {_pct(after['mAP']):>6} "
-                  f"{_pct(after['rank1']):>7}",
-                  f"  {'change (points)':<24} {100 * (after['mAP'] - before['mAP']):>+6.1f} "
-                  f"{100 * (after['rank1'] - before['rank1']):>+7.1f}"]
+        rows.append((f"adapted ({method}, last)", after))
+    width = max(len(name) for name, _ in rows)
+    lines = [f"Summary: {results['source']} -> {target}, {method}, seed {results['seed']}",
+             f"  {'':<{width}} {'mAP':>6} {'rank-1':>7}"]
+    lines += [f"  {name:<{width}} {_pct(m['mAP']):>6} {_pct(m['rank1']):>7}" for name, m in rows]
+    if adapted:
+        lines.append(f"  {'change (points)':<{width}} {100 * (after['mAP'] - before['mAP']):>+6.1f} "
+                     f"{100 * (after['rank1'] - before['rank1']):>+7.1f}")
     minutes, seconds = divmod(int(round(results["wall_seconds"])), 60)
     lines += [f"  wall time {minutes} min {seconds:02d} s",
               f"  results: {output_dir / 'results.json'}",
