@@ -261,7 +261,7 @@ def test(cfg: Config, vis_count: int = 0) -> Metrics:
     with ``vis_count`` > 0, rank-list and ROC images under ``OUTPUT_DIR/vis``)."""
     if not cfg.MODEL.WEIGHTS:
         raise ValueError("MODEL.WEIGHTS is empty: give the checkpoint to test "
-                         "(e.g. MODEL.WEIGHTS output/run/best.pth)")
+                         "(e.g. MODEL.WEIGHTS output/run/last.pth)")
     output_dir = Path(cfg.OUTPUT_DIR)
     setup_logger(output_dir)
     device = resolve_device(cfg.MODEL.DEVICE)
