@@ -16,7 +16,8 @@ A method's trainer hooks run inside a :class:`GuardedHook`, seeing a :class:`Tra
 instead of the trainer (whose other hooks hold the evaluator and the monitoring).
 
 A method is Python code in the same process: the guard makes its inputs label-free, it is no
-sandbox against code that searches the disk or the interpreter on its own.
+sandbox against code that searches the disk or the interpreter on its own (e.g. reads the run's
+``config.yaml``, or orders the linked files by the inode numbers they share with the originals).
 """
 from __future__ import annotations
 
