@@ -34,12 +34,18 @@ class LoadReport:
 
 
 def read_state_dict(path: str | os.PathLike) -> Dict[str, torch.Tensor]:
-    """A flat state dict from a local checkpoint: plain, ``{'state_dict'|'model': ...}``, with
-    or without DataParallel's ``module.`` prefix. Nothing is downloaded."""
+    """A flat state dict from a local checkpoint (``.safetensors``, or a torch file: plain,
+    ``{'state_dict'|'model': ...}``), with or without DataParallel's ``module.`` prefix.
+    Nothing is downloaded."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Weight file not found: {path} (weights are read from local "
                                 "files only; nothing is downloaded)")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        obj = load_file(str(path), device="cpu")
+    else:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
     while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
         nested = next((obj[k] for k in NESTED_KEYS if k in obj and isinstance(obj[k], Mapping)),
                       None)
