@@ -95,7 +95,7 @@ class VisionTransformerReID(nn.Module):
     def forward(self, x: Tensor, camids: Optional[Tensor] = None,
                 viewids: Optional[Tensor] = None) -> Tensor:
         tokens = self.patch_embed(x)
-        tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], dim=1)
+        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1)
         tokens = tokens + self.pos_embed
         if self.sie is not None:
             tokens = tokens + self.sie_coef * self.sie(camids, viewids, len(x)).unsqueeze(1)
