@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -78,6 +78,23 @@ def own_camera_per_image(samples: Sequence[Sample]) -> List[Sample]:
     true match; only an image listed in both query and gallery meets itself and is dropped."""
     cameras = {path: i for i, path in enumerate(sorted({s[0] for s in samples}))}
     return [(path, pid, cameras[path], index) for path, pid, _, index in samples]
+
+
+def matched_lines(list_file: Path, pattern: "re.Pattern[str]", expected: str, layout: str
+                  ) -> Iterator[Tuple[int, "re.Match[str]"]]:
+    """(line number, match) of every non-blank line of ``list_file`` that ``pattern`` matches
+    in full (stripped); a missing file or a line that does not match is an error naming it."""
+    if not list_file.is_file():
+        raise DatasetLayoutError(f"Missing list file {list_file}. Expected layout:\n{layout}\n"
+                                 f"{SYNTHETIC_HINT}")
+    for number, line in enumerate(list_file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        match = pattern.fullmatch(line.strip())
+        if match is None:
+            raise DatasetLayoutError(f"{list_file}:{number}: cannot parse {line!r}; "
+                                     f"expected {expected}")
+        yield number, match
 
 
 def require_dir(path: Path, layout: str) -> Path:

@@ -18,8 +18,8 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from uda_reid.data.datasets.base import (SYNTHETIC_HINT, DatasetLayoutError, ReIDDataset, Split,
-                                          index_samples, own_camera_per_image, relabel,
+from uda_reid.data.datasets.base import (DatasetLayoutError, ReIDDataset, Split, index_samples,
+                                          matched_lines, own_camera_per_image, relabel,
                                           require_dir)
 from uda_reid.data.datasets.registry import DATASETS
 
@@ -89,19 +89,8 @@ class VehicleID(ReIDDataset):
 
     @staticmethod
     def _read(list_file: Path, image_dir: Path, layout: str) -> List[Tuple[str, int, int]]:
-        if not list_file.is_file():
-            raise DatasetLayoutError(f"Missing list file {list_file}. Expected layout:\n{layout}\n"
-                                     f"{SYNTHETIC_HINT}")
-        out = []
-        for number, line in enumerate(list_file.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            match = LINE.fullmatch(line.strip())
-            if match is None:
-                raise DatasetLayoutError(f"{list_file}:{number}: cannot parse {line!r}; "
-                                         f"expected {EXPECTED}")
-            out.append((str(image_dir / f"{match.group(1)}.jpg"), int(match.group(2)), 0))
-        return out
+        return [(str(image_dir / f"{match.group(1)}.jpg"), int(match.group(2)), 0)
+                for _, match in matched_lines(list_file, LINE, EXPECTED, layout)]
 
 
 @DATASETS.register("vehicleid", aliases=("vehicleid-800", "vehicleid-small"))
