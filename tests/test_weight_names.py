@@ -85,8 +85,8 @@ def test_absent_timm_weights_name_the_hugging_face_location(tmp_path):
 def test_download_happens_only_when_the_config_asks(monkeypatch, tmp_path):
     calls = []
 
-    def fake_download(url, dst):
-        calls.append(url)
+    def fake_download(url, dst, hash_prefix=None):
+        calls.append((url, hash_prefix))
         torch.save(ResNetBackbone("resnet18").state_dict(), dst)
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
@@ -96,7 +96,7 @@ def test_download_happens_only_when_the_config_asks(monkeypatch, tmp_path):
     assert calls == []
     build("resnet18", "MODEL.BACKBONE.PRETRAIN_NAME", name, "MODEL.BACKBONE.PRETRAIN_DOWNLOAD",
           "True")
-    assert calls == ["https://download.pytorch.org/models/resnet18-f37072fd.pth"]
+    assert calls == [("https://download.pytorch.org/models/resnet18-f37072fd.pth", "f37072fd")]
     assert (tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth").is_file()
 
 

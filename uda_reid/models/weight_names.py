@@ -100,12 +100,21 @@ def download(location: WeightLocation) -> Path:
     """Fetch ``location`` into its library's cache and return the file (network needed)."""
     if location.hf_repo:
         from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
 
-        return Path(hf_hub_download(location.hf_repo, location.hf_filenames[0],
-                                    cache_dir=hf_cache_dir()))
+        for filename in location.hf_filenames:
+            try:
+                return Path(hf_hub_download(location.hf_repo, filename, cache_dir=hf_cache_dir()))
+            except EntryNotFoundError:
+                continue
+        raise FileNotFoundError(f"Hugging Face repository {location.hf_repo} has none of "
+                                f"{', '.join(location.hf_filenames)}")
     target = torch_hub_file(location.url)
     target.parent.mkdir(parents=True, exist_ok=True)
-    torch.hub.download_url_to_file(location.url, str(target))
+    # torch hub names its files <name>-<sha256 prefix>.<ext>: check the download against it
+    digest = torch.hub.HASH_REGEX.search(target.name)
+    torch.hub.download_url_to_file(location.url, str(target),
+                                   hash_prefix=digest.group(1) if digest else None)
     return target
 
 
