@@ -4,23 +4,21 @@ Contract with the CamStyle generator: for a target training image ``<stem>.jpg``
 camera ``c`` (1-based, as in the file names), the image rendered in the style of camera ``c'``
 is ``<target root>/bounding_box_train_camstyle/<stem>_fake_<c>to<c'>.jpg``.
 
-Each time a target image is drawn, one camera is chosen uniformly at random (as the original
-does); its own camera gives the original image, any other camera the generated one. So an
-image is seen as the original with probability 1/C and as each of its C-1 styles likewise.
+The pipeline checks the folder (:func:`check_camstyle_dir`) and hands a method the styled
+images under anonymous names (:mod:`uda_reid.adapt.guard`); each time a target image is drawn,
+one camera is chosen uniformly at random (as the original does): its own camera gives the
+original image, any other camera the generated one.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
-import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from uda_reid.adapt.sampling import ShuffledBatchSampler
-from uda_reid.data.loaders import ImageDataset, collate, read_image
-from uda_reid.data.transforms import build_transforms_from_config
+from uda_reid.data.loaders import collate
 
 CAMSTYLE_DIR = "bounding_box_train_camstyle"
 Sample = Tuple[str, int, int, int]
@@ -35,14 +33,6 @@ def camstyle_path(camstyle_dir: os.PathLike | str, img_path: str, camid: int,
     """Path of ``img_path`` (camera ``camid``, 0-based) rendered in camera ``style_camid``."""
     stem = Path(img_path).stem
     return Path(camstyle_dir) / f"{stem}_fake_{camid + 1}to{style_camid + 1}.jpg"
-
-
-def image_for_camera(camstyle_dir: os.PathLike | str, sample: Sample, style_camid: int) -> str:
-    """The original image for its own camera, else the generated one for ``style_camid``."""
-    path, _, camid, _ = sample
-    if style_camid == camid:
-        return path
-    return str(camstyle_path(camstyle_dir, path, camid, style_camid))
 
 
 def generation_hint(dataset_name: str) -> str:
@@ -76,52 +66,8 @@ def check_camstyle_dir(root: os.PathLike | str, samples: Sequence[Sample], num_c
     return folder
 
 
-class CamStyleDataset(Dataset):
-    """Target training images, each drawn in a random camera's style.
-
-    Items are dicts ``{"images", "pids", "camids", "indexes", "paths"}`` (the loaders' batch
-    keys); ``camids`` is the camera whose style the drawn image has.
-    """
-
-    def __init__(self, samples: Sequence[Sample], camstyle_dir: os.PathLike | str,
-                 num_cameras: int, transform: Optional[Callable[[Image.Image], torch.Tensor]],
-                 loader: Callable[[str], Image.Image] = read_image) -> None:
-        if num_cameras < 1:
-            raise ValueError(f"num_cameras must be >= 1, got {num_cameras}")
-        self.samples = samples
-        self.camstyle_dir = Path(camstyle_dir)
-        self.num_cameras = num_cameras
-        self.transform = transform
-        self.loader = loader
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> Dict[str, object]:
-        sample = self.samples[i]
-        style = int(torch.randint(self.num_cameras, (1,)))
-        path = image_for_camera(self.camstyle_dir, sample, style)
-        img = self.loader(path)
-        if self.transform is not None:
-            img = self.transform(img)
-        return {"images": img, "pids": sample[1], "camids": style, "indexes": sample[3],
-                "paths": path}
-
-
 def build_shuffled_loader(dataset: Dataset, batch_size: int, num_workers: int = 0,
                           seed: int = 0) -> DataLoader:
     """Random full batches of ``dataset`` (the original's ``shuffle=True, drop_last=True``)."""
     return DataLoader(dataset, batch_sampler=ShuffledBatchSampler(len(dataset), batch_size, seed),
                       num_workers=num_workers, collate_fn=collate)
-
-
-def build_target_loader(cfg, samples: Sequence[Sample], num_cameras: int, batch_size: int,
-                        camstyle_dir: Optional[Path]) -> DataLoader:
-    """Shuffled target training batches with the training transforms; each image in a random
-    camera's style when ``camstyle_dir`` is given, else as it is."""
-    transform = build_transforms_from_config(cfg, is_train=True)
-    if camstyle_dir is None:
-        dataset: Dataset = ImageDataset(samples, transform)
-    else:
-        dataset = CamStyleDataset(samples, camstyle_dir, num_cameras, transform)
-    return build_shuffled_loader(dataset, batch_size, cfg.DATALOADER.NUM_WORKERS, cfg.SEED)

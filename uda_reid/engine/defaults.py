@@ -119,11 +119,13 @@ def default_setup(cfg: Config, resume: bool = False) -> Path:
 def build_trainer(cfg: Config, model: nn.Module, step: TrainStep, iters_per_epoch: int,
                   eval_fn: Optional[Callable[[], Metrics]] = None,
                   extra_hooks: Sequence[HookBase] = (), best_dataset: Optional[str] = None,
-                  meta: Optional[Mapping[str, Any]] = None) -> Tuple[Trainer, Checkpointer]:
+                  meta: Optional[Mapping[str, Any]] = None, keep_best: bool = True
+                  ) -> Tuple[Trainer, Checkpointer]:
     """The shared trainer for ``step`` with the standard hooks, in this order: LR schedule,
     freezing (``SOLVER.FREEZE_ITERS`` > 0), wall clock, progress (tqdm on a terminal),
     ``extra_hooks``, evaluation
-    (every ``TEST.EVAL_PERIOD`` epochs and at the end; ``best.pth`` by ``best_dataset`` mAP),
+    (every ``TEST.EVAL_PERIOD`` epochs and at the end; with ``keep_best`` also ``best.pth`` by
+    ``best_dataset`` mAP),
     TensorBoard, checkpoint (``last.pth`` every ``SOLVER.CHECKPOINT_PERIOD`` epochs).
 
     The model must already be on ``MODEL.DEVICE``; ``meta`` is stored in every checkpoint.
@@ -137,7 +139,8 @@ def build_trainer(cfg: Config, model: nn.Module, step: TrainStep, iters_per_epoc
         hooks.append(FreezeHook(model, cfg.SOLVER.FREEZE_LAYERS, cfg.SOLVER.FREEZE_ITERS))
     hooks += [WallClockHook(), ProgressHook(enabled=sys.stderr.isatty()), *extra_hooks]
     if eval_fn is not None:
-        hooks.append(EvalHook(eval_fn, cfg.TEST.EVAL_PERIOD, checkpointer, best_dataset))
+        hooks.append(EvalHook(eval_fn, cfg.TEST.EVAL_PERIOD,
+                              checkpointer if keep_best else None, best_dataset))
     hooks += [TensorBoardHook(cfg.OUTPUT_DIR), CheckpointHook(checkpointer,
                                                               cfg.SOLVER.CHECKPOINT_PERIOD)]
     trainer = Trainer(model, optimizer, step, cfg.SOLVER.MAX_EPOCH, iters_per_epoch, hooks,
@@ -269,7 +272,7 @@ def test(cfg: Config, vis_count: int = 0) -> Metrics:
     with ``vis_count`` > 0, rank-list and ROC images under ``OUTPUT_DIR/vis``)."""
     if not cfg.MODEL.WEIGHTS:
         raise ValueError("MODEL.WEIGHTS is empty: give the checkpoint to test "
-                         "(e.g. MODEL.WEIGHTS output/run/best.pth)")
+                         "(e.g. MODEL.WEIGHTS output/run/last.pth)")
     output_dir = Path(cfg.OUTPUT_DIR)
     setup_logger(output_dir)
     device = resolve_device(cfg.MODEL.DEVICE)
