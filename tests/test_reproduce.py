@@ -90,6 +90,8 @@ CITED = {
         ("MMT", "market1501", "dukemtmc"): (67.7, 80.3),
         ("SpCL", "dukemtmc", "market1501"): (78.2, 90.5),
         ("SpCL", "market1501", "dukemtmc"): (70.4, 83.8)},
+    "yxgeee/SpCL figs/results.png": {
+        ("SpCL", "vehicleid", "veri776"): (38.9, 80.4)},
     FASTREID: {
         ("FastReID stronger baseline", "dukemtmc", "market1501"): (78.0, 91.0),
         ("FastReID stronger baseline", "market1501", "dukemtmc"): (66.7, 80.0),

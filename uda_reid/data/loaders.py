@@ -9,7 +9,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from uda_reid.data.datasets import Sample, build_dataset_from_config
-from uda_reid.data.datasets.base import relabel, with_pids
+from uda_reid.data.datasets.base import Split, evaluation_splits, relabel, with_pids
 from uda_reid.data.samplers import build_batch_sampler, dist_rank_and_world_size
 from uda_reid.data.transforms import build_transforms_from_config
 
@@ -125,9 +125,18 @@ def build_train_loader_from_config(cfg) -> Tuple[DataLoader, int]:
     return loader, len({s[1] for s in samples})
 
 
-def build_test_loader_from_config(cfg, name: str) -> Tuple[DataLoader, int]:
-    """Query+gallery loader of test dataset ``name`` and its number of queries."""
+def build_test_set_from_config(cfg, name: str) -> Tuple[DataLoader, int, List[Split]]:
+    """Query+gallery loader of test dataset ``name``, its number of queries and the
+    (query, gallery) index splits its protocol evaluates (:func:`evaluation_splits`)."""
     ds = build_dataset_from_config(cfg, name)
     logger.info("\n%s", ds.summary())
-    return build_test_loader(ds.query, ds.gallery, build_transforms_from_config(cfg, False),
-                             cfg.TEST.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)
+    loader, num_query = build_test_loader(ds.query, ds.gallery,
+                                          build_transforms_from_config(cfg, False),
+                                          cfg.TEST.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)
+    return loader, num_query, evaluation_splits(ds)
+
+
+def build_test_loader_from_config(cfg, name: str) -> Tuple[DataLoader, int]:
+    """Query+gallery loader of test dataset ``name`` and its number of queries."""
+    loader, num_query, _ = build_test_set_from_config(cfg, name)
+    return loader, num_query

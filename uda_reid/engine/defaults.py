@@ -13,16 +13,18 @@ import os
 import platform
 import sys
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
 from uda_reid.config import Config, ConfigError, load_config, save_config
 from uda_reid.config.schema import to_dict
 from uda_reid.data.datasets import DATASETS
-from uda_reid.data.loaders import build_test_loader_from_config, build_train_loader_from_config
+from uda_reid.data.loaders import build_test_set_from_config, build_train_loader_from_config
 from uda_reid.engine.checkpoint import (CheckpointMismatchError, Checkpointer, identity_diff,
                                        load_model_weights, read_checkpoint_meta)
 from uda_reid.engine.hooks import (CheckpointHook, EvalHook, FreezeHook, HookBase,
@@ -35,7 +37,7 @@ from uda_reid.engine.run_folder import check_output_folder, clear_run_outputs
 from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
 from uda_reid.engine.trainer import SupervisedStep, Trainer, TrainStep
-from uda_reid.evaluation.evaluator import evaluate_from_config
+from uda_reid.evaluation.evaluator import evaluate_from_config, evaluate_splits
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.evaluation.roc import evaluate_roc
 from uda_reid.evaluation.visualize import save_rank_lists, save_roc_plot
@@ -181,6 +183,13 @@ def resume_or_start(trainer: Trainer, checkpointer: Checkpointer, resume: bool) 
     return True
 
 
+def side_info_domain_of(cfg: Config, name: str) -> str:
+    """``source`` when test dataset ``name`` is one of ``DATASETS.NAMES`` (SIE reads its camera
+    ids as trained), else ``target`` (another domain's cameras follow the SIE target policy)."""
+    trained_on = {DATASETS.canonical(n) for n in cfg.DATASETS.NAMES}
+    return "source" if DATASETS.canonical(name) in trained_on else "target"
+
+
 def evaluate_dataset(cfg: Config, model: nn.Module, name: str, device: torch.device,
                      vis_dir: Optional[Path] = None, vis_count: int = 0) -> Dict[str, float]:
     """Extract query and gallery features of test dataset ``name`` and evaluate them with
@@ -189,21 +198,23 @@ def evaluate_dataset(cfg: Config, model: nn.Module, name: str, device: torch.dev
     With ``vis_count`` > 0, rank lists of the first ``vis_count`` queries and the ROC curve
     are drawn under ``vis_dir/name``.
     """
-    loader, num_query = build_test_loader_from_config(cfg, name)
-    trained_on = {DATASETS.canonical(n) for n in cfg.DATASETS.NAMES}
-    domain = "source" if DATASETS.canonical(name) in trained_on else "target"
-    with side_info_domain(model, domain):  # SIE: another domain's cameras follow its policy
+    loader, _, splits = build_test_set_from_config(cfg, name)
+    with side_info_domain(model, side_info_domain_of(cfg, name)):
         feats, pids, camids, paths = extract_features(model, loader, cfg.TEST.FLIP, device)
-    q, g = slice(0, num_query), slice(num_query, None)
-    ids = [t.numpy() for t in (pids[q], pids[g], camids[q], camids[g])]
-    metrics = evaluate_from_config(cfg, feats[q], feats[g], *ids)
+    pids, camids = pids.numpy(), camids.numpy()
+    metrics = evaluate_splits(partial(evaluate_from_config, cfg), feats, pids, camids, splits)
+    q, g = splits[0]
+    ids = [pids[q], pids[g], camids[q], camids[g]]
     dist, curve = metrics.pop("distmat"), metrics.pop("roc_curve", None)
-    logger.info("%s: %d queries, %d gallery images, %d queries with a valid match, %d without",
-                name, num_query, len(paths) - num_query, metrics.pop("num_valid_queries"),
-                metrics.pop("num_no_match"))
+    logger.info("%s: %d queries, %d gallery images, %d queries with a valid match, %d without%s",
+                name, len(ids[0]), len(ids[1]), metrics.pop("num_valid_queries"),
+                metrics.pop("num_no_match"),
+                f" (metrics averaged over {len(splits)} query/gallery draws)"
+                if len(splits) > 1 else "")
     if vis_count > 0 and vis_dir is not None:
         out = vis_dir / name
-        save_rank_lists(dist, paths[q], paths[g], *ids, out, num_queries=vis_count)
+        paths = np.asarray(paths, dtype=object)
+        save_rank_lists(dist, list(paths[q]), list(paths[g]), *ids, out, num_queries=vis_count)
         curve = curve or evaluate_roc(dist, *ids)
         save_roc_plot(curve["fpr"], curve["tpr"], out / "roc.png")
         logger.info("Rank lists and ROC curve of %s written to %s", name, out)

@@ -37,10 +37,19 @@ class LoadReport:
 
 def read_state_dict(path: str | os.PathLike, what: str = "weight file"
                     ) -> Dict[str, torch.Tensor]:
-    """A flat state dict from a local checkpoint: plain, ``{'state_dict'|'model': ...}``, with
-    or without DataParallel's ``module.`` prefix, read safely (:func:`load_weights_file`;
-    ``what`` names the setting in errors). Nothing is downloaded."""
-    obj = load_weights_file(path, what)
+    """A flat state dict from a local checkpoint (``.safetensors``, or a torch file: plain,
+    ``{'state_dict'|'model': ...}``), with or without DataParallel's ``module.`` prefix, read
+    safely (:func:`load_weights_file`; ``what`` names the setting in errors). Nothing is
+    downloaded."""
+    if str(path).endswith(".safetensors"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{what}: file not found: {path} (weights are read from "
+                                    "local files only; nothing is downloaded)")
+        from safetensors.torch import load_file
+
+        obj = load_file(str(path), device="cpu")
+    else:
+        obj = load_weights_file(path, what)
     while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
         nested = next((obj[k] for k in NESTED_KEYS if k in obj and isinstance(obj[k], Mapping)),
                       None)
