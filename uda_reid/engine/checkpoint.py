@@ -15,6 +15,7 @@ from torch import nn
 
 from uda_reid.models.weights import LoadReport, load_state_dict_report, read_state_dict
 from uda_reid.utils.atomic import atomic_save
+from uda_reid.utils.distributed import on_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +60,11 @@ class Checkpointer:
 
     def save(self, name: str, state: Mapping[str, Any]) -> Path:
         """Write ``state`` plus the identity and ``meta`` (e.g. ``num_classes``, read by the
-        test tool) atomically to ``directory/name``."""
+        test tool) atomically to ``directory/name`` (under torch.distributed: rank 0 writes,
+        every rank returns once the file is there)."""
         payload = dict(state, identity=self.identity, meta=self.meta)
-        return atomic_save(self.path(name), lambda tmp: torch.save(payload, tmp))
+        on_main_process(lambda: atomic_save(self.path(name), lambda tmp: torch.save(payload, tmp)))
+        return self.path(name)
 
     def load(self, name: str) -> Dict[str, Any]:
         """Read ``directory/name`` and check that it belongs to this run's identity."""

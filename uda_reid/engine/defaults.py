@@ -24,6 +24,7 @@ from uda_reid.data.datasets import DATASETS
 from uda_reid.data.loaders import build_test_loader_from_config, build_train_loader_from_config
 from uda_reid.engine.checkpoint import (CheckpointMismatchError, Checkpointer, identity_diff,
                                        load_model_weights, read_checkpoint_meta)
+from uda_reid.engine.distributed import init_distributed, prepare_ranks
 from uda_reid.engine.hooks import (CheckpointHook, EvalHook, FreezeHook, HookBase,
                                    LRSchedulerHook, Metrics, ProgressHook, TensorBoardHook,
                                    WallClockHook)
@@ -41,6 +42,7 @@ from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
 from uda_reid.models.backbones.vit import side_info_domain
 from uda_reid.utils.atomic import atomic_write_json
+from uda_reid.utils.distributed import is_main_process, main_process_result, on_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +102,9 @@ def default_setup(cfg: Config, resume: bool = False) -> Path:
     """Create ``OUTPUT_DIR``, log to ``log.txt`` and stdout, write ``config.yaml``, seed.
 
     With ``resume`` the existing ``config.yaml`` is checked first (:func:`check_resumable`).
+    Under a launcher (torchrun, SLURM) the process group is joined first (only rank 0 writes).
     """
+    init_distributed(cfg.MODEL.DEVICE)
     if resume:
         check_resumable(cfg)
     output_dir = Path(cfg.OUTPUT_DIR)
@@ -108,7 +112,7 @@ def default_setup(cfg: Config, resume: bool = False) -> Path:
     setup_logger(output_dir)
     logger.info("Python %s, torch %s, CUDA available: %s", platform.python_version(),
                 torch.__version__, torch.cuda.is_available())
-    save_config(cfg, output_dir / "config.yaml")
+    on_main_process(lambda: save_config(cfg, output_dir / "config.yaml"))
     logger.info("Resolved config written to %s", output_dir / "config.yaml")
     seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
     return output_dir
@@ -127,13 +131,15 @@ def build_trainer(cfg: Config, model: nn.Module, step: TrainStep, iters_per_epoc
     The model must already be on ``MODEL.DEVICE``; ``meta`` is stored in every checkpoint.
     """
     device = resolve_device(cfg.MODEL.DEVICE)
+    prepare_ranks(model, cfg.SEED)
     optimizer = build_optimizer_from_config(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer, iters_per_epoch)
     checkpointer = Checkpointer(cfg.OUTPUT_DIR, config_identity(cfg), meta)
     hooks: List[HookBase] = [LRSchedulerHook(scheduler)]
     if cfg.SOLVER.FREEZE_ITERS > 0:
         hooks.append(FreezeHook(model, cfg.SOLVER.FREEZE_LAYERS, cfg.SOLVER.FREEZE_ITERS))
-    hooks += [WallClockHook(), ProgressHook(enabled=sys.stderr.isatty()), *extra_hooks]
+    hooks += [WallClockHook(), ProgressHook(enabled=sys.stderr.isatty() and is_main_process()),
+              *extra_hooks]
     if eval_fn is not None:
         hooks.append(EvalHook(eval_fn, cfg.TEST.EVAL_PERIOD, checkpointer, best_dataset))
     hooks += [TensorBoardHook(cfg.OUTPUT_DIR), CheckpointHook(checkpointer,
@@ -172,18 +178,22 @@ def evaluate_dataset(cfg: Config, model: nn.Module, name: str, device: torch.dev
         feats, pids, camids, paths = extract_features(model, loader, cfg.TEST.FLIP, device)
     q, g = slice(0, num_query), slice(num_query, None)
     ids = [t.numpy() for t in (pids[q], pids[g], camids[q], camids[g])]
-    metrics = evaluate_from_config(cfg, feats[q], feats[g], *ids)
-    dist, curve = metrics.pop("distmat"), metrics.pop("roc_curve", None)
-    logger.info("%s: %d queries, %d gallery images, %d queries with a valid match, %d without",
-                name, num_query, len(paths) - num_query, metrics.pop("num_valid_queries"),
-                metrics.pop("num_no_match"))
-    if vis_count > 0 and vis_dir is not None:
-        out = vis_dir / name
-        save_rank_lists(dist, paths[q], paths[g], *ids, out, num_queries=vis_count)
-        curve = curve or evaluate_roc(dist, *ids)
-        save_roc_plot(curve["fpr"], curve["tpr"], out / "roc.png")
-        logger.info("Rank lists and ROC curve of %s written to %s", name, out)
-    return metrics
+
+    def evaluate() -> Dict[str, float]:
+        metrics = evaluate_from_config(cfg, feats[q], feats[g], *ids)
+        dist, curve = metrics.pop("distmat"), metrics.pop("roc_curve", None)
+        logger.info("%s: %d queries, %d gallery images, %d queries with a valid match, "
+                    "%d without", name, num_query, len(paths) - num_query,
+                    metrics.pop("num_valid_queries"), metrics.pop("num_no_match"))
+        if vis_count > 0 and vis_dir is not None:
+            out = vis_dir / name
+            save_rank_lists(dist, paths[q], paths[g], *ids, out, num_queries=vis_count)
+            curve = curve or evaluate_roc(dist, *ids)
+            save_roc_plot(curve["fpr"], curve["tpr"], out / "roc.png")
+            logger.info("Rank lists and ROC curve of %s written to %s", name, out)
+        return metrics
+
+    return main_process_result(evaluate)  # under torch.distributed: once, on rank 0
 
 
 def build_evaluator(cfg: Config, model: nn.Module,

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from uda_reid.utils.distributed import is_main_process
+
 FORMAT = "[%(asctime)s %(name)s %(levelname)s] %(message)s"
 
 
@@ -31,16 +33,18 @@ def setup_logger(output_dir: Optional[os.PathLike | str] = None, name: str = "ud
                  level: int = logging.INFO) -> logging.Logger:
     """Configure ``name``'s logger with a stdout handler and, if given, ``output_dir/log.txt``
     (appended to, so a resumed run continues the same log). Calling it again replaces the
-    handlers it added before."""
+    handlers it added before. Under torch.distributed only rank 0 writes the log file; the
+    other ranks print warnings and errors only."""
     log = logging.getLogger(name)
-    log.setLevel(level)
+    main = is_main_process()
+    log.setLevel(level if main else max(level, logging.WARNING))
     log.propagate = False
     for handler in [h for h in log.handlers if getattr(h, "_uda_reid", False)]:
         log.removeHandler(handler)
         handler.close()
     formatter = logging.Formatter(FORMAT, datefmt="%m/%d %H:%M:%S")
     handlers: list[logging.Handler] = [StdoutHandler()]
-    if output_dir is not None:
+    if output_dir is not None and main:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(Path(output_dir) / "log.txt", mode="a"))
     for handler in handlers:

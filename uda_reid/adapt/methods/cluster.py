@@ -33,13 +33,14 @@ from uda_reid.adapt.pseudo_labels import PseudoLabeler, cluster_centroids
 from uda_reid.adapt.registry import METHODS
 from uda_reid.adapt.sampling import ShuffledBatchSampler
 from uda_reid.data.loaders import (ImageDataset, build_test_loader, build_train_loader, collate,
-                                   combine_train_sets)
+                                   combine_train_sets, per_rank_batch_size)
 from uda_reid.data.transforms import build_transforms_from_config
-from uda_reid.engine.hooks import HookBase
+from uda_reid.engine.hooks import HookBase, summary_writer
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.losses.computer import over_branches
 from uda_reid.losses.functional import cross_entropy_smooth, triplet_loss
+from uda_reid.utils.distributed import any_rank, dist_rank_and_world_size
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class PseudoLabelStep(TrainStep):
         self.target: Optional[BatchStream] = None
 
     def __len__(self) -> int:
-        return max(1, len(self.samples) // self.batch_size)
+        return max(1, len(self.samples) // (self.batch_size * dist_rank_and_world_size()[1]))
 
     # ----------------------------------------------------------------- the round
     def pseudo_label_round(self, epoch: int) -> Dict[str, Any]:
@@ -190,7 +191,7 @@ class PseudoLabelStep(TrainStep):
         ce = []
         for h in range(self.classifiers.num_heads):
             rows = labels[h] >= 0
-            if rows.any():
+            if any_rank(bool(rows.any())):
                 ce.append(over_branches(outputs[self.feature_key], lambda x: cross_entropy_smooth(
                     self.classifiers(h, x[:b][rows]), labels[h][rows], self.ce_epsilon)))
         if ce:
@@ -202,7 +203,7 @@ class PseudoLabelStep(TrainStep):
             # disjoint label spaces: source ids after every possible target class
             tri_labels = torch.cat([tri_labels, source_pids + self.classifiers.capacity])
         rows = tri_labels >= 0
-        if rows.sum() > 1:
+        if any_rank(bool(rows.sum() > 1)):
             losses["loss_triplet"] = self.triplet_scale * over_branches(
                 outputs["features"], lambda x: triplet_loss(x[rows], tri_labels[rows],
                                                             self.triplet_margin))
@@ -272,9 +273,7 @@ class RoundTensorBoardHook(HookBase):
         self.writer = None
 
     def before_train(self) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(log_dir=self.log_dir, filename_suffix=".pseudo_labels")
+        self.writer = summary_writer(self.log_dir, filename_suffix=".pseudo_labels")
 
     def after_epoch(self) -> None:
         for name, value in self.step.scalars().items():
@@ -344,12 +343,15 @@ class ClusterAdaptation(AdaptMethod):
         classifiers = PseudoClassifiers(len(self.labeler.granularities), len(ctx.target.train),
                                         dim, self.cls_scale).to(ctx.device)
         ctx.model.add_module(self.training_modules[0], classifiers)
-        batch_size = cfg.SOLVER.IMS_PER_BATCH
+        batch_size = per_rank_batch_size(cfg.SOLVER.IMS_PER_BATCH, "ADAPT.SOLVER.IMS_PER_BATCH")
         source_loader = None
         if self.mixture:
+            source_batch_size = (per_rank_batch_size(self.source_batch_size,
+                                                     "ADAPT.MLT.SOURCE_IMS_PER_BATCH")
+                                 if self.source_batch_size else batch_size)
             source_loader = build_train_loader(
                 combine_train_sets([ctx.source]), build_transforms_from_config(cfg, True),
-                self.source_batch_size or batch_size, self.num_instances, workers, cfg.SEED)
+                source_batch_size, self.num_instances, workers, cfg.SEED)
         self.step = PseudoLabelStep(
             ctx.model, self.labeler, classifiers, ctx.target.train,
             build_transforms_from_config(cfg, True), feature_loader, batch_size,

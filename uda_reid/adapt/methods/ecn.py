@@ -18,7 +18,8 @@ from uda_reid.adapt.invariance import invariance_loss, use_neighbors
 from uda_reid.adapt.memory import ExemplarMemory, momentum_schedule
 from uda_reid.adapt.registry import METHODS
 from uda_reid.data.datasets import build_dataset_from_config
-from uda_reid.data.loaders import ImageDataset, build_train_loader_from_config, combine_train_sets
+from uda_reid.data.loaders import (ImageDataset, build_train_loader_from_config, combine_train_sets,
+                                   per_rank_batch_size)
 from uda_reid.data.transforms import build_transforms_from_config
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
@@ -148,8 +149,8 @@ def build_source_loader(cfg) -> Iterable:
                          f"got '{cfg.DATALOADER.SAMPLER}'")
     datasets = [build_dataset_from_config(cfg, name) for name in cfg.DATASETS.NAMES]
     dataset = ImageDataset(combine_train_sets(datasets), build_transforms_from_config(cfg, True))
-    return build_shuffled_loader(dataset, cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS,
-                                 cfg.SEED)
+    return build_shuffled_loader(dataset, per_rank_batch_size(cfg.SOLVER.IMS_PER_BATCH),
+                                 cfg.DATALOADER.NUM_WORKERS, cfg.SEED)
 
 
 @METHODS.register("ecn")
@@ -200,7 +201,10 @@ class ECN(AdaptMethod):
         embedding_dim = getattr(getattr(ctx.model, "head", None), "embedding_dim", None)
         if embedding_dim is None:
             raise ValueError("ECN needs a head with a target embedding (MODEL.HEADS.NAME ecn)")
-        batch_size = self.target_batch_size or ctx.cfg.SOLVER.IMS_PER_BATCH
+        batch_size = (per_rank_batch_size(self.target_batch_size,
+                                          "ADAPT.ECN.TARGET_IMS_PER_BATCH")
+                      if self.target_batch_size
+                      else per_rank_batch_size(ctx.cfg.SOLVER.IMS_PER_BATCH))
         source_loader = build_source_loader(ctx.cfg)
         target_loader = build_target_loader(ctx.cfg, ctx.target.train, ctx.target.num_cameras,
                                             batch_size, self.camstyle_dir(ctx.target))

@@ -70,6 +70,9 @@ class LossesConfig:
 class ModelConfig:
     DEVICE: str = "auto"  # auto | cpu | cuda | cuda:N
     WEIGHTS: str = ""
+    # under torch.distributed: every BatchNorm (backbone and neck) normalises over the global
+    # batch (all processes' images); no effect in one process
+    SYNC_BN: bool = False
     BACKBONE: BackboneConfig = field(default_factory=BackboneConfig)
     POOLING: PoolingConfig = field(default_factory=PoolingConfig)
     HEADS: HeadsConfig = field(default_factory=HeadsConfig)
