@@ -35,6 +35,7 @@ class HeadsConfig:
     SCALE: float = 1.0
     MARGIN: float = 0.0
     NUM_CLASSES: int = 0  # 0: taken from the training data
+    DROPOUT: float = 0.5  # ecn head: dropout of its source and target branches
 
 
 @section
