@@ -6,41 +6,21 @@ Each job is ``{"tool": "train" | "adapt", "argv": [...]}`` (the command-line too
 ``{"kill_resume": CONFIG, "overrides": [...], "kill_at": N}`` (tools/train.py's training
 killed before global iteration N on every rank, then resumed with ``--resume``).
 """
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import torch
 
+from test_engine_resume_e2e import KillAt
+from test_train_e2e import load_tool
 from uda_reid.config import load_config
 from uda_reid.engine.defaults import train
-from uda_reid.engine.hooks import HookBase
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class KillAt(HookBase):
-    """Simulates a crash of every rank just before global iteration ``iteration``."""
-
-    def __init__(self, iteration: int):
-        self.iteration = iteration
-
-    def before_step(self):
-        if self.trainer.iter == self.iteration:
-            raise KeyboardInterrupt(f"killed before iteration {self.iteration}")
-
-
-def tool_main(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def run(job):
     if "tool" in job:
-        rc = tool_main(job["tool"])(job["argv"])
+        rc = load_tool(job["tool"])(job["argv"])
         if rc != 0:
             raise SystemExit(f"tools/{job['tool']}.py exited with {rc}")
         return

@@ -9,7 +9,6 @@ near-zero gradients into lr-sized changes). The remaining differences are float 
 tolerances below are about 10x the differences measured (see the README's "Multi-GPU /
 distributed").
 """
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train_e2e import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CONFIG = ROOT / "configs" / "synth-market" / "bagtricks_R18.yml"
@@ -25,13 +25,6 @@ DETERMINISTIC = ["INPUT.SIZE_TRAIN", "[32, 16]", "INPUT.SIZE_TEST", "[32, 16]",
                  "INPUT.PADDING.ENABLED", "False", "INPUT.FLIP.ENABLED", "False",
                  "INPUT.REA.ENABLED", "False", "MODEL.SYNC_BN", "True", "MODEL.DEVICE", "cpu",
                  "DATALOADER.NUM_WORKERS", "0", "DATASETS.SYNTH_SCALE", "tiny"]
-
-
-def tool_main(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def train_overrides(data_root, out):
@@ -96,20 +89,27 @@ def max_difference(a, b):
                for k in a if a[k].is_floating_point())
 
 
-def assert_metrics_close(a, b, tol):
+QUERIES = 22  # synth-duke tiny; synth-market tiny has 23
+
+
+def assert_metrics_close(a, b, tol, rank_queries=0):
+    """mAP/mINP within ``tol``; rank-k within ``tol`` or, when ``rank_queries`` > 0, within
+    one of that many queries changing its rank."""
     assert a.keys() == b.keys()
     for epoch in a:
         for dataset in a[epoch]:
             for name, value in a[epoch][dataset].items():
-                assert abs(value - b[epoch][dataset][name]) <= tol, (epoch, name, value,
-                                                                     b[epoch][dataset][name])
+                limit = max(tol, 1 / rank_queries + 1e-9 if rank_queries and
+                            name.startswith("rank") else 0.0)
+                assert abs(value - b[epoch][dataset][name]) <= limit, (
+                    epoch, name, value, b[epoch][dataset][name])
 
 
 def test_two_process_training_equals_one_process_with_the_same_global_batch(runs, tmp_path):
     base, log = runs
     torch.set_num_threads(1)
     one = tmp_path / "train1"
-    assert tool_main("train")(["--config-file", str(TRAIN_CONFIG),
+    assert load_tool("train")(["--config-file", str(TRAIN_CONFIG),
                                *train_overrides(base / "data", one)]) == 0
     want, got = load(one / "last.pth"), load(base / "train2" / "last.pth")
     assert got["rng"].keys() == {"ranks"} and len(got["rng"]["ranks"]) == 2
@@ -137,7 +137,7 @@ def test_killed_and_resumed_distributed_training_equals_an_uninterrupted_one(run
 def test_two_process_ecn_equals_one_process(runs, tmp_path):
     base, _ = runs
     torch.set_num_threads(1)
-    assert tool_main("adapt")(adapt_argv(base / "data", tmp_path / "ecn1", "ecn")) == 0
+    assert load_tool("adapt")(adapt_argv(base / "data", tmp_path / "ecn1", "ecn")) == 0
     want, got = load(tmp_path / "ecn1" / "last.pth"), load(base / "ecn2" / "last.pth")
     # measured: 4.8e-6 on the weights, 1.9e-6 on the memory, metrics identical
     assert max_difference(want["model"], got["model"]) < 5e-5
@@ -151,13 +151,14 @@ def test_two_process_ecn_equals_one_process(runs, tmp_path):
 def test_two_process_cluster_adaptation_equals_one_process(runs, tmp_path):
     base, _ = runs
     torch.set_num_threads(1)
-    assert tool_main("adapt")(adapt_argv(base / "data", tmp_path / "cluster1", "cluster")) == 0
+    assert load_tool("adapt")(adapt_argv(base / "data", tmp_path / "cluster1", "cluster")) == 0
     want, got = load(tmp_path / "cluster1" / "last.pth"), load(base / "cluster2" / "last.pth")
     # the round's pseudo-labels: clustered once on rank 0 from the gathered features
     assert torch.equal(want["step"]["labels"], got["step"]["labels"])
     assert (got["step"]["labels"] >= 0).sum() > 10
     assert want["step"]["rounds"][0]["granularities"] == got["step"]["rounds"][0]["granularities"]
-    # measured: 1.0e-3 on a BatchNorm running variance of ~9 (the step's batch-hard euclidean
-    # triplet), 2.2e-4 on the weights; metrics identical
+    # measured in two runs: at most 1.1e-3 (a BatchNorm running variance of ~9, a conv
+    # weight of ~0.1; the step's triplet is batch-hard on euclidean distances); mAP within
+    # 3e-3, rank-10 of one query in 22 changed
     assert max_difference(want["model"], got["model"]) < 1e-2
-    assert_metrics_close(want["metrics"], got["metrics"], 0.01)
+    assert_metrics_close(want["metrics"], got["metrics"], 0.01, rank_queries=QUERIES)
