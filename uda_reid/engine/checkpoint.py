@@ -63,8 +63,9 @@ class Checkpointer:
         test tool) atomically to ``directory/name`` (under torch.distributed: rank 0 writes,
         every rank returns once the file is there)."""
         payload = dict(state, identity=self.identity, meta=self.meta)
-        on_main_process(lambda: atomic_save(self.path(name), lambda tmp: torch.save(payload, tmp)))
-        return self.path(name)
+        path = self.path(name)
+        on_main_process(lambda: atomic_save(path, lambda tmp: torch.save(payload, tmp)))
+        return path
 
     def load(self, name: str) -> Dict[str, Any]:
         """Read ``directory/name`` and check that it belongs to this run's identity."""

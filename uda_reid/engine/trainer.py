@@ -13,7 +13,12 @@ the optimiser step) and the hooks (evaluation, re-clustering, ...). Order of cal
 
 A checkpoint (``state_dict``) taken in ``after_epoch`` holds everything a resumed run needs to
 continue bit-identically: model, optimiser, AMP scaler, the step's state (data samplers,
-memories), hook states, finished epochs, metric history and every RNG state.
+memories), hook states, finished epochs, metric history and every RNG state (every rank's
+under torch.distributed).
+
+Under torch.distributed (see :mod:`uda_reid.engine.distributed`) the gradients are averaged
+over the ranks between backward and optimiser step, the buffers taken from rank 0 after it, and
+the logged losses are the ranks' means.
 """
 from __future__ import annotations
 
