@@ -267,6 +267,16 @@ def test_rank0_result_batch_split_and_per_rank_random_states(ranks):
     assert not torch.equal(results[0]["rng"][0], results[1]["rng"][0])
 
 
+def test_resuming_with_another_number_of_processes_is_an_error():
+    from uda_reid.engine.distributed import restore_rng_states
+    from uda_reid.engine.seed import get_rng_states
+
+    state = get_rng_states()
+    with pytest.raises(ValueError, match=r"run of 2 process\(es\); resume it with 2, not 1"):
+        restore_rng_states({"ranks": [state, state]})
+    restore_rng_states(state)  # one process's checkpoint in one process
+
+
 @pytest.mark.parametrize("environ, want", [
     ({}, LaunchEnv(0, 1, 0)),
     ({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}, LaunchEnv(3, 4, 1)),

@@ -119,6 +119,9 @@ def test_two_process_training_equals_one_process_with_the_same_global_batch(runs
     # rank 0 alone logs: train, the killed-and-resumed train, and for each adaptation its
     # stage 1 and stage 2 wrote one results.json each
     assert log.count("Results written to") == 6
+    # and writes: one log line per event in log.txt, one TensorBoard event file
+    assert (base / "train2" / "log.txt").read_text().count("Results written to") == 1
+    assert len(list((base / "train2").glob("events.out.tfevents.*"))) == 1
 
 
 def test_killed_and_resumed_distributed_training_equals_an_uninterrupted_one(runs):
