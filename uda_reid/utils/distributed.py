@@ -1,8 +1,8 @@
 """Communication between the processes of a ``torch.distributed`` run.
 
-Every helper is collective (all ranks must call it, in the same order) and, in one process (no
-process group, or a world of one), returns its input unchanged or runs locally, so code written
-with them runs unchanged in one process. Tensors travel on the process group's device (CUDA for
+The helpers that communicate are collective (every rank must call them, in the same order); in
+one process (no process group, or a world of one) they return their input unchanged or run
+locally, so code written with them runs unchanged in one process. Tensors travel on the process group's device (CUDA for
 NCCL, the CPU for Gloo) and come back on the device they came from.
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ def is_main_process() -> bool:
 
 
 def barrier() -> None:
+    """Wait until every rank has arrived here."""
     if is_distributed():
         dist.barrier()
 
