@@ -43,6 +43,7 @@ from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
 from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
+from uda_reid.utils.distributed import is_main_process
 
 import uda_reid.adapt.methods  # noqa: F401  (registers the methods)
 
@@ -242,7 +243,8 @@ def run_adaptation(cfg: Config, resume: bool = False, overwrite: bool = False
         results = _run_stages(cfg, method, labelled_target, camstyle_dir, output_dir,
                               inputs_dir, resume)
     finally:
-        shutil.rmtree(inputs_dir, ignore_errors=True)
+        if is_main_process():
+            shutil.rmtree(inputs_dir, ignore_errors=True)
     logger.info("%s", adaptation_summary(results, output_dir))
     return results
 

@@ -32,6 +32,7 @@ from uda_reid.adapt.clustering import (
     build_backend,
     cluster,
 )
+from uda_reid.utils.distributed import main_process_result
 from uda_reid.utils.knn import ArrayLike, self_knn
 from uda_reid.utils.kreciprocal import (
     feature_pair_distance,
@@ -128,9 +129,11 @@ class PseudoLabeler:
     use_gpu: bool = False
 
     def __call__(self, features: ArrayLike) -> List[ClusterResult]:
-        return multi_granularity_labels(features, self.granularities, self.backend,
-                                        self.outliers, self.k1, self.k2, self.search_option,
-                                        self.use_gpu)
+        """The results per granularity; under torch.distributed they are computed once, on
+        rank 0, and every rank receives them (the ranks hold the same features)."""
+        return main_process_result(lambda: multi_granularity_labels(
+            features, self.granularities, self.backend, self.outliers, self.k1, self.k2,
+            self.search_option, self.use_gpu))
 
     @classmethod
     def from_config(cls, cfg) -> "PseudoLabeler":

@@ -10,6 +10,7 @@ from torch import nn
 
 from uda_reid.engine.checkpoint import Checkpointer
 from uda_reid.engine.lr_schedule import WarmupLRScheduler
+from uda_reid.utils.distributed import is_main_process
 
 if TYPE_CHECKING:
     from uda_reid.engine.trainer import Trainer
@@ -193,6 +194,29 @@ def current_lr(trainer: "Trainer") -> float:
     return float(group["lr"])
 
 
+class _NoWriter:
+    """What the ranks other than 0 write TensorBoard events with: nothing."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def summary_writer(log_dir: os.PathLike | str, **kwargs: Any) -> Any:
+    """A TensorBoard ``SummaryWriter`` on ``log_dir`` (rank 0 only under torch.distributed;
+    the other ranks get a writer that discards)."""
+    if not is_main_process():
+        return _NoWriter()
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(log_dir), **kwargs)
+
+
 class TensorBoardHook(HookBase):
     """Writes losses, LR and step scalars every ``period`` iterations and metrics per epoch."""
 
@@ -202,9 +226,7 @@ class TensorBoardHook(HookBase):
         self.writer = None
 
     def before_train(self) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(log_dir=self.log_dir)
+        self.writer = summary_writer(self.log_dir)
 
     def after_step(self) -> None:
         trainer = self.trainer

@@ -13,7 +13,12 @@ the optimiser step) and the hooks (evaluation, re-clustering, ...). Order of cal
 
 A checkpoint (``state_dict``) taken in ``after_epoch`` holds everything a resumed run needs to
 continue bit-identically: model, optimiser, AMP scaler, the step's state (data samplers,
-memories), hook states, finished epochs, metric history and every RNG state.
+memories), hook states, finished epochs, metric history and every RNG state (every rank's
+under torch.distributed).
+
+Under torch.distributed (see :mod:`uda_reid.engine.distributed`) the gradients are averaged
+over the ranks between backward and optimiser step, the buffers taken from rank 0 after it, and
+the logged losses are the ranks' means.
 """
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, 
 import torch
 from torch import Tensor, nn
 
-from uda_reid.engine.seed import get_rng_states, set_rng_states
+from uda_reid.engine.distributed import (average_gradients, broadcast_buffers, mean_over_ranks,
+                                         restore_rng_states, rng_states)
 from uda_reid.models.reid_model import ReIDModel
 
 if TYPE_CHECKING:
@@ -246,11 +252,14 @@ class Trainer:
                                      f"{ {k: float(v.detach()) for k, v in losses.items()} }")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
+        average_gradients(p for group in self.optimizer.param_groups for p in group["params"])
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step.after_update(self.model)
+        broadcast_buffers(self.model)
         self.losses = {k: float(v.detach()) for k, v in losses.items()}
         self.losses["total"] = float(total.detach())
+        self.losses = mean_over_ranks(self.losses)
 
     def _keyed_hooks(self) -> Dict[str, "HookBase"]:
         """Hooks keyed by class name (``EvalHook``, ``EvalHook.1`` for a second one)."""
@@ -278,7 +287,7 @@ class Trainer:
             "epoch": self.completed_epochs,
             "iteration": self.completed_epochs * self.iters_per_epoch,
             "metrics": self.metrics,
-            "rng": get_rng_states(),
+            "rng": rng_states(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -296,4 +305,4 @@ class Trainer:
         self.completed_epochs = self.start_epoch = int(state["epoch"])
         self.iter = int(state["iteration"])
         self.metrics = dict(state["metrics"])
-        set_rng_states(state["rng"])
+        restore_rng_states(state["rng"])

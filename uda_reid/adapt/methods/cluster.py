@@ -38,12 +38,14 @@ from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
 from uda_reid.adapt.pseudo_labels import PseudoLabeler, cluster_centroids
 from uda_reid.adapt.registry import METHODS
 from uda_reid.adapt.sampling import ShuffledBatchSampler
-from uda_reid.data.loaders import build_batch_loader, collate
-from uda_reid.engine.hooks import HookBase
+from uda_reid.data.loaders import build_batch_loader, collate, per_rank_batch_size
+from uda_reid.data.samplers import ShardSampler
+from uda_reid.engine.hooks import HookBase, summary_writer
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.losses.computer import over_branches
 from uda_reid.losses.functional import cross_entropy_smooth, triplet_loss
+from uda_reid.utils.distributed import any_rank, dist_rank_and_world_size
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ class PseudoLabelStep(TrainStep):
         self.target: Optional[BatchStream] = None
 
     def __len__(self) -> int:
-        return max(1, len(self.train_images) // self.batch_size)
+        return max(1, len(self.train_images) // (self.batch_size * dist_rank_and_world_size()[1]))
 
     # ----------------------------------------------------------------- the round
     def pseudo_label_round(self, epoch: int) -> Dict[str, Any]:
@@ -188,7 +190,7 @@ class PseudoLabelStep(TrainStep):
         ce = []
         for h in range(self.classifiers.num_heads):
             rows = labels[h] >= 0
-            if rows.any():
+            if any_rank(bool(rows.any())):
                 ce.append(over_branches(outputs[self.feature_key], lambda x: cross_entropy_smooth(
                     self.classifiers(h, x[:b][rows]), labels[h][rows], self.ce_epsilon)))
         if ce:
@@ -200,7 +202,7 @@ class PseudoLabelStep(TrainStep):
             # disjoint label spaces: source ids after every possible target class
             tri_labels = torch.cat([tri_labels, source_pids + self.classifiers.capacity])
         rows = tri_labels >= 0
-        if rows.sum() > 1:
+        if any_rank(bool(rows.sum() > 1)):
             losses["loss_triplet"] = self.triplet_scale * over_branches(
                 outputs["features"], lambda x: triplet_loss(x[rows], tri_labels[rows],
                                                             self.triplet_margin))
@@ -279,9 +281,7 @@ class RoundTensorBoardHook(HookBase):
         self.writer = None
 
     def before_train(self) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(log_dir=self.log_dir, filename_suffix=".pseudo_labels")
+        self.writer = summary_writer(self.log_dir, filename_suffix=".pseudo_labels")
 
     def after_epoch(self) -> None:
         for name, value in self.step.scalars().items():
@@ -343,21 +343,25 @@ class ClusterAdaptation(AdaptMethod):
             raise ValueError(f"MODEL.HEADS.NECK_FEAT must be one of {sorted(FEATURE_KEYS)}, "
                              f"got {s.neck_feat!r}")
         feature_loader = DataLoader(ctx.target.dataset(s.test_transform),
-                                    batch_size=s.test_batch_size, shuffle=False,
+                                    batch_size=s.test_batch_size,
+                                    sampler=ShardSampler(len(ctx.target)),
                                     num_workers=s.num_workers, collate_fn=collate)
         dim = retrieval_dim(ctx.model, feature_loader, ctx.device)
         classifiers = PseudoClassifiers(len(self.labeler.granularities), len(ctx.target),
                                         dim, self.cls_scale).to(ctx.device)
         ctx.model.add_module(self.training_modules[0], classifiers)
+        batch_size = per_rank_batch_size(s.batch_size, "ADAPT.SOLVER.IMS_PER_BATCH")
         source_loader = None
         if self.mixture:
+            source_batch_size = (per_rank_batch_size(self.source_batch_size,
+                                                     "ADAPT.MLT.SOURCE_IMS_PER_BATCH")
+                                 if self.source_batch_size else batch_size)
             source_loader = build_batch_loader(
-                ctx.source.dataset(s.train_transform), ctx.source.pids,
-                self.source_batch_size or s.batch_size, self.num_instances, s.num_workers,
-                s.seed)
+                ctx.source.dataset(s.train_transform), ctx.source.pids, source_batch_size,
+                self.num_instances, s.num_workers, s.seed)
         self.step = PseudoLabelStep(
             ctx.model, self.labeler, classifiers, ctx.target.dataset(s.train_transform),
-            feature_loader, s.batch_size, self.num_instances, FEATURE_KEYS[s.neck_feat],
+            feature_loader, batch_size, self.num_instances, FEATURE_KEYS[s.neck_feat],
             self.granularity_index, self.ce_epsilon, self.ce_scale, self.triplet_margin,
             self.triplet_scale, source_loader, s.flip, s.num_workers, s.seed, ctx.device)
         return self.step
