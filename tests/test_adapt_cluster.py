@@ -251,8 +251,11 @@ def test_optimizer_state_of_the_classifiers_is_dropped_before_each_round():
     heads.reset(0, torch.eye(4)[:3])
     (heads(0, torch.randn(5, 4)).sum() + other(torch.randn(5, 4)).sum()).backward()
     opt.step()
-    hook = FreshClassifierStateHook(heads)
-    hook.trainer = SimpleNamespace(optimizer=opt)
+    hook = FreshClassifierStateHook(heads, period=2)
+    hook.trainer = SimpleNamespace(optimizer=opt, epoch=1)
+    hook.before_epoch()  # no re-clustering in epoch 1 of a period of 2: the classes stay
+    assert heads.weight in opt.state
+    hook.trainer.epoch = 2
     hook.before_epoch()
     assert heads.weight not in opt.state and other.weight in opt.state
     opt.step()  # the optimiser starts the classifier afresh

@@ -15,8 +15,9 @@ on logits. The hard labels are the row-wise argmax of Q.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
+import numpy as np
 import torch
 
 TRANSPORT_MODES = ("none", "epoch", "batch")
@@ -115,3 +116,65 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.04, iterations: int = 1000
             break
     assignment = torch.exp(log_kernel + u[:, None] + v[None, :])
     return TransportResult(assignment, done, error, notes)
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    """How pseudo-labels are refined (ADAPT.MLT.TRANSPORT*): ``mode`` one of
+    :data:`TRANSPORT_MODES`; ``marginals`` ``"equal"`` (equipartition) or ``"sizes"`` (the
+    current cluster sizes) for the per-epoch transport."""
+
+    mode: str = "none"
+    epsilon: float = 0.04
+    iterations: int = 1000
+    tolerance: float = 1e-3
+    marginals: str = "equal"
+
+    def __post_init__(self) -> None:
+        if self.mode not in TRANSPORT_MODES:
+            raise ValueError(f"ADAPT.MLT.TRANSPORT must be one of {TRANSPORT_MODES}, got "
+                             f"{self.mode!r}")
+        if self.marginals not in ("equal", "sizes"):
+            raise ValueError("ADAPT.MLT.TRANSPORT_MARGINALS must be 'equal' or 'sizes', got "
+                             f"{self.marginals!r}")
+        if not self.epsilon > 0 or self.iterations < 1 or not self.tolerance > 0:
+            raise ValueError("ADAPT.MLT.TRANSPORT_EPSILON, TRANSPORT_ITERS and TRANSPORT_TOL "
+                             f"must be positive, got {self.epsilon}, {self.iterations}, "
+                             f"{self.tolerance}")
+
+    @classmethod
+    def from_config(cls, m) -> "TransportOptions":
+        """From an ADAPT.MLT section."""
+        return cls(m.TRANSPORT, m.TRANSPORT_EPSILON, m.TRANSPORT_ITERS, m.TRANSPORT_TOL,
+                   m.TRANSPORT_MARGINALS)
+
+
+def transport_epoch_labels(logits: torch.Tensor, labels: np.ndarray, options: TransportOptions
+                           ) -> Tuple[np.ndarray, TransportResult]:
+    """New labels (N,) for the labelled rows (label >= 0) of a whole set: the balanced
+    assignment of their logits (N, C) over the C classes; unlabelled rows stay -1."""
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = labels >= 0
+    marginals = None
+    if options.marginals == "sizes":
+        marginals = torch.from_numpy(np.bincount(labels[rows], minlength=logits.shape[1]))
+    result = sinkhorn(logits[torch.from_numpy(rows).to(logits.device)], options.epsilon,
+                      options.iterations, options.tolerance, marginals)
+    new = labels.copy()
+    new[rows] = result.labels.cpu().numpy()
+    return new, result
+
+
+def transport_batch_labels(logits: torch.Tensor, labels: torch.Tensor,
+                           options: TransportOptions) -> torch.Tensor:
+    """New labels (B,) of one batch: its labelled rows re-assigned among the classes present
+    in the batch, each keeping its batch count (the marginals); logits (B, C)."""
+    rows = labels >= 0
+    if not rows.any():
+        return labels
+    classes, counts = torch.unique(labels[rows], return_counts=True)
+    result = sinkhorn(logits[rows][:, classes], options.epsilon, options.iterations,
+                      options.tolerance, counts)
+    new = labels.clone()
+    new[rows] = classes[result.labels.to(classes.device)]
+    return new

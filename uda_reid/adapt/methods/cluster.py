@@ -13,9 +13,16 @@ A degenerate granularity (every sample an outlier, or one single cluster) is log
 its previous round's labels and classifier, or, in the first round, sits out (no CE; without
 usable labels for the sampler the target batches are drawn at random and only the losses that
 still have labels are used).
+
+Options (ADAPT.MLT): re-clustering every ``RECLUSTER_PERIOD`` epochs; label transport
+(``TRANSPORT``: the epochs in between re-assign each granularity's labels by Sinkhorn-Knopp
+from the classifier's predictions, or each batch is re-assigned among its classes); domain-
+specific BatchNorm for the mixed batch (``DSBN``); a mean teacher (``MEAN_TEACHER``) whose
+features and classifiers give the pseudo-labels and which is evaluated and checkpointed.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -23,15 +30,19 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from uda_reid.adapt.base import AdaptContext, AdaptMethod
 from uda_reid.adapt.clustering import ClusterResult
 from uda_reid.adapt.guard import UnlabeledSamples
+from uda_reid.adapt.mean_teacher import MeanTeacher, MeanTeacherHook
 from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
 from uda_reid.adapt.pseudo_labels import PseudoLabeler, cluster_centroids
 from uda_reid.adapt.registry import METHODS
 from uda_reid.adapt.sampling import ShuffledBatchSampler
+from uda_reid.adapt.transport import (TransportOptions, transport_batch_labels,
+                                      transport_epoch_labels)
 from uda_reid.data.loaders import (ImageDataset, build_test_loader, build_train_loader, collate,
                                    combine_train_sets)
 from uda_reid.data.transforms import build_transforms_from_config
@@ -40,6 +51,8 @@ from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.losses.computer import over_branches
 from uda_reid.losses.functional import cross_entropy_smooth, triplet_loss
+from uda_reid.models.domain_bn import (convert_domain_batchnorm, domain_sections,
+                                       other_domain_modules)
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +100,13 @@ class PseudoLabelStep(TrainStep):
                  triplet_margin: float = 0.3, triplet_scale: float = 1.0,
                  source_loader: Optional[Iterable] = None, flip: bool = False,
                  label_quality: Optional[LabelQuality] = None, num_workers: int = 0,
-                 seed: int = 0, device: torch.device | str = "cpu") -> None:
+                 seed: int = 0, device: torch.device | str = "cpu",
+                 recluster_period: int = 1, transport: TransportOptions = TransportOptions(),
+                 domain_bn: bool = False, teacher: Optional[nn.Module] = None,
+                 teacher_classifiers: Optional[PseudoClassifiers] = None) -> None:
+        """teacher: the model whose features (and ``teacher_classifiers``' predictions) give
+        the pseudo-labels (default ``model``); domain_bn: the mixed batch's target and source
+        rows go through their own BatchNorms."""
         if len(labeler.granularities) != classifiers.num_heads:
             raise ValueError(f"{len(labeler.granularities)} granularities but "
                              f"{classifiers.num_heads} classifiers")
@@ -99,6 +118,13 @@ class PseudoLabelStep(TrainStep):
                              f"ADAPT.MLT.NUM_INSTANCES={num_instances}")
         if feature_key not in FEATURE_KEYS.values():
             raise ValueError(f"feature_key must be one of {sorted(FEATURE_KEYS.values())}")
+        if recluster_period < 1:
+            raise ValueError(f"ADAPT.MLT.RECLUSTER_PERIOD must be >= 1, got {recluster_period}")
+        if domain_bn and source_loader is None:
+            raise ValueError("ADAPT.MLT.DSBN needs source batches in the forward pass "
+                             "(ADAPT.MLT.MIXTURE True)")
+        if (teacher is None) != (teacher_classifiers is None):
+            raise ValueError("give the teacher together with its classifiers")
         self.model = model
         self.labeler = labeler
         self.classifiers = classifiers
@@ -117,6 +143,11 @@ class PseudoLabelStep(TrainStep):
         self.num_workers = num_workers
         self.seed = seed
         self.device = torch.device(device)
+        self.recluster_period = recluster_period
+        self.transport = transport
+        self.domain_bn = domain_bn
+        self.teacher = teacher
+        self.teacher_classifiers = teacher_classifiers
         self.labels = np.full((classifiers.num_heads, len(samples)), -1, dtype=np.int64)
         self.rounds: List[Dict[str, Any]] = []
         self.target: Optional[BatchStream] = None
@@ -129,11 +160,13 @@ class PseudoLabelStep(TrainStep):
         """Cluster the current features, update labels and classifiers; returns the round's
         record (also appended to ``rounds``)."""
         start = time.perf_counter()
-        features = extract_features(self.model, self.feature_loader, self.flip, self.device)[0]
+        features = self._labelling_features()
         results = self.labeler(features)
         self.labels, actions = update_round_labels(results, self.labels, features,
                                                    self.classifiers)
-        record: Dict[str, Any] = {"epoch": epoch + 1, "granularities": []}
+        if self.teacher_classifiers is not None:  # the teacher classifies the new classes too
+            self.teacher_classifiers.load_state_dict(self.classifiers.state_dict())
+        record: Dict[str, Any] = {"epoch": epoch + 1, "round": "cluster", "granularities": []}
         for h, (g, result, action) in enumerate(zip(self.labeler.granularities, results,
                                                     actions)):
             entry: Dict[str, Any] = {
@@ -159,6 +192,47 @@ class PseudoLabelStep(TrainStep):
         self.rounds.append(record)
         return record
 
+    def _labelling_features(self) -> torch.Tensor:
+        """(N, D) features of the target training images from the teacher (or the model)."""
+        model = self.teacher if self.teacher is not None else self.model
+        return extract_features(model, self.feature_loader, self.flip, self.device)[0]
+
+    def transport_round(self, epoch: int) -> Dict[str, Any]:
+        """Re-assign every labelled granularity by label transport over the whole target set
+        (classifier logits of the l2-normalised features); returns the round's record."""
+        start = time.perf_counter()
+        x = F.normalize(self._labelling_features(), dim=1).to(self.device)
+        classifiers = (self.teacher_classifiers if self.teacher_classifiers is not None
+                       else self.classifiers)
+        record: Dict[str, Any] = {"epoch": epoch + 1, "round": "transport", "granularities": []}
+        for h, g in enumerate(self.labeler.granularities):
+            old = self.labels[h]
+            if not (old >= 0).any():
+                continue
+            with torch.no_grad():
+                logits = classifiers(h, x)
+            new, result = transport_epoch_labels(logits, old, self.transport)
+            self.labels[h] = new
+            kept = new[new >= 0]
+            entry: Dict[str, Any] = {
+                "granularity": float(g), "num_clusters": int(len(np.unique(kept))),
+                "num_outliers": int((new < 0).sum()),
+                "changed": float((new != old)[old >= 0].mean()),
+                "iterations": result.iterations, "error": result.error, "notes": result.notes}
+            if self.label_quality is not None:
+                entry.update({k: v for k, v in self.label_quality(new).items()
+                              if k not in ("num_clusters", "num_outliers")})
+            record["granularities"].append(entry)
+            for note in result.notes:
+                logger.warning("Round %d, granularity %s, transport: %s", epoch + 1, g, note)
+            logger.info("Round %d, granularity %s: transport changed %.1f%% of the labels "
+                        "(%d clusters used, %d iterations, marginal error %.2e)", epoch + 1, g,
+                        100 * entry["changed"], entry["num_clusters"], result.iterations,
+                        result.error)
+        record["seconds"] = time.perf_counter() - start
+        self.rounds.append(record)
+        return record
+
     def _target_loader(self, epoch: int) -> Iterable:
         """PK batches over the sampler granularity's labels, or shuffled batches when they
         cannot fill one (no labels, too few clusters)."""
@@ -177,7 +251,12 @@ class PseudoLabelStep(TrainStep):
 
     # ----------------------------------------------------------------- the step
     def begin_epoch(self, epoch: int) -> None:
-        self.pseudo_label_round(epoch)
+        if epoch % self.recluster_period == 0:
+            self.pseudo_label_round(epoch)
+        else:
+            if self.transport.mode == "epoch":
+                self.transport_round(epoch)
+            self.target = BatchStream(self._target_loader(epoch), self.device)
         if self.source is not None:
             self.source.begin_epoch(epoch)
 
@@ -217,13 +296,33 @@ class PseudoLabelStep(TrainStep):
         labels = torch.as_tensor(self.labels[:, batch["indexes"].cpu().numpy()],
                                  device=self.device)
         images, camids, source_pids = batch["images"], batch["camids"], None
+        sections = contextlib.nullcontext()
         if self.source is not None:
             source = self.source.next()
+            if self.domain_bn:
+                sections = domain_sections(model, [("target", len(images)),
+                                                   ("source", len(source["images"]))])
             images = torch.cat([images, source["images"]])
             camids = torch.cat([camids, source["camids"]])
             source_pids = source["pids"]
-        outputs = forward_model(model, {"images": images, "camids": camids})
+        with sections:
+            outputs = forward_model(model, {"images": images, "camids": camids})
+        if self.transport.mode == "batch":
+            labels = self.batch_transport(outputs, labels)
         return self.losses(outputs, labels, source_pids)
+
+    def batch_transport(self, outputs: Dict[str, Any], labels: torch.Tensor) -> torch.Tensor:
+        """Labels (H, B) of the batch's target rows re-assigned by transport among the batch's
+        classes, from the detached logits of the model's first branch."""
+        x = outputs[self.feature_key]
+        x = (x if isinstance(x, torch.Tensor) else x[0])[:labels.shape[1]].detach()
+        refined = labels.clone()
+        for h in range(self.classifiers.num_heads):
+            if (labels[h] >= 0).any():
+                with torch.no_grad():
+                    logits = self.classifiers(h, x)
+                refined[h] = transport_batch_labels(logits, labels[h], self.transport)
+        return refined
 
     def scalars(self) -> Dict[str, float]:
         """The last round's cluster counts and label quality, per granularity index."""
@@ -252,12 +351,15 @@ class PseudoLabelStep(TrainStep):
 
 class FreshClassifierStateHook(HookBase):
     """Drops the optimiser state (momenta, Adam moments) of the pseudo-label classifiers
-    before each round: row k is a new class after re-clustering."""
+    before each re-clustering (every ``period`` epochs): row k is a new class afterwards."""
 
-    def __init__(self, classifiers: PseudoClassifiers) -> None:
+    def __init__(self, classifiers: PseudoClassifiers, period: int = 1) -> None:
         self.classifiers = classifiers
+        self.period = period
 
     def before_epoch(self) -> None:
+        if self.trainer.epoch % self.period:
+            return
         for param in self.classifiers.parameters():
             self.trainer.optimizer.state.pop(param, None)
 
@@ -303,7 +405,10 @@ class ClusterAdaptation(AdaptMethod):
     def __init__(self, labeler: PseudoLabeler, granularity_index: int = 0,
                  ce_epsilon: float = 0.1, ce_scale: float = 1.0, triplet_margin: float = 0.3,
                  triplet_scale: float = 1.0, num_instances: int = 4, cls_scale: float = 0.0,
-                 mixture: bool = False, source_batch_size: int = 0) -> None:
+                 mixture: bool = False, source_batch_size: int = 0, recluster_period: int = 1,
+                 transport: TransportOptions = TransportOptions(), domain_bn: bool = False,
+                 mean_teacher: bool = False, teacher_momentum: float = 0.999,
+                 teacher_ramp: bool = True) -> None:
         if not 0 <= granularity_index < len(labeler.granularities):
             raise ValueError(f"ADAPT.MLT.TRIPLET_GRANULARITY={granularity_index} is not an index "
                              f"of the granularities {labeler.granularities}")
@@ -319,6 +424,15 @@ class ClusterAdaptation(AdaptMethod):
         self.cls_scale = cls_scale
         self.mixture = mixture
         self.source_batch_size = source_batch_size
+        if domain_bn and not mixture:
+            raise ValueError("ADAPT.MLT.DSBN needs ADAPT.MLT.MIXTURE True (source and target "
+                             "images in one forward pass)")
+        self.recluster_period = recluster_period
+        self.transport = transport
+        self.domain_bn = domain_bn
+        self.use_mean_teacher = mean_teacher
+        self.teacher_momentum, self.teacher_ramp = teacher_momentum, teacher_ramp
+        self.teacher: Optional[MeanTeacher] = None
         self.step: Optional[PseudoLabelStep] = None
 
     @classmethod
@@ -326,7 +440,17 @@ class ClusterAdaptation(AdaptMethod):
         m = cfg.ADAPT.MLT
         return cls(PseudoLabeler.from_config(cfg.ADAPT.CLUSTER), m.TRIPLET_GRANULARITY,
                    m.CE_EPSILON, m.CE_SCALE, m.TRIPLET_MARGIN, m.TRIPLET_SCALE, m.NUM_INSTANCES,
-                   m.CLS_SCALE, m.MIXTURE, m.SOURCE_IMS_PER_BATCH)
+                   m.CLS_SCALE, m.MIXTURE, m.SOURCE_IMS_PER_BATCH, m.RECLUSTER_PERIOD,
+                   TransportOptions.from_config(m), m.DSBN, m.MEAN_TEACHER, m.TEACHER_MOMENTUM,
+                   m.TEACHER_RAMP)
+
+    def prepare_model(self, model: nn.Module) -> None:
+        """With DSBN, every BatchNorm gets a target (main, exported) and a source set; the
+        source sets are training-only modules."""
+        if self.domain_bn:
+            count = convert_domain_batchnorm(model, "target", ("source",))
+            self.training_modules = (*type(self).training_modules, *other_domain_modules(model))
+            logger.info("DSBN: %d BatchNorm layers now keep target and source statistics", count)
 
     def build_step(self, ctx: AdaptContext) -> PseudoLabelStep:
         """The step; its classifiers join the model (``model.pseudo_classifiers``) so that the
@@ -344,6 +468,11 @@ class ClusterAdaptation(AdaptMethod):
         classifiers = PseudoClassifiers(len(self.labeler.granularities), len(ctx.target.train),
                                         dim, self.cls_scale).to(ctx.device)
         ctx.model.add_module(self.training_modules[0], classifiers)
+        teacher = teacher_classifiers = None
+        if self.use_mean_teacher:  # a copy of the model with its classifiers
+            self.teacher = MeanTeacher(ctx.model, self.teacher_momentum, self.teacher_ramp)
+            teacher = self.teacher.teacher
+            teacher_classifiers = teacher.get_submodule(self.training_modules[0])
         batch_size = cfg.SOLVER.IMS_PER_BATCH
         source_loader = None
         if self.mixture:
@@ -355,14 +484,19 @@ class ClusterAdaptation(AdaptMethod):
             build_transforms_from_config(cfg, True), feature_loader, batch_size,
             self.num_instances, FEATURE_KEYS[neck], self.granularity_index, self.ce_epsilon,
             self.ce_scale, self.triplet_margin, self.triplet_scale, source_loader, cfg.TEST.FLIP,
-            ctx.label_quality, workers, cfg.SEED, ctx.device)
+            ctx.label_quality, workers, cfg.SEED, ctx.device, self.recluster_period,
+            self.transport, self.domain_bn, teacher, teacher_classifiers)
         return self.step
 
     def hooks(self, ctx: AdaptContext) -> List[HookBase]:
         if self.step is None:
             raise RuntimeError("hooks() needs build_step() first")
-        return [FreshClassifierStateHook(self.step.classifiers),
-                RoundTensorBoardHook(self.step, str(ctx.output_dir))]
+        hooks: List[HookBase] = [FreshClassifierStateHook(self.step.classifiers,
+                                                          self.recluster_period),
+                                 RoundTensorBoardHook(self.step, str(ctx.output_dir))]
+        if self.teacher is not None:
+            hooks.append(MeanTeacherHook(self.teacher))
+        return hooks
 
     def report(self) -> Dict[str, Any]:
         """``rounds``: per round, each granularity's clusters, outliers and label quality."""

@@ -37,6 +37,9 @@ class MLTConfig:
     TRANSPORT_EPSILON: float = 0.04  # kernel exp(logits / epsilon); published lambda 25 = 1/0.04
     TRANSPORT_ITERS: int = 1000  # at most this many Sinkhorn iterations
     TRANSPORT_TOL: float = 1e-3  # stop once every cluster's mass is within this relative error
+    # Per-epoch target cluster masses: "equal" (equipartition, published) or "sizes" (the
+    # current cluster sizes).
+    TRANSPORT_MARGINALS: str = "equal"
     # Domain-specific BatchNorm (needs MIXTURE): source and target rows of the mixed batch
     # normalised with their own statistics and affine parameters; the target's are evaluated
     # and exported.
