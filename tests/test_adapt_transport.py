@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from uda_reid.adapt.transport import sinkhorn
+from uda_reid.adapt.transport import (TransportOptions, sinkhorn, transport_batch_labels,
+                                      transport_epoch_labels)
 
 
 def reference_sinkhorn(scores, epsilon, marginals=None, rounds=3000):
@@ -91,3 +92,41 @@ def test_a_cluster_no_sample_can_reach_is_reported_and_gets_no_mass():
 def test_bad_inputs_raise_a_clear_error(scores, message):
     with pytest.raises(ValueError, match=message):
         sinkhorn(scores, 0.1)
+
+
+def test_epoch_transport_keeps_outliers_and_can_follow_the_cluster_sizes():
+    labels = np.array([0, 0, 0, -1, 1, 1])
+    logits = torch.tensor([[2.0, 0.0], [2.0, 0.0], [2.0, 0.0], [9.0, 9.0], [2.0, 0.0],
+                           [0.0, 2.0]])
+    equal = TransportOptions("epoch", epsilon=0.1, iterations=5000, tolerance=1e-9)
+    new, result = transport_epoch_labels(logits, labels, equal)
+    # equipartition of the 5 labelled rows (2.5 each): the last row goes to class 1 whole,
+    # the four rows tied for class 0 share the other 1.5 of class 1 (0.375 each)
+    assert new.tolist() == [0, 0, 0, -1, 0, 1]
+    q = result.assignment.numpy()
+    np.testing.assert_allclose(q.sum(0), [2.5, 2.5], atol=1e-6)
+    np.testing.assert_allclose(q[:4, 1], 0.375, atol=1e-6)
+    sizes = TransportOptions("epoch", 0.1, 5000, 1e-9, marginals="sizes")
+    new, result = transport_epoch_labels(logits, labels, sizes)
+    q = result.assignment.numpy()
+    np.testing.assert_allclose(q.sum(0), [3.0, 2.0], atol=1e-6)  # the current sizes 3 and 2
+    np.testing.assert_allclose(q[:4, 1], 0.25, atol=1e-6)
+
+
+def test_batch_transport_reassigns_among_the_batch_classes_keeping_their_counts():
+    labels = torch.tensor([5, 5, 2, 2, -1])
+    logits = torch.zeros(5, 8)
+    logits[0, 5] = logits[1, 2] = logits[2, 2] = 1.0
+    logits[3, 7] = 10.0  # class 7 is not in the batch: not a candidate
+    logits[3, 5] = 1.0
+    options = TransportOptions("batch", epsilon=0.05, iterations=2000, tolerance=1e-9)
+    new = transport_batch_labels(logits, labels, options)
+    # rows 1 and 3 swap classes: two rows per class, the outlier stays out
+    assert new.tolist() == [5, 2, 2, 5, -1]
+
+
+def test_transport_options_are_checked():
+    with pytest.raises(ValueError, match="TRANSPORT must be one of"):
+        TransportOptions("online")
+    with pytest.raises(ValueError, match="TRANSPORT_MARGINALS"):
+        TransportOptions("epoch", marginals="prior")
