@@ -176,6 +176,11 @@ def test_losses_mean_ce_over_granularities_triplet_on_the_chosen_one_and_mixture
                                cross_entropy_smooth(src_logits[6:], source_pids, 0.1))
     tri = triplet_loss(feats, torch.cat([labels[1], source_pids + len(x)]), 0.3)
     torch.testing.assert_close(losses["loss_triplet"], tri)
+    # SOURCE_SCALE 0: the source rows only pass through (no source CE, not in the triplet)
+    step.source_scale = 0.0
+    losses = step.losses(out, labels, source_pids)
+    assert "loss_source_ce" not in losses
+    torch.testing.assert_close(losses["loss_triplet"], triplet_loss(feats[:6], labels[1], 0.3))
 
 
 def test_mlt_with_one_granularity_is_cluster_and_cluster_keeps_the_chosen_one():

@@ -103,10 +103,12 @@ class PseudoLabelStep(TrainStep):
                  seed: int = 0, device: torch.device | str = "cpu",
                  recluster_period: int = 1, transport: TransportOptions = TransportOptions(),
                  domain_bn: bool = False, teacher: Optional[nn.Module] = None,
-                 teacher_classifiers: Optional[PseudoClassifiers] = None) -> None:
+                 teacher_classifiers: Optional[PseudoClassifiers] = None,
+                 source_scale: float = 1.0) -> None:
         """teacher: the model whose features (and ``teacher_classifiers``' predictions) give
         the pseudo-labels (default ``model``); domain_bn: the mixed batch's target and source
-        rows go through their own BatchNorms."""
+        rows go through their own BatchNorms; source_scale: weight of the source CE (0: the
+        source rows only pass through the model, no source loss, not in the triplet)."""
         if len(labeler.granularities) != classifiers.num_heads:
             raise ValueError(f"{len(labeler.granularities)} granularities but "
                              f"{classifiers.num_heads} classifiers")
@@ -148,6 +150,7 @@ class PseudoLabelStep(TrainStep):
         self.domain_bn = domain_bn
         self.teacher = teacher
         self.teacher_classifiers = teacher_classifiers
+        self.source_scale = source_scale
         self.labels = np.full((classifiers.num_heads, len(samples)), -1, dtype=np.int64)
         self.rounds: List[Dict[str, Any]] = []
         self.target: Optional[BatchStream] = None
@@ -275,15 +278,17 @@ class PseudoLabelStep(TrainStep):
         if ce:
             losses["loss_target_ce"] = self.ce_scale * torch.stack(ce).mean()
         tri_labels = labels[self.triplet_granularity]
-        if source_pids is not None:
-            losses["loss_source_ce"] = over_branches(outputs["logits"], lambda x: (
-                cross_entropy_smooth(x[b:], source_pids, self.ce_epsilon)))
+        if source_pids is not None and self.source_scale > 0:
+            losses["loss_source_ce"] = self.source_scale * over_branches(
+                outputs["logits"], lambda x: cross_entropy_smooth(x[b:], source_pids,
+                                                                  self.ce_epsilon))
             # disjoint label spaces: source ids after every possible target class
             tri_labels = torch.cat([tri_labels, source_pids + self.classifiers.capacity])
         rows = tri_labels >= 0
+        n = len(tri_labels)  # without source losses the source rows stay out of the triplet
         if rows.sum() > 1:
             losses["loss_triplet"] = self.triplet_scale * over_branches(
-                outputs["features"], lambda x: triplet_loss(x[rows], tri_labels[rows],
+                outputs["features"], lambda x: triplet_loss(x[:n][rows], tri_labels[rows],
                                                             self.triplet_margin))
         if not losses:  # nothing labelled this round: a zero loss keeps the loop going
             losses["loss_idle"] = over_branches(outputs["features"], lambda x: 0.0 * x.sum())
@@ -408,7 +413,7 @@ class ClusterAdaptation(AdaptMethod):
                  mixture: bool = False, source_batch_size: int = 0, recluster_period: int = 1,
                  transport: TransportOptions = TransportOptions(), domain_bn: bool = False,
                  mean_teacher: bool = False, teacher_momentum: float = 0.999,
-                 teacher_ramp: bool = True) -> None:
+                 teacher_ramp: bool = True, source_scale: float = 1.0) -> None:
         if not 0 <= granularity_index < len(labeler.granularities):
             raise ValueError(f"ADAPT.MLT.TRIPLET_GRANULARITY={granularity_index} is not an index "
                              f"of the granularities {labeler.granularities}")
@@ -432,6 +437,7 @@ class ClusterAdaptation(AdaptMethod):
         self.domain_bn = domain_bn
         self.use_mean_teacher = mean_teacher
         self.teacher_momentum, self.teacher_ramp = teacher_momentum, teacher_ramp
+        self.source_scale = source_scale
         self.teacher: Optional[MeanTeacher] = None
         self.step: Optional[PseudoLabelStep] = None
 
@@ -442,7 +448,7 @@ class ClusterAdaptation(AdaptMethod):
                    m.CE_EPSILON, m.CE_SCALE, m.TRIPLET_MARGIN, m.TRIPLET_SCALE, m.NUM_INSTANCES,
                    m.CLS_SCALE, m.MIXTURE, m.SOURCE_IMS_PER_BATCH, m.RECLUSTER_PERIOD,
                    TransportOptions.from_config(m), m.DSBN, m.MEAN_TEACHER, m.TEACHER_MOMENTUM,
-                   m.TEACHER_RAMP)
+                   m.TEACHER_RAMP, m.SOURCE_SCALE)
 
     def prepare_model(self, model: nn.Module) -> None:
         """With DSBN, every BatchNorm gets a target (main, exported) and a source set; the
@@ -485,7 +491,7 @@ class ClusterAdaptation(AdaptMethod):
             self.num_instances, FEATURE_KEYS[neck], self.granularity_index, self.ce_epsilon,
             self.ce_scale, self.triplet_margin, self.triplet_scale, source_loader, cfg.TEST.FLIP,
             ctx.label_quality, workers, cfg.SEED, ctx.device, self.recluster_period,
-            self.transport, self.domain_bn, teacher, teacher_classifiers)
+            self.transport, self.domain_bn, teacher, teacher_classifiers, self.source_scale)
         return self.step
 
     def hooks(self, ctx: AdaptContext) -> List[HookBase]:

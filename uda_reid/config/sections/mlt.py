@@ -25,6 +25,9 @@ class MLTConfig:
     # the model's own source classifier and the triplet train on it.
     MIXTURE: bool = False
     SOURCE_IMS_PER_BATCH: int = 0  # 0: ADAPT.SOLVER.IMS_PER_BATCH
+    # Weight of the source CE of the mixture; 0: the source rows only pass through the model
+    # (e.g. to train the source BatchNorm of DSBN), no source loss, not in the triplet.
+    SOURCE_SCALE: float = 1.0
     # Re-cluster at the start of every RECLUSTER_PERIOD-th epoch (1: every epoch). Between
     # re-clusterings the labels stay, or are refined by the label transport.
     RECLUSTER_PERIOD: int = 1
