@@ -6,8 +6,7 @@ import json
 import pytest
 import torch
 
-from uda_reid.adapt.methods.cluster import PseudoLabelStep
-from test_adapt_cluster_end_to_end import TARGET, run_tool
+from test_adapt_cluster_end_to_end import TARGET, killed_in_epoch_two_then_resumed, run_tool
 
 FULL = ("ADAPT.CLUSTER.BACKEND", "kmeans", "ADAPT.CLUSTER.NUM_CLUSTERS", "[8, 12]",
         "ADAPT.MLT.TRIPLET_GRANULARITY", "0", "ADAPT.MLT.MIXTURE", "True",
@@ -77,18 +76,8 @@ def test_the_exported_teacher_tests_alone_to_its_reported_metrics(full_run, tmp_
 def test_resume_after_a_kill_in_a_transport_epoch_gives_the_uninterrupted_result(
         data_root, full_run, tmp_path, monkeypatch):
     _, full = full_run
-    run = PseudoLabelStep.run
-
-    def killed_in_epoch_two(self, model):
-        if len(self.rounds) == 2:
-            raise KeyboardInterrupt("killed")
-        return run(self, model)
-
-    monkeypatch.setattr(PseudoLabelStep, "run", killed_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        run_tool(data_root, tmp_path / "killed", "mlt", *FULL)
-    monkeypatch.setattr(PseudoLabelStep, "run", run)
-    resumed = run_tool(data_root, tmp_path / "killed", "mlt", "--resume", *FULL)
+    resumed = killed_in_epoch_two_then_resumed(data_root, tmp_path / "killed", "mlt", FULL,
+                                               monkeypatch)
     assert resumed["metrics"] == full["metrics"]
     assert rounds(resumed) == rounds(full)
     assert resumed["stages"][1]["curves"] == full["stages"][1]["curves"]
