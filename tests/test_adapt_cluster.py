@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uda_reid.adapt.clustering import DBSCANBackend, summarize
+from uda_reid.adapt.clustering import DBSCANBackend, KMeansBackend, summarize
 from uda_reid.adapt.guard import UnlabeledSamples, strip_labels
 from uda_reid.adapt.label_quality import label_quality
 from uda_reid.adapt.methods.cluster import ClusterAdaptation, PseudoLabelStep, update_round_labels
@@ -232,12 +232,17 @@ def test_recipes_resolve_and_share_the_stage1_model(source, target):
     cluster, mlt = build_method(cfgs["cluster"]), build_method(cfgs["mlt"])
     assert type(mlt) is MLT and type(cluster) is ClusterAdaptation
     assert len(cluster.labeler.granularities) == 1 and len(mlt.labeler.granularities) == 3
-    # cluster's granularity is mlt's triplet granularity
-    assert cluster.labeler.granularities[0] == mlt.labeler.granularities[mlt.granularity_index]
     assert source_key(cfgs["cluster"]) == source_key(cfgs["mlt"])
     if source.startswith("synth"):  # the synthetic recipes reuse ECN's cached source model
         assert source_key(cfgs["cluster"]) == source_key(cfgs["ecn"])
+        # cluster's granularity is mlt's triplet granularity
+        assert cluster.labeler.granularities[0] == \
+            mlt.labeler.granularities[mlt.granularity_index]
     else:  # FastReID's cross-domain recipe: ResNet-50, GeM, BNNeck, hard triplet
+        # mlt as published (UDAStrongBaseline GLT): k-means, transport, DSBN, mean teacher
+        k = (1500, 1750, 2000) if target == "msmt" else (600, 700, 800)
+        assert isinstance(mlt.labeler.backend, KMeansBackend) and mlt.labeler.granularities == k
+        assert (mlt.transport.mode, mlt.domain_bn, mlt.use_mean_teacher) == ("epoch", True, True)
         model = cfgs["mlt"].MODEL
         assert (model.BACKBONE.NAME, model.POOLING.NAME, model.HEADS.NAME) == \
             ("resnet50", "gem", "bnneck")
