@@ -17,10 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+
+
+def _device(layer: nn.Module) -> torch.device:
+    tensors = itertools.chain(layer.parameters(recurse=False), layer.buffers(recurse=False))
+    return next((t.device for t in tensors), torch.device("cpu"))
 
 
 class _DomainBatchNormMixin:
@@ -46,7 +52,7 @@ class _DomainBatchNormMixin:
         if self.affine:
             layer.weight.requires_grad_(self.weight.requires_grad)
             layer.bias.requires_grad_(self.bias.requires_grad)
-        return layer.to(self.weight.device if self.affine else self.running_mean.device)
+        return layer.to(_device(self))
 
     @property
     def domains(self) -> Tuple[str, ...]:
@@ -89,7 +95,7 @@ def _convert(layer: nn.Module, main_domain: str, other_domains: Sequence[str]) -
     if layer.affine:
         new.weight.requires_grad_(layer.weight.requires_grad)
         new.bias.requires_grad_(layer.bias.requires_grad)
-    new = new.to(layer.weight.device if layer.affine else layer.running_mean.device)
+    new = new.to(_device(layer))
     new.train(layer.training)
     new.init_domains(main_domain, other_domains)
     return new
