@@ -38,6 +38,9 @@ def test_ramp_follows_min_of_one_minus_inverse_step_and_momentum():
     assert torch.equal(mt.teacher.weight, student.weight)
     with pytest.raises(ValueError, match="TEACHER_MOMENTUM"):
         MeanTeacher(student, 1.0)
+    student.add_module("extra", nn.Linear(1, 1))  # no silent partial averaging
+    with pytest.raises(RuntimeError, match="changed after"):
+        mt.update()
 
 
 def test_hook_puts_the_teacher_in_the_model_between_epochs_and_back():

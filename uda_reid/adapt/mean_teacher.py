@@ -19,7 +19,7 @@ the other set, so a resumed run continues exactly.
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 from torch import nn
@@ -52,11 +52,20 @@ class MeanTeacher:
         self.ramp = ramp
         self.updates = 0
 
+    def _pairs(self) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """(teacher, student) tensor pairs; the student must not have changed structure."""
+        teacher, student = _tensors(self.teacher), _tensors(self.student)
+        if len(teacher) != len(student) or any(t.shape != s.shape
+                                               for t, s in zip(teacher, student)):
+            raise RuntimeError("MeanTeacher: the student's modules changed after the teacher "
+                               "was copied from it")
+        return list(zip(teacher, student))
+
     @torch.no_grad()
     def update(self) -> float:
         """One EMA step from the student's current tensors; returns its alpha."""
         alpha = ema_momentum(self.updates, self.momentum, self.ramp)
-        for t, s in zip(_tensors(self.teacher), _tensors(self.student)):
+        for t, s in self._pairs():
             if t.is_floating_point():
                 t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
             else:
@@ -74,7 +83,7 @@ class MeanTeacher:
     @torch.no_grad()
     def swap(self) -> None:
         """Exchange the student's and the teacher's tensors in place."""
-        for t, s in zip(_tensors(self.teacher), _tensors(self.student)):
+        for t, s in self._pairs():
             held = s.detach().clone()
             s.copy_(t)
             t.copy_(held)
