@@ -43,6 +43,11 @@ class HookBase:
     def after_train(self) -> None:
         pass
 
+    @property
+    def state_name(self) -> str:
+        """The key of this hook's state in a checkpoint (its class name)."""
+        return type(self).__name__
+
     def state_dict(self) -> Dict[str, Any]:
         return {}
 

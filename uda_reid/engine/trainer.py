@@ -262,10 +262,11 @@ class Trainer:
         self.losses = mean_over_ranks(self.losses)
 
     def _keyed_hooks(self) -> Dict[str, "HookBase"]:
-        """Hooks keyed by class name (``EvalHook``, ``EvalHook.1`` for a second one)."""
+        """Hooks keyed by their ``state_name`` (``EvalHook``, ``EvalHook.1`` for a second
+        one)."""
         keyed: Dict[str, "HookBase"] = {}
         for hook in self.hooks:
-            name = type(hook).__name__
+            name = hook.state_name
             key, n = name, 0
             while key in keyed:
                 n += 1
