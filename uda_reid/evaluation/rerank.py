@@ -26,7 +26,7 @@ from uda_reid.utils.kreciprocal import (
     half_neighbours,
     jaccard_from_overlap,
     k_reciprocal_encoding,
-    min_overlap,
+    overlap_blocks,
 )
 
 RERANK_METRICS = ("euclidean", "cosine")
@@ -47,14 +47,11 @@ def _rerank_core(ranks: np.ndarray, pair_distance: PairDistance, original_qg: np
     """
     num_q = original_qg.shape[0]
     v = k_reciprocal_encoding(ranks, k1 + 1, half_neighbours(k1), k2, pair_distance)
-    overlap = min_overlap(v, np.arange(num_q))[:, num_q:].tocoo()
     out = original_qg
     out *= lambda_value
-    out += 1.0 - lambda_value
-    # pairs without shared neighbours have Jaccard distance 1, already in ``out``
-    out[overlap.row, overlap.col] -= (
-        (1.0 - lambda_value) * (1.0 - jaccard_from_overlap(overlap.data))
-    ).astype(np.float32)
+    # pairs without shared neighbours have overlap 0 and Jaccard distance 1
+    for lo, hi, overlap in overlap_blocks(v, np.arange(num_q), col_start=num_q):
+        out[lo:hi] += (1.0 - lambda_value) * jaccard_from_overlap(overlap)
     return out
 
 
