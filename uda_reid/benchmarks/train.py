@@ -1,0 +1,125 @@
+"""Training-loop throughput against the raw forward + backward + step of the same model and batch.
+
+The loop is the one ``tools/train.py`` runs (``build_trainer``: data loading and augmentation
+through the configured DataLoader, LR schedule, progress, TensorBoard and checkpoint hooks,
+epoch boundaries included); the raw rate repeats one batch already in memory through
+``forward_model``, the configured losses, ``zero_grad``, ``backward`` and ``optimizer.step`` in
+the same process. ``loop it/s / raw it/s`` is printed as "NN% of raw".
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from uda_reid.benchmarks import BENCHMARKS
+from uda_reid.benchmarks.blobs import machine_note
+from uda_reid.benchmarks.measure import thread_limit, thread_note
+from uda_reid.config import load_config
+from uda_reid.data.loaders import build_train_loader_from_config
+from uda_reid.engine.defaults import build_trainer, resolve_device
+from uda_reid.engine.hooks import HookBase
+from uda_reid.engine.optim import build_optimizer_from_config
+from uda_reid.engine.seed import seed_everything
+from uda_reid.engine.trainer import SupervisedStep, forward_model, move_batch
+from uda_reid.losses import build_loss_fn
+from uda_reid.models import build_model
+
+RECIPE = Path(__file__).resolve().parents[2] / "configs" / "synth-market" / "bagtricks_R18.yml"
+PRESETS = {
+    "synth-r18": [],  # the recipe as shipped: ResNet-18 at 64 x 32, batch 32
+    "r50-256x128": ["MODEL.BACKBONE.NAME", "resnet50", "INPUT.SIZE_TRAIN", "[256, 128]",
+                    "INPUT.SIZE_TEST", "[256, 128]"],
+}
+
+
+class _EpochClock(HookBase):
+    """Wall time from the start of the second epoch (the first warms up) to the end."""
+
+    def __init__(self) -> None:
+        self.start = self.end = 0.0
+
+    def before_epoch(self) -> None:
+        if self.trainer.epoch == 1:
+            self.start = time.perf_counter()
+
+    def after_train(self) -> None:
+        self.end = time.perf_counter()
+
+
+def raw_rate(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
+             batch: dict, iters: int, warmup: int) -> float:
+    """Iterations per second of forward + losses + backward + step on one fixed batch."""
+    model.train()
+    start = time.perf_counter()
+    for i in range(warmup + iters):
+        if i == warmup:
+            start = time.perf_counter()
+        losses = loss_fn(forward_model(model, batch), batch["pids"])
+        optimizer.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        optimizer.step()
+    return iters / (time.perf_counter() - start)
+
+
+def loop_rate(cfg, epochs: int, iters: int) -> tuple:
+    """Iterations per second of the training loop over ``epochs`` timed epochs of ``iters``
+    iterations after one warm-up epoch; also returns the model, loss and one batch."""
+    device = resolve_device(cfg.MODEL.DEVICE)
+    loader, num_classes = build_train_loader_from_config(cfg)
+    model = build_model(cfg, num_classes).to(device)
+    loss_fn = build_loss_fn(cfg)
+    step = SupervisedStep(loader, loss_fn, device)
+    clock = _EpochClock()
+    trainer, _ = build_trainer(cfg, model, step, iters, extra_hooks=[clock])
+    trainer.train()
+    batch = move_batch(next(iter(loader)), device)
+    return epochs * iters / (clock.end - clock.start), model, loss_fn, batch
+
+
+@BENCHMARKS.register("train")
+class TrainBenchmark:
+    """Training loop iterations/s as a share of the raw forward + backward + step."""
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--preset", choices=sorted(PRESETS), default="synth-r18")
+        parser.add_argument("--iters", type=int, default=31,
+                            help="iterations per epoch (the synthetic recipe's epoch: 31)")
+        parser.add_argument("--epochs", type=int, default=1,
+                            help="timed epochs, after one warm-up epoch")
+        parser.add_argument("--raw-warmup", type=int, default=2)
+        parser.add_argument("--threads", type=int, nargs="+", default=[1])
+        parser.add_argument("--data-root", default="data",
+                            help="DATASETS.ROOT: where the synthetic domain is (generated once)")
+        parser.add_argument("opts", nargs="*", metavar="KEY VALUE",
+                            help="further config overrides, e.g. DATALOADER.NUM_WORKERS 2")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        logging.getLogger("uda_reid").setLevel(logging.WARNING)
+        print(f"train --preset {args.preset}: {args.epochs} timed epoch(s) of {args.iters} "
+              f"iterations after 1 warm-up epoch; {machine_note()}")
+        with tempfile.TemporaryDirectory() as tmp:
+            opts = PRESETS[args.preset] + [
+                "DATASETS.ROOT", args.data_root, "DATASETS.TESTS", "[]", "MODEL.DEVICE", "cpu",
+                "OUTPUT_DIR", tmp, "SOLVER.MAX_EPOCH", str(args.epochs + 1),
+                "SOLVER.ITERS_PER_EPOCH", str(args.iters), *args.opts]
+            cfg = load_config(RECIPE, opts)
+            for num in args.threads:
+                with thread_limit(num):
+                    seed_everything(cfg.SEED)
+                    print(f"[{thread_note(num)}] {cfg.MODEL.BACKBONE.NAME} at "
+                          f"{tuple(cfg.INPUT.SIZE_TRAIN)}, batch {cfg.SOLVER.IMS_PER_BATCH}, "
+                          f"{cfg.DATALOADER.NUM_WORKERS} loader worker(s)")
+                    loop, model, loss_fn, batch = loop_rate(cfg, args.epochs, args.iters)
+                    optimizer = build_optimizer_from_config(cfg, model)
+                    raw = raw_rate(model, optimizer, loss_fn, batch, args.iters, args.raw_warmup)
+                    print(f"  loop {loop:7.3f} it/s | raw forward+backward+step {raw:7.3f} it/s"
+                          f" | loop = {100 * loop / raw:.0f}% of raw")
+        return 0
