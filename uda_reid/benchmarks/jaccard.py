@@ -13,14 +13,7 @@ from uda_reid.adapt.label_quality import label_quality
 from uda_reid.adapt.pseudo_labels import compute_jaccard_distance, multi_granularity_labels
 from uda_reid.benchmarks import BENCHMARKS
 from uda_reid.benchmarks.blobs import machine_note, sphere_blobs
-from uda_reid.benchmarks.measure import (
-    best_of,
-    format_floor,
-    format_row,
-    measure,
-    thread_limit,
-    thread_note,
-)
+from uda_reid.benchmarks.measure import at_threads, best_of, format_floor, format_row, measure
 from uda_reid.utils.knn import knn, self_knn
 
 SIZES = {  # images, identities
@@ -118,8 +111,7 @@ class JaccardBenchmark:
         print(f"jaccard --size {args.size}: {n} x {args.dim}, k1={args.k1} k2={args.k2}, "
               f"{machine_note()}")
         for num in args.threads:
-            with thread_limit(num):
-                print(f"[{thread_note(num)}]")
+            with at_threads(num):
                 ours, reference = time_rows(x, args)
         print(f"  sparse Jaccard: {ours.nnz} stored pairs ({ours.nnz / n:.1f} per row)")
         dbscan = build_backend("dbscan", min_samples=4)

@@ -59,8 +59,10 @@ def best_of(fn: Callable[[], Any], repeat: int) -> Tuple[Any, Measurement]:
 
 
 @contextmanager
-def thread_limit(num: int) -> Iterator[None]:
-    """Run torch, BLAS and OpenMP (faiss) on ``num`` threads inside the block."""
+def at_threads(num: int) -> Iterator[None]:
+    """Run torch, BLAS and OpenMP (faiss) on ``num`` threads inside the block; prints the
+    thread count and the current 1-minute load average first."""
+    print(f"[{num} thread{'s' if num > 1 else ''}, load average {os.getloadavg()[0]:.1f}]")
     before = torch.get_num_threads()
     torch.set_num_threads(num)
     try:
@@ -68,11 +70,6 @@ def thread_limit(num: int) -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(before)
-
-
-def thread_note(num: int) -> str:
-    """Thread count and the current 1-minute load average, printed with every timing block."""
-    return f"{num} thread{'s' if num > 1 else ''}, load average {os.getloadavg()[0]:.1f}"
 
 
 def format_floor(name: str, ours: Measurement, floor: Measurement, floor_name: str) -> str:

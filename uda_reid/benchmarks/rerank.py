@@ -8,14 +8,7 @@ import numpy as np
 
 from uda_reid.benchmarks import BENCHMARKS
 from uda_reid.benchmarks.blobs import machine_note, sphere_blobs
-from uda_reid.benchmarks.measure import (
-    best_of,
-    format_floor,
-    format_row,
-    measure,
-    thread_limit,
-    thread_note,
-)
+from uda_reid.benchmarks.measure import at_threads, best_of, format_floor, format_row, measure
 from uda_reid.evaluation.rank import evaluate_rank
 from uda_reid.evaluation.rerank import dense_neighbours, re_ranking, re_ranking_features
 from uda_reid.utils.knn import self_knn
@@ -133,8 +126,7 @@ class RerankBenchmark:
             print("dense re_ranking / reference / mAP: not run at msmt size (the (N, N) float32 "
                   "original distance alone is 35 GB)")
         for num in args.threads:
-            with thread_limit(num):
-                print(f"[{thread_note(num)}]")
+            with at_threads(num):
                 ours, dense, reference = time_rows(qf, gf, args)
         if dense is None:
             return 0

@@ -19,7 +19,7 @@ import torch
 
 from uda_reid.benchmarks import BENCHMARKS
 from uda_reid.benchmarks.blobs import machine_note
-from uda_reid.benchmarks.measure import thread_limit, thread_note
+from uda_reid.benchmarks.measure import at_threads
 from uda_reid.config import load_config
 from uda_reid.data.loaders import build_train_loader_from_config
 from uda_reid.engine.defaults import build_trainer, resolve_device
@@ -115,9 +115,9 @@ class TrainBenchmark:
                 "SOLVER.ITERS_PER_EPOCH", str(args.iters), *args.opts]
             cfg = load_config(RECIPE, opts)
             for num in args.threads:
-                with thread_limit(num):
+                with at_threads(num):
                     seed_everything(cfg.SEED)
-                    print(f"[{thread_note(num)}] {cfg.MODEL.BACKBONE.NAME} at "
+                    print(f"  {cfg.MODEL.BACKBONE.NAME} at "
                           f"{tuple(cfg.INPUT.SIZE_TRAIN)}, batch {cfg.SOLVER.IMS_PER_BATCH}, "
                           f"{cfg.DATALOADER.NUM_WORKERS} loader worker(s)")
                     loop, model, loss_fn, batch = loop_rate(cfg, args.epochs, args.iters)
