@@ -88,6 +88,7 @@ def format_row(name: str, ours: Measurement, reference: Measurement | None) -> s
         line += (
             f" | reference {reference.seconds:8.3f} s {reference.peak_bytes / 2**30:7.3f} GiB"
             f" | speed-up x{reference.seconds / max(ours.seconds, 1e-9):6.1f}"
+            f" (CPU x{reference.cpu_seconds / max(ours.cpu_seconds, 1e-9):6.1f})"
             f" memory x{reference.peak_bytes / max(ours.peak_bytes, 1):6.1f}"
         )
     return line
