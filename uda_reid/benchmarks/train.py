@@ -13,7 +13,7 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Dict, Tuple
 
 import torch
 
@@ -41,18 +41,35 @@ PRESETS = {
 }
 
 
-class _EpochClock(HookBase):
-    """Wall time from the start of the second epoch (the first warms up) to the end."""
+class _LoopClock(HookBase):
+    """Wall time of the timed epochs (all but the first, which warms up; from the start of the
+    second epoch to the last iteration's end, so the final checkpoint, written once per run, is
+    left out) and the parts of it spent on data (waiting for batches, starting each epoch's
+    loader pass) and in the hooks."""
 
     def __init__(self) -> None:
         self.start = self.end = 0.0
+        self.parts = {"data": 0.0, "hooks": 0.0}
 
     def before_epoch(self) -> None:
         if self.trainer.epoch == 1:
             self.start = time.perf_counter()
 
-    def after_train(self) -> None:
-        self.end = time.perf_counter()
+    def after_step(self) -> None:
+        if self.trainer.iter + 1 == self.trainer.max_iter:
+            self.end = time.perf_counter()
+
+    def timing(self, part: str, fn: Callable) -> Callable:
+        """``fn`` with its wall time added to ``parts[part]`` during the timed epochs."""
+        def timed(*args: Any) -> Any:
+            begin = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                if self.start and not self.end:
+                    self.parts[part] += time.perf_counter() - begin
+
+        return timed
 
 
 def raw_rate(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
@@ -70,19 +87,25 @@ def raw_rate(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: 
     return iters / (time.perf_counter() - start)
 
 
-def loop_rate(cfg, epochs: int, iters: int) -> tuple:
+def loop_rate(cfg, epochs: int, iters: int) -> Tuple[float, Dict[str, float], Any, Any, Any]:
     """Iterations per second of the training loop over ``epochs`` timed epochs of ``iters``
-    iterations after one warm-up epoch; also returns the model, loss and one batch."""
+    iterations after one warm-up epoch, the shares of their time spent on data and hooks, and
+    the model, loss function and one batch for the raw rate."""
     device = resolve_device(cfg.MODEL.DEVICE)
     loader, num_classes = build_train_loader_from_config(cfg)
     model = build_model(cfg, num_classes).to(device)
     loss_fn = build_loss_fn(cfg)
     step = SupervisedStep(loader, loss_fn, device)
-    clock = _EpochClock()
+    clock = _LoopClock()
     trainer, _ = build_trainer(cfg, model, step, iters, extra_hooks=[clock])
+    step.stream.next = clock.timing("data", step.stream.next)
+    step.begin_epoch = clock.timing("data", step.begin_epoch)
+    trainer._call = clock.timing("hooks", trainer._call)
     trainer.train()
+    elapsed = clock.end - clock.start
+    shares = {part: seconds / elapsed for part, seconds in clock.parts.items()}
     batch = move_batch(next(iter(loader)), device)
-    return epochs * iters / (clock.end - clock.start), model, loss_fn, batch
+    return epochs * iters / elapsed, shares, model, loss_fn, batch
 
 
 @BENCHMARKS.register("train")
@@ -120,9 +143,11 @@ class TrainBenchmark:
                     print(f"  {cfg.MODEL.BACKBONE.NAME} at "
                           f"{tuple(cfg.INPUT.SIZE_TRAIN)}, batch {cfg.SOLVER.IMS_PER_BATCH}, "
                           f"{cfg.DATALOADER.NUM_WORKERS} loader worker(s)")
-                    loop, model, loss_fn, batch = loop_rate(cfg, args.epochs, args.iters)
+                    loop, shares, model, loss_fn, batch = loop_rate(cfg, args.epochs, args.iters)
                     optimizer = build_optimizer_from_config(cfg, model)
                     raw = raw_rate(model, optimizer, loss_fn, batch, args.iters, args.raw_warmup)
                     print(f"  loop {loop:7.3f} it/s | raw forward+backward+step {raw:7.3f} it/s"
                           f" | loop = {100 * loop / raw:.0f}% of raw")
+                    print(f"  timed loop: {100 * shares['data']:.1f}% waiting for data "
+                          f"(batches and epoch starts), {100 * shares['hooks']:.1f}% in hooks")
         return 0
