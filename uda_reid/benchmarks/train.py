@@ -4,16 +4,18 @@ The loop is the one ``tools/train.py`` runs (``build_trainer``: data loading and
 through the configured DataLoader, LR schedule, progress, TensorBoard and checkpoint hooks,
 epoch boundaries included); the raw rate repeats one batch already in memory through
 ``forward_model``, the configured losses, ``zero_grad``, ``backward`` and ``optimizer.step`` in
-the same process. ``loop it/s / raw it/s`` is printed as "NN% of raw".
+the same process (before and after the loop; their mean is the raw rate).
+``loop it/s / raw it/s`` is printed as "NN% of raw".
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
@@ -87,14 +89,20 @@ def raw_rate(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: 
     return iters / (time.perf_counter() - start)
 
 
-def loop_rate(cfg, epochs: int, iters: int) -> Tuple[float, Dict[str, float], Any, Any, Any]:
+def loop_and_raw_rates(cfg, epochs: int, iters: int, raw_warmup: int
+                       ) -> Tuple[float, Dict[str, float], List[float]]:
     """Iterations per second of the training loop over ``epochs`` timed epochs of ``iters``
     iterations after one warm-up epoch, the shares of their time spent on data and hooks, and
-    the model, loss function and one batch for the raw rate."""
+    the raw rate (``iters`` iterations on a copy of the model) measured before and after the
+    loop, so that a change of the machine's load during the run shows."""
     device = resolve_device(cfg.MODEL.DEVICE)
     loader, num_classes = build_train_loader_from_config(cfg)
     model = build_model(cfg, num_classes).to(device)
     loss_fn = build_loss_fn(cfg)
+    batch = move_batch(next(iter(loader)), device)
+    raw_model = copy.deepcopy(model)
+    raw_optimizer = build_optimizer_from_config(cfg, raw_model)
+    raw = [raw_rate(raw_model, raw_optimizer, loss_fn, batch, iters, raw_warmup)]
     step = SupervisedStep(loader, loss_fn, device)
     clock = _LoopClock()
     trainer, _ = build_trainer(cfg, model, step, iters, extra_hooks=[clock])
@@ -103,9 +111,9 @@ def loop_rate(cfg, epochs: int, iters: int) -> Tuple[float, Dict[str, float], An
     trainer._call = clock.timing("hooks", trainer._call)
     trainer.train()
     elapsed = clock.end - clock.start
+    raw.append(raw_rate(raw_model, raw_optimizer, loss_fn, batch, iters, raw_warmup))
     shares = {part: seconds / elapsed for part, seconds in clock.parts.items()}
-    batch = move_batch(next(iter(loader)), device)
-    return epochs * iters / elapsed, shares, model, loss_fn, batch
+    return epochs * iters / elapsed, shares, raw
 
 
 @BENCHMARKS.register("train")
@@ -143,11 +151,12 @@ class TrainBenchmark:
                     print(f"  {cfg.MODEL.BACKBONE.NAME} at "
                           f"{tuple(cfg.INPUT.SIZE_TRAIN)}, batch {cfg.SOLVER.IMS_PER_BATCH}, "
                           f"{cfg.DATALOADER.NUM_WORKERS} loader worker(s)")
-                    loop, shares, model, loss_fn, batch = loop_rate(cfg, args.epochs, args.iters)
-                    optimizer = build_optimizer_from_config(cfg, model)
-                    raw = raw_rate(model, optimizer, loss_fn, batch, args.iters, args.raw_warmup)
-                    print(f"  loop {loop:7.3f} it/s | raw forward+backward+step {raw:7.3f} it/s"
-                          f" | loop = {100 * loop / raw:.0f}% of raw")
+                    loop, shares, raws = loop_and_raw_rates(cfg, args.epochs, args.iters,
+                                                            args.raw_warmup)
+                    raw = sum(raws) / len(raws)
+                    print(f"  loop {loop:7.3f} it/s | raw forward+backward+step {raw:7.3f} it/s "
+                          f"(before {raws[0]:.3f}, after {raws[1]:.3f}) | loop = "
+                          f"{100 * loop / raw:.0f}% of raw")
                     print(f"  timed loop: {100 * shares['data']:.1f}% waiting for data "
                           f"(batches and epoch starts), {100 * shares['hooks']:.1f}% in hooks")
         return 0
