@@ -14,9 +14,11 @@ points, nearest first, i itself normally first):
 4. Local query expansion: V(i) <- mean of V over i's first k2 neighbours (when k2 != 1).
 5. Jaccard: overlap(i, j) = sum_l min(V(i, l), V(j, l)); distance 1 - overlap / (2 - overlap).
 
-Every step is a sparse-matrix operation: sets are CSR indicator matrices (N, N), the expansion
-test is one sparse product, the query expansion another, and the overlap is a sparse
-"min-product" computed through the inverted index (columns of V). Nothing is (N, N) dense.
+Every step is a vectorised sparse operation: sets are CSR indicator matrices (N, N), the
+expansion test is one sparse product, the query expansion another, and the overlap is a
+"min-product" enumerated through the inverted index (columns of V) and summed by ``bincount``
+into dense blocks of a few rows (at most ~1 M cells each; small blocks are reused from the heap
+instead of faulting in fresh pages). Nothing is (N, N) dense.
 """
 from __future__ import annotations
 
