@@ -227,7 +227,7 @@ def knn(queries: ArrayLike, database: ArrayLike, k: int, metric: str = "l2",
 
 def self_knn(x: ArrayLike, k: int, metric: str = "l2", farthest: bool = False,
              keep: Optional[Block] = None, backend: str = "auto", use_gpu: bool = False,
-             block_size: int = 2048) -> KnnResult:
+             block_size: int = 4096) -> KnnResult:
     """Exact k nearest neighbours of every row of x (N, D) among all rows (itself included).
 
     farthest: also return each row's farthest score (needed for column-max normalisation).
