@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from uda_reid.evaluation.rerank import re_ranking, re_ranking_features
+from uda_reid.evaluation.rerank import dense_neighbours, re_ranking, re_ranking_features
 
 from kreciprocal_reference import dense_encodings, dense_jaccard_of
 
@@ -113,3 +113,15 @@ def test_fewer_points_than_k1_uses_every_point_as_the_original_does():
     ref = slow_re_ranking(q_g, q_q, g_g, 20, 6, 0.3)
     np.testing.assert_allclose(re_ranking(q_g, q_q, g_g), ref, atol=1e-6)
     np.testing.assert_allclose(re_ranking_features(q, g), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("block_size", [3, 1024])
+def test_dense_neighbours_rank_the_column_normalised_squared_distances(block_size):
+    rng = np.random.default_rng(4)
+    q, g = blobs(rng, 9), blobs(rng, 23)
+    q_g, q_q, g_g = cdist(q, g), cdist(q, q), cdist(g, g)
+    ranks, col_max = dense_neighbours(q_g, q_q, g_g, 5, block_size)
+    d = np.block([[q_q, q_g], [q_g.T, g_g]]) ** 2
+    np.testing.assert_allclose(col_max, d.max(axis=0), rtol=1e-5)
+    expected = np.argsort((d / d.max(axis=0)).T, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(ranks, expected)
