@@ -116,10 +116,13 @@ def test_fewer_points_than_k1_uses_every_point_as_the_original_does():
 
 
 @pytest.mark.parametrize("block_size", [3, 1024])
-def test_dense_neighbours_rank_the_column_normalised_squared_distances(block_size):
+@pytest.mark.parametrize("signed", [False, True])
+def test_dense_neighbours_rank_the_column_normalised_squared_distances(block_size, signed):
     rng = np.random.default_rng(4)
     q, g = blobs(rng, 9), blobs(rng, 23)
     q_g, q_q, g_g = cdist(q, g), cdist(q, q), cdist(g, g)
+    if signed:  # negative entries: ranked by their squares, as the authors' code does
+        q_g[:, ::2] *= -1
     ranks, col_max = dense_neighbours(q_g, q_q, g_g, 5, block_size)
     d = np.block([[q_q, q_g], [q_g.T, g_g]]) ** 2
     np.testing.assert_allclose(col_max, d.max(axis=0), rtol=1e-5)
