@@ -37,9 +37,8 @@ from uda_reid.utils.knn import ArrayLike, self_knn
 from uda_reid.utils.kreciprocal import (
     feature_pair_distance,
     half_neighbours,
-    jaccard_from_overlap,
     k_reciprocal_encoding,
-    min_overlap,
+    sparse_jaccard,
 )
 
 
@@ -64,10 +63,7 @@ def compute_jaccard_distance(features: ArrayLike, k1: int = 20, k2: int = 6,
     res = self_knn(x, k1, "l2", backend=search_option, use_gpu=use_gpu)
     pair_sq = feature_pair_distance(x, "l2", res.indices, res.scores)
     v = k_reciprocal_encoding(res.indices, k1, half_neighbours(k1), k2, pair_sq)
-    overlap = min_overlap(v)
-    dist = np.maximum(jaccard_from_overlap(overlap.data), 0.0).astype(np.float32)
-    # built from the arrays (not by arithmetic on the matrix) so explicit zeros stay stored
-    return sp.csr_matrix((dist, overlap.indices, overlap.indptr), shape=overlap.shape)
+    return sparse_jaccard(v)
 
 
 def cluster_centroids(features: ArrayLike, labels: np.ndarray) -> np.ndarray:
