@@ -11,9 +11,10 @@ import dataclasses
 import difflib
 import typing
 from typing import Any, Dict, Mapping, Tuple, Union
+from uda_reid.utils.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override is invalid; the message names the key and its origin."""
 
 
