@@ -248,6 +248,39 @@ def test_non_finite_loss_stops_with_the_iteration():
         trainer.train()
 
 
+class FailingStep(CountingStep):
+    """A CountingStep whose ``fail_at``-th run raises."""
+
+    def __init__(self, log, fail_at):
+        super().__init__(log)
+        self.fail_at = fail_at
+
+    def run(self, model):
+        if self.log.count("run") == self.fail_at:
+            raise RuntimeError("step failed")
+        return super().run(model)
+
+
+class FailingAfterTrain(HookBase):
+    def after_train(self):
+        raise OSError("disk full while closing")
+
+
+def test_after_train_runs_when_a_step_raises_and_the_error_propagates(tmp_path):
+    log = []
+    model = nn.Module()
+    model.w = nn.Parameter(torch.zeros(1))
+    board = TensorBoardHook(tmp_path)
+    trainer = Trainer(model, torch.optim.SGD([model.w], lr=0.25), FailingStep(log, fail_at=2),
+                      max_epoch=2, iters_per_epoch=2,
+                      hooks=[board, FailingAfterTrain(), OrderHook(log)])
+    with pytest.raises(RuntimeError, match="step failed"):
+        trainer.train()
+    assert log[-4:] == ["before_epoch 1", "begin_epoch 1", "before_step 2", "after_train"]
+    assert log.count("run") == 2 and log.count("after_train") == 1
+    assert board.writer.all_writers is None  # SummaryWriter.close() drops its file writers
+
+
 def train_quadratic(amp: bool, device: str) -> torch.Tensor:
     model = nn.Module()
     model.w = nn.Parameter(torch.zeros(4, device=device))

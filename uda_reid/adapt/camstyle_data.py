@@ -20,12 +20,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from uda_reid.adapt.sampling import ShuffledBatchSampler
 from uda_reid.data.loaders import collate
+from uda_reid.utils.errors import UserError
 
 CAMSTYLE_DIR = "bounding_box_train_camstyle"
 Sample = Tuple[str, int, int, int]
 
 
-class CamStyleMissingError(FileNotFoundError):
+class CamStyleMissingError(UserError, FileNotFoundError):
     """The camera-style images a run needs are not on disk."""
 
 

@@ -6,6 +6,7 @@ from typing import List, Sequence
 from torch import nn
 
 from uda_reid.engine.hooks import HookBase
+from uda_reid.utils.errors import UnknownNameError
 
 
 def _under(name: str, prefixes: Sequence[str]) -> bool:
@@ -20,8 +21,8 @@ def freeze_modules(model: nn.Module, prefixes: Sequence[str]) -> List[str]:
     names = {name for name, _ in model.named_modules()}
     unknown = [p for p in prefixes if p not in names]
     if unknown:
-        raise KeyError(f"No module named {unknown} in the model (ADAPT.ECN.FROZEN); top-level "
-                       f"modules: {[n for n, _ in model.named_children()]}")
+        raise UnknownNameError(f"No module named {unknown} in the model (ADAPT.ECN.FROZEN); "
+                               f"top-level modules: {[n for n, _ in model.named_children()]}")
     frozen = []
     for name, param in model.named_parameters():
         if _under(name, prefixes):

@@ -43,6 +43,7 @@ from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
 from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
+from uda_reid.recipes import recipe_dir
 from uda_reid.utils.distributed import is_main_process
 
 import uda_reid.adapt.methods  # noqa: F401  (registers the methods)
@@ -54,7 +55,6 @@ logger = logging.getLogger(__name__)
 STAGE1_KEYS = ("MODEL", "INPUT", "DATASETS", "DATALOADER", "SOLVER", "SEED",
                "CUDNN_DETERMINISTIC")
 DEFAULT_OUTPUT_DIR = get_default_config().OUTPUT_DIR
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _pair_of(stem: str) -> Optional[Tuple[str, str]]:
@@ -67,12 +67,14 @@ def _pair_of(stem: str) -> Optional[Tuple[str, str]]:
 
 def default_config_file(source: Optional[str], target: Optional[str],
                         method: Optional[str]) -> Optional[Path]:
-    """The checkout's ``configs/<method>/<source>2<target>.yml`` for the pair (dataset names
-    or aliases, e.g. ``market2duke.yml`` for ``market1501`` -> ``dukemtmc``), if any."""
+    """The recipe ``<method>/<source>2<target>.yml`` for the pair (dataset names or aliases,
+    e.g. ``market2duke.yml`` for ``market1501`` -> ``dukemtmc``) under
+    :func:`uda_reid.recipes.recipe_dir`, if the method has one; a missing recipe folder is an
+    error (:class:`uda_reid.recipes.RecipeFolderError`)."""
     if not (source and target and method) or source not in DATASETS or target not in DATASETS:
         return None
     pair = (DATASETS.canonical(source), DATASETS.canonical(target))
-    for path in sorted((CONFIG_DIR / method.lower()).glob("*.yml")):
+    for path in sorted((recipe_dir() / method.lower()).glob("*.yml")):
         if _pair_of(path.stem) == pair:
             return path
     return None

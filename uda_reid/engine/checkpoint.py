@@ -17,11 +17,12 @@ from uda_reid.models.weights import LoadReport, load_state_dict_report, read_sta
 from uda_reid.utils.atomic import atomic_save
 from uda_reid.utils.safe_load import WeightFileError, load_weights_file
 from uda_reid.utils.distributed import on_main_process
+from uda_reid.utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
     """A checkpoint was written by a run with a different identity (config)."""
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from uda_reid.config import Config, ConfigError, load_config, save_config
+from uda_reid.config import Config, load_config, save_config
 from uda_reid.config.schema import to_dict
 from uda_reid.data.datasets import DATASETS
 from uda_reid.data.loaders import build_test_set_from_config, build_train_loader_from_config
@@ -48,6 +48,7 @@ from uda_reid.models.backbones.vit import side_info_domain
 from uda_reid.utils.atomic import atomic_write_json
 from uda_reid.utils.distributed import (barrier, is_main_process, main_process_result,
                                         on_main_process)
+from uda_reid.utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -332,15 +333,16 @@ def test(cfg: Config, vis_count: int = 0, overwrite: bool = False) -> Metrics:
     return metrics
 
 
-# What a user can cause with a command line: a bad config, file, key, value or folder.
-USER_ERRORS = (ConfigError, CheckpointMismatchError, OSError, KeyError, ValueError)
+# What a user can cause with a command line: the project's own user errors (bad config key or
+# value, unknown name, dataset layout, weight file, checkpoint mismatch, output folder), a
+# missing or unreadable file (OSError) and an explicit ValueError for a bad config value. A
+# plain KeyError, AttributeError, TypeError or IndexError is a bug and keeps its traceback.
+USER_ERRORS = (UserError, OSError, ValueError)
 
 
 def describe_user_error(err: BaseException) -> str:
-    """The message of a user error: a ``KeyError``'s without the quotes ``str`` adds, and of an
-    error re-raised from a DataLoader worker only its last line (the original error)."""
-    if isinstance(err, KeyError) and len(err.args) == 1:
-        return str(err.args[0])
+    """The message of a user error; of an error re-raised from a DataLoader worker only its
+    last line (the original error)."""
     text = str(err)
     if "Original Traceback" in text:
         last = [line for line in text.splitlines() if line.strip()][-1]

@@ -11,6 +11,7 @@ from torch import nn
 from uda_reid.engine.checkpoint import Checkpointer
 from uda_reid.engine.lr_schedule import WarmupLRScheduler
 from uda_reid.utils.distributed import is_main_process
+from uda_reid.utils.errors import UnknownNameError
 
 if TYPE_CHECKING:
     from uda_reid.engine.trainer import Trainer
@@ -157,8 +158,8 @@ class EvalHook(HookBase):
                         ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
         dataset = self.best_dataset or next(iter(metrics))
         if dataset not in metrics or self.best_metric not in metrics[dataset]:
-            raise KeyError(f"Evaluation returned no {self.best_metric} for '{dataset}' "
-                           f"(got {sorted(metrics)})")
+            raise UnknownNameError(f"Evaluation returned no {self.best_metric} for '{dataset}' "
+                                   f"(got {sorted(metrics)})")
         value = metrics[dataset][self.best_metric]
         if value > self.best_value:
             self.best_value, self.best_epoch = value, epoch

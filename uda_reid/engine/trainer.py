@@ -9,7 +9,7 @@ the optimiser step) and the hooks (evaluation, re-clustering, ...). Order of cal
         for iteration:  before_step -> step.run(model) -> backward/optimiser -> step.after_update
                         -> after_step
         after_epoch
-    after_train            (only when every epoch ran; an exception skips it)
+    after_train            (also when an epoch raised; the exception then propagates)
 
 A checkpoint (``state_dict``) taken in ``after_epoch`` holds everything a resumed run needs to
 continue bit-identically: model, optimiser, AMP scaler, the step's state (data samplers,
@@ -226,6 +226,14 @@ class Trainer:
                     self.max_epoch, self.iters_per_epoch)
         self.model.train()
         self._call("before_train")
+        try:
+            self._run_epochs()
+        except BaseException:
+            self._after_train_after_failure()
+            raise
+        self._call("after_train")
+
+    def _run_epochs(self) -> None:
         for epoch in range(self.start_epoch, self.max_epoch):
             self.epoch = epoch
             self._call("before_epoch")
@@ -237,7 +245,16 @@ class Trainer:
                 self._call("after_step")
             self.completed_epochs = epoch + 1
             self._call("after_epoch")
-        self._call("after_train")
+
+    def _after_train_after_failure(self) -> None:
+        """Every hook's ``after_train`` once training failed (closing writers and files); a
+        hook that fails here is logged, so that the training's own exception propagates."""
+        for hook in self.hooks:
+            try:
+                hook.after_train()
+            except Exception:
+                logger.exception("%s.after_train failed after a training error",
+                                 type(hook).__name__)
 
     def run_step(self) -> None:
         """One optimisation step over the step's losses."""

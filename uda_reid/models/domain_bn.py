@@ -22,6 +22,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+from uda_reid.utils.errors import UnknownNameError
 
 
 def _device(layer: nn.Module) -> torch.device:
@@ -62,7 +63,7 @@ class _DomainBatchNormMixin:
         if domain == self.main_domain:
             return super().forward(x)
         if domain not in self.other_domains:
-            raise KeyError(f"DSBN: unknown domain {domain!r}; domains are {self.domains}")
+            raise UnknownNameError(f"DSBN: unknown domain {domain!r}; domains are {self.domains}")
         return self.other_domains[domain](x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,8 +144,8 @@ def domain_sections(model: nn.Module, sections: Sequence[Tuple[str, int]]) -> It
     for layer in layers:
         unknown = {d for d, _ in sections} - set(layer.domains)
         if unknown:
-            raise KeyError(f"DSBN: unknown domains {sorted(unknown)}; domains are "
-                           f"{layer.domains}")
+            raise UnknownNameError(f"DSBN: unknown domains {sorted(unknown)}; domains are "
+                                   f"{layer.domains}")
     previous = [layer.sections for layer in layers]
     for layer in layers:
         layer.sections = tuple(sections)
