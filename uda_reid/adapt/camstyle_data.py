@@ -16,10 +16,6 @@ import shlex
 from pathlib import Path
 from typing import Sequence, Tuple
 
-from torch.utils.data import DataLoader, Dataset
-
-from uda_reid.adapt.sampling import ShuffledBatchSampler
-from uda_reid.data.loaders import collate
 from uda_reid.utils.errors import UserError
 
 CAMSTYLE_DIR = "bounding_box_train_camstyle"
@@ -71,9 +67,3 @@ def check_camstyle_dir(root: os.PathLike | str, samples: Sequence[Sample], num_c
             + generation_hint(dataset_name, dataset_options))
     return folder
 
-
-def build_shuffled_loader(dataset: Dataset, batch_size: int, num_workers: int = 0,
-                          seed: int = 0) -> DataLoader:
-    """Random full batches of ``dataset`` (the original's ``shuffle=True, drop_last=True``)."""
-    return DataLoader(dataset, batch_sampler=ShuffledBatchSampler(len(dataset), batch_size, seed),
-                      num_workers=num_workers, collate_fn=collate)

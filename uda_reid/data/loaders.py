@@ -70,6 +70,14 @@ def build_batch_loader(dataset: Dataset, labels: Sequence[int], batch_size: int,
                       collate_fn=collate, persistent_workers=False)
 
 
+def build_shuffled_loader(dataset: Dataset, batch_size: int, num_workers: int = 0,
+                          seed: int = 0) -> DataLoader:
+    """Random full batches of all of ``dataset`` (``shuffle=True, drop_last=True``): a
+    :class:`~uda_reid.data.samplers.RandomBatchSampler` over every index, this rank's share."""
+    return build_batch_loader(dataset, [0] * len(dataset), batch_size, 1, num_workers, seed,
+                              sampler="random")
+
+
 def build_train_loader(samples: Sequence[Sample], transform: Callable, batch_size: int,
                        num_instances: int, num_workers: int = 0, seed: int = 0,
                        labels: Optional[Sequence[int]] = None, sampler: str = "pk",

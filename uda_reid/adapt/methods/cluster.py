@@ -46,10 +46,10 @@ from uda_reid.adapt.mean_teacher import MeanTeacher, MeanTeacherHook
 from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
 from uda_reid.adapt.pseudo_labels import PseudoLabeler, cluster_centroids
 from uda_reid.adapt.registry import METHODS
-from uda_reid.adapt.sampling import ShuffledBatchSampler
 from uda_reid.adapt.transport import (TransportOptions, transport_batch_labels,
                                       transport_epoch_labels)
-from uda_reid.data.loaders import build_batch_loader, collate, per_rank_batch_size
+from uda_reid.data.loaders import (build_batch_loader, build_shuffled_loader, collate,
+                                   per_rank_batch_size)
 from uda_reid.data.samplers import ShardSampler
 from uda_reid.engine.hooks import HookBase, summary_writer
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
@@ -245,9 +245,8 @@ class PseudoLabelStep(TrainStep):
         except ValueError as err:
             logger.warning("Round %d: no PK batches over the pseudo-labels (%s); target "
                            "batches are drawn at random this round", epoch + 1, err)
-        sampler = ShuffledBatchSampler(len(self.train_images), self.batch_size, self.seed + epoch)
-        return torch.utils.data.DataLoader(self.train_images, batch_sampler=sampler,
-                                           num_workers=self.num_workers, collate_fn=collate)
+        return build_shuffled_loader(self.train_images, self.batch_size, self.num_workers,
+                                     self.seed + epoch)
 
     # ----------------------------------------------------------------- the step
     def begin_epoch(self, epoch: int) -> None:
