@@ -8,13 +8,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from uda_reid.engine.checkpoint import CheckpointMismatchError, Checkpointer
-from uda_reid.engine.hooks import (CheckpointHook, EvalHook, FreezeHook, HookBase,
+from uda_reid.engine.freeze import FreezeHook, freeze_modules
+from uda_reid.engine.hooks import (CheckpointHook, EvalHook, HookBase,
                                    LRSchedulerHook, ProgressHook, TensorBoardHook)
 from uda_reid.engine.lr_schedule import WarmupLRScheduler
 from uda_reid.engine.optim import build_optimizer
 from uda_reid.engine.seed import seed_everything
 from uda_reid.engine.trainer import SupervisedStep, Trainer, TrainStep
 from uda_reid.evaluation.extract import extract_features
+from uda_reid.utils.errors import UserError
 
 NUM_CLASSES = 4
 
@@ -161,6 +163,19 @@ def test_freezing_keeps_backbone_and_bn_stats_fixed_then_releases(tmp_path):
 def test_bad_freeze_layer_is_named():
     with pytest.raises(ValueError, match="FREEZE_LAYERS.*'neck'.*backbone, head"):
         FreezeHook(ToyReID(), ["neck"], 10)
+    with pytest.raises(UserError, match="ADAPT.ECN.FROZEN.*'neck'.*backbone, head"):
+        freeze_modules(ToyReID(), ["neck"])
+
+
+def test_temporary_and_permanent_freezing_select_the_same_parameters():
+    model = ToyReID()
+    hook = FreezeHook(model, ["backbone", "head"], 10)
+    expected = [p for _, p in model.backbone.named_parameters()] + \
+        [p for _, p in model.head.named_parameters()]
+    assert [id(p) for p in hook.params] == [id(p) for p in expected]
+    names = freeze_modules(model, ["head", "backbone"])
+    assert sorted(names) == sorted(n for n, _ in model.named_parameters())
+    assert not any(p.requires_grad for p in model.parameters())
 
 
 class OrderHook(HookBase):

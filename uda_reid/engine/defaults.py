@@ -28,9 +28,9 @@ from uda_reid.data.loaders import build_test_set_from_config, build_train_loader
 from uda_reid.engine.checkpoint import (CheckpointMismatchError, Checkpointer, identity_diff,
                                        load_model_weights, read_checkpoint_meta)
 from uda_reid.engine.distributed import init_distributed, prepare_ranks
-from uda_reid.engine.hooks import (CheckpointHook, EvalHook, FreezeHook, HookBase,
-                                   LRSchedulerHook, Metrics, ProgressHook, TensorBoardHook,
-                                   WallClockHook)
+from uda_reid.engine.freeze import FreezeHook
+from uda_reid.engine.hooks import (CheckpointHook, EvalHook, HookBase, LRSchedulerHook,
+                                   Metrics, ProgressHook, TensorBoardHook, WallClockHook)
 from uda_reid.engine.logger import log_to_files, setup_logger
 from uda_reid.engine.lr_schedule import build_lr_scheduler
 from uda_reid.engine.optim import build_optimizer_from_config

@@ -1,12 +1,10 @@
-"""Trainer hooks: LR schedule, freezing, evaluation, checkpoints, TensorBoard, progress."""
+"""Trainer hooks: LR schedule, evaluation, checkpoints, TensorBoard, progress."""
 from __future__ import annotations
 
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 
 from uda_reid.engine.checkpoint import Checkpointer
 from uda_reid.engine.lr_schedule import WarmupLRScheduler
@@ -70,60 +68,6 @@ class LRSchedulerHook(HookBase):
 
     def before_step(self) -> None:
         self.scheduler.set_iteration(self.trainer.iter)
-
-
-class FreezeHook(HookBase):
-    """Freezes the named sub-modules during the first ``freeze_iters`` iterations.
-
-    Frozen means: parameters do not require gradients (so the optimiser leaves them and their
-    state untouched) and the modules are in eval mode (BatchNorm statistics do not move).
-    Afterwards the previous ``requires_grad`` and train/eval flags are restored.
-    """
-
-    def __init__(self, model: nn.Module, layer_names: Sequence[str], freeze_iters: int) -> None:
-        self.freeze_iters = freeze_iters
-        self.modules: List[nn.Module] = []
-        for name in layer_names:
-            try:
-                self.modules.append(model.get_submodule(name))
-            except AttributeError as err:
-                top = sorted(n for n, _ in model.named_children())
-                raise ValueError(f"SOLVER.FREEZE_LAYERS: the model has no module '{name}' "
-                                 f"(top-level modules: {', '.join(top)})") from err
-        self._saved: Optional[Tuple[List[Tuple[nn.Parameter, bool]],
-                                    List[Tuple[nn.Module, bool]]]] = None
-
-    @property
-    def frozen(self) -> bool:
-        return self._saved is not None
-
-    def before_step(self) -> None:
-        if self.trainer.iter < self.freeze_iters:
-            self._freeze()
-        elif self.frozen:
-            self._unfreeze()
-
-    def _freeze(self) -> None:
-        params = [p for m in self.modules for p in m.parameters()]
-        submodules = [s for m in self.modules for s in m.modules()]
-        if self._saved is None:
-            self._saved = ([(p, p.requires_grad) for p in params],
-                           [(s, s.training) for s in submodules])
-            logger.info("Freezing %d parameters until iteration %d", len(params),
-                        self.freeze_iters)
-        for p in params:
-            p.requires_grad_(False)
-        for s in submodules:
-            s.train(False)
-
-    def _unfreeze(self) -> None:
-        params, submodules = self._saved
-        for p, flag in params:
-            p.requires_grad_(flag)
-        for s, flag in submodules:
-            s.train(flag)
-        self._saved = None
-        logger.info("Unfroze the frozen layers at iteration %d", self.trainer.iter)
 
 
 class EvalHook(HookBase):

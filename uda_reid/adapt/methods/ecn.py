@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from uda_reid.adapt.base import AdaptContext, AdaptMethod, StageSettings
-from uda_reid.adapt.freeze import FrozenNormsHook, freeze_modules
 from uda_reid.adapt.guard import SourceImages
 from uda_reid.adapt.invariance import invariance_loss, use_neighbors
 from uda_reid.adapt.memory import ExemplarMemory, momentum_schedule
 from uda_reid.adapt.registry import METHODS
 from uda_reid.data.loaders import build_batch_loader, build_shuffled_loader, per_rank_batch_size
+from uda_reid.engine.freeze import FrozenNormsHook, freeze_modules
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
 from uda_reid.models.backbones.vit import side_info_domain
