@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from uda_reid.engine.checkpoint import CheckpointMismatchError, Checkpointer
 from uda_reid.engine.freeze import FreezeHook, freeze_modules
-from uda_reid.engine.hooks import (CheckpointHook, EvalHook, HookBase,
+from uda_reid.engine.hooks import (CheckpointHook, EpochMeans, EvalHook, HookBase,
                                    LRSchedulerHook, ProgressHook, TensorBoardHook)
 from uda_reid.engine.lr_schedule import WarmupLRScheduler
 from uda_reid.engine.optim import build_optimizer
@@ -165,6 +165,16 @@ def test_bad_freeze_layer_is_named():
         FreezeHook(ToyReID(), ["neck"], 10)
     with pytest.raises(UserError, match="ADAPT.ECN.FROZEN.*'neck'.*backbone, head"):
         freeze_modules(ToyReID(), ["neck"])
+
+
+def test_epoch_means_by_hand():
+    means = EpochMeans()
+    means.add({"total": 1.0, "ce": 0.5})
+    means.add({"total": 2.0, "ce": 0.25, "late": 4.0})
+    assert means.means() == {"total": 1.5, "ce": 0.375, "late": 2.0}
+    means.reset()
+    means.add({"total": 3.0})
+    assert means.means() == {"total": 3.0}
 
 
 def test_temporary_and_permanent_freezing_select_the_same_parameters():

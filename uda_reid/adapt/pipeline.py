@@ -37,7 +37,7 @@ from uda_reid.data.transforms import build_transforms_from_config
 from uda_reid.engine.checkpoint import load_model_weights, read_checkpoint_meta
 from uda_reid.engine.defaults import (build_evaluator, build_trainer, check_output_dir,
                                       default_setup, resolve_device, resume_or_start, train)
-from uda_reid.engine.hooks import HookBase
+from uda_reid.engine.hooks import EpochMeans, HookBase
 from uda_reid.engine.logger import setup_logger
 from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
@@ -153,21 +153,16 @@ class EpochCurvesHook(HookBase):
 
     def __init__(self) -> None:
         self.curves: Dict[int, Dict[str, float]] = {}
-        self._sums: Dict[str, float] = {}
-        self._count = 0
+        self._means = EpochMeans()
 
     def before_epoch(self) -> None:
-        self._sums, self._count = {}, 0
+        self._means.reset()
 
     def after_step(self) -> None:
-        values = dict(self.trainer.losses)
-        values.update(self.trainer.step.scalars())
-        for name, value in values.items():
-            self._sums[name] = self._sums.get(name, 0.0) + value
-        self._count += 1
+        self._means.add({**self.trainer.losses, **self.trainer.step.scalars()})
 
     def after_epoch(self) -> None:
-        self.curves[self.trainer.epoch + 1] = {k: v / self._count for k, v in self._sums.items()}
+        self.curves[self.trainer.epoch + 1] = self._means.means()
 
     def state_dict(self) -> Dict[str, Any]:
         return {"curves": self.curves}

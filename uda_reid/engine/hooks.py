@@ -167,16 +167,29 @@ def summary_writer(log_dir: os.PathLike | str, **kwargs: Any) -> Any:
     return SummaryWriter(log_dir=str(log_dir), **kwargs)
 
 
-class TensorBoardHook(HookBase):
-    """Writes losses, LR and step scalars every ``period`` iterations and metrics per epoch."""
+class WriterHook(HookBase):
+    """Base of the hooks writing TensorBoard events: ``writer`` (:func:`summary_writer` on
+    ``log_dir``, files ending in ``filename_suffix``) is open from ``before_train`` to
+    ``after_train``."""
 
-    def __init__(self, log_dir: os.PathLike | str, period: int = 20) -> None:
+    def __init__(self, log_dir: os.PathLike | str, filename_suffix: str = "") -> None:
         self.log_dir = str(log_dir)
-        self.period = max(1, period)
+        self.filename_suffix = filename_suffix
         self.writer = None
 
     def before_train(self) -> None:
-        self.writer = summary_writer(self.log_dir)
+        self.writer = summary_writer(self.log_dir, filename_suffix=self.filename_suffix)
+
+    def after_train(self) -> None:
+        self.writer.close()
+
+
+class TensorBoardHook(WriterHook):
+    """Writes losses, LR and step scalars every ``period`` iterations and metrics per epoch."""
+
+    def __init__(self, log_dir: os.PathLike | str, period: int = 20) -> None:
+        super().__init__(log_dir)
+        self.period = max(1, period)
 
     def after_step(self) -> None:
         trainer = self.trainer
@@ -195,9 +208,6 @@ class TensorBoardHook(HookBase):
             for name, value in values.items():
                 self.writer.add_scalar(f"{dataset}/{name}", value, epoch)
         self.writer.flush()
-
-    def after_train(self) -> None:
-        self.writer.close()
 
 
 class WallClockHook(HookBase):
@@ -221,14 +231,33 @@ class WallClockHook(HookBase):
         self.previous = float(state["elapsed"])
 
 
+class EpochMeans:
+    """Means of named scalars over the steps of one epoch (a name a step lacks counts 0)."""
+
+    def __init__(self) -> None:
+        self.sums: Dict[str, float] = {}
+        self.count = 0
+
+    def reset(self) -> None:
+        self.sums, self.count = {}, 0
+
+    def add(self, values: Mapping[str, float]) -> None:
+        """One step's values."""
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.count += 1
+
+    def means(self) -> Dict[str, float]:
+        return {name: total / self.count for name, total in self.sums.items()}
+
+
 class ProgressHook(HookBase):
     """A tqdm bar per epoch and a log line with the epoch's mean losses, LR and time."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self._bar = None
-        self._sums: Dict[str, float] = {}
-        self._count = 0
+        self._means = EpochMeans()
         self._start = 0.0
 
     def before_epoch(self) -> None:
@@ -237,19 +266,18 @@ class ProgressHook(HookBase):
         trainer = self.trainer
         self._bar = tqdm(total=trainer.iters_per_epoch, disable=not self.enabled, leave=False,
                          desc=f"epoch {trainer.epoch + 1}/{trainer.max_epoch}")
-        self._sums, self._count, self._start = {}, 0, time.perf_counter()
+        self._means.reset()
+        self._start = time.perf_counter()
 
     def after_step(self) -> None:
-        self._count += 1
-        for name, value in self.trainer.losses.items():
-            self._sums[name] = self._sums.get(name, 0.0) + value
+        self._means.add(self.trainer.losses)
         self._bar.update(1)
         self._bar.set_postfix(loss=f"{self.trainer.losses['total']:.3f}")
 
     def after_epoch(self) -> None:
         self._bar.close()
         trainer = self.trainer
-        means = ", ".join(f"{k} {v / self._count:.4f}" for k, v in self._sums.items())
+        means = ", ".join(f"{k} {v:.4f}" for k, v in self._means.means().items())
         logger.info("Epoch %d/%d done (iteration %d): %s, lr %.3g, %.1f s", trainer.epoch + 1,
                     trainer.max_epoch, trainer.iter + 1, means, current_lr(trainer),
                     time.perf_counter() - self._start)

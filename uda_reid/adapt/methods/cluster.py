@@ -51,7 +51,7 @@ from uda_reid.adapt.transport import (TransportOptions, transport_batch_labels,
 from uda_reid.data.loaders import (build_batch_loader, build_shuffled_loader, collate,
                                    per_rank_batch_size)
 from uda_reid.data.samplers import ShardSampler
-from uda_reid.engine.hooks import HookBase, summary_writer
+from uda_reid.engine.hooks import HookBase, WriterHook
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.losses.computer import over_branches
@@ -374,26 +374,19 @@ class FreshClassifierStateHook(HookBase):
             self.trainer.optimizer.state.pop(param, None)
 
 
-class RoundTensorBoardHook(HookBase):
+class RoundTensorBoardHook(WriterHook):
     """Writes each round's cluster counts to TensorBoard, one point per epoch:
     ``pseudo_labels/g<index>_<key>`` (e.g. ``pseudo_labels/g0_num_clusters``)."""
 
     def __init__(self, step: PseudoLabelStep, log_dir: str) -> None:
+        super().__init__(log_dir, filename_suffix=".pseudo_labels")
         self.step = step
-        self.log_dir = log_dir
-        self.writer = None
-
-    def before_train(self) -> None:
-        self.writer = summary_writer(self.log_dir, filename_suffix=".pseudo_labels")
 
     def after_epoch(self) -> None:
         for name, value in self.step.scalars().items():
             self.writer.add_scalar(f"pseudo_labels/{name.replace('pseudo', 'g', 1)}", value,
                                    self.trainer.epoch + 1)
         self.writer.flush()
-
-    def after_train(self) -> None:
-        self.writer.close()
 
 
 def retrieval_dim(model: nn.Module, loader: Iterable, device: torch.device) -> int:
