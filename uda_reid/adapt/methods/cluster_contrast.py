@@ -14,15 +14,14 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from uda_reid.adapt.base import AdaptContext, AdaptMethod
 from uda_reid.adapt.cluster_memory import ClusterMemory
-from uda_reid.adapt.methods.cluster import FEATURE_KEYS, retrieval_dim
+from uda_reid.adapt.methods.cluster import FEATURE_KEYS, target_feature_loader
 from uda_reid.adapt.pseudo_labels import PseudoLabeler, cluster_centroids
 from uda_reid.adapt.registry import METHODS
-from uda_reid.data.loaders import build_batch_loader, collate, per_rank_batch_size
-from uda_reid.data.samplers import ShardSampler
+from uda_reid.data.loaders import build_batch_loader, per_rank_batch_size
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.losses.computer import over_branches
@@ -142,14 +141,7 @@ class ClusterContrast(AdaptMethod):
 
     def build_step(self, ctx: AdaptContext) -> ClusterContrastStep:
         s = ctx.settings
-        if s.neck_feat not in FEATURE_KEYS:
-            raise ValueError(f"MODEL.HEADS.NECK_FEAT must be one of {sorted(FEATURE_KEYS)}, "
-                             f"got {s.neck_feat!r}")
-        feature_loader = DataLoader(ctx.target.dataset(s.test_transform),
-                                    batch_size=s.test_batch_size,
-                                    sampler=ShardSampler(len(ctx.target)),
-                                    num_workers=s.num_workers, collate_fn=collate)
-        dim = retrieval_dim(ctx.model, feature_loader, ctx.device)
+        feature_loader, dim = target_feature_loader(ctx)
         memory = ClusterMemory(dim, self.temperature, self.momentum, self.mode)
         self.step = ClusterContrastStep(
             ctx.model, memory, self.labeler, ctx.target.dataset(s.train_transform), feature_loader,
