@@ -69,7 +69,7 @@ class ClusterMemory(nn.Module):
     state resizes the buffer). ``forward`` is the loss; :meth:`update` the momentum update."""
 
     def __init__(self, num_features: int, temperature: float = 0.05, momentum: float = 0.2,
-                 mode: str = "hardest") -> None:
+                 mode: str = "mean") -> None:
         super().__init__()
         if mode not in UPDATE_MODES:
             raise ValueError(f"ADAPT.CC.MODE must be one of {UPDATE_MODES}, got {mode!r}")

@@ -126,7 +126,7 @@ class ClusterContrast(AdaptMethod):
     """Cluster Contrast over ADAPT.CLUSTER's first granularity with ADAPT.CC's memory."""
 
     def __init__(self, labeler: PseudoLabeler, temperature: float = 0.05, momentum: float = 0.1,
-                 mode: str = "hardest", num_instances: int = 16) -> None:
+                 mode: str = "mean", num_instances: int = 16) -> None:
         self.labeler = dataclasses.replace(labeler, granularities=labeler.granularities[:1])
         self.temperature, self.momentum, self.mode = temperature, momentum, mode
         self.num_instances = num_instances

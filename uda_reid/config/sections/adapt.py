@@ -34,10 +34,10 @@ class ECNConfig:
 @section
 class ClusterContrastConfig:
     # Cluster Contrast (alibaba/cluster-contrast-reid); clustering is ADAPT.CLUSTER's.
-    TEMPERATURE: float = 0.05  # clustercontrast/models/cm.py ClusterMemory temp
-    MOMENTUM: float = 0.1  # centroid momentum (cm.py default 0.2; README's Market/MSMT runs 0.1)
-    MODE: str = "hardest"  # mean (cm.py CM) | hardest (cm.py CM_Hard, --use-hard)
-    NUM_INSTANCES: int = 16  # images per pseudo-identity in a PK batch (--num-instances)
+    TEMPERATURE: float = 0.05  # examples/cluster_contrast_train_usl.py --temp
+    MOMENTUM: float = 0.1  # centroid momentum (README.md commands; the script's default is 0.2)
+    MODE: str = "mean"  # mean (cm.py CM) | hardest (cm.py CM_Hard, --use-hard)
+    NUM_INSTANCES: int = 16  # images per pseudo-identity in a PK batch (README.md commands)
 
 
 @section
