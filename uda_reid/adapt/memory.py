@@ -24,7 +24,7 @@ def momentum_schedule(epoch: int, per_epoch: float = 0.01) -> float:
     return per_epoch * epoch
 
 
-def _occurrence_rank(indexes: torch.Tensor) -> torch.Tensor:
+def occurrence_rank(indexes: torch.Tensor) -> torch.Tensor:
     """For each position, how many earlier positions hold the same index. (B,) -> (B,)."""
     same = indexes.unsqueeze(0) == indexes.unsqueeze(1)  # (B, B)
     earlier = torch.ones_like(same).tril(diagonal=-1)
@@ -85,7 +85,7 @@ class ExemplarMemory(nn.Module):
         if indexes.numel() and (indexes.min() < 0 or indexes.max() >= self.num_samples):
             raise IndexError(f"memory indexes must lie in [0, {self.num_samples}), got "
                              f"[{int(indexes.min())}, {int(indexes.max())}]")
-        rank = _occurrence_rank(indexes)
+        rank = occurrence_rank(indexes)
         for r in range(int(rank.max()) + 1 if rank.numel() else 0):
             pick = rank == r
             slots = indexes[pick]

@@ -395,6 +395,19 @@ def retrieval_dim(model: nn.Module, loader: Iterable, device: torch.device) -> i
     return int(extract_features(model, [batch], False, device)[0].shape[1])
 
 
+def target_feature_loader(ctx: AdaptContext) -> tuple[DataLoader, int]:
+    """The loader of the target training images with the test transforms (for clustering),
+    and the size D of the retrieval feature; checks ``MODEL.HEADS.NECK_FEAT``."""
+    s = ctx.settings
+    if s.neck_feat not in FEATURE_KEYS:
+        raise ValueError(f"MODEL.HEADS.NECK_FEAT must be one of {sorted(FEATURE_KEYS)}, "
+                         f"got {s.neck_feat!r}")
+    loader = DataLoader(ctx.target.dataset(s.test_transform), batch_size=s.test_batch_size,
+                        sampler=ShardSampler(len(ctx.target)), num_workers=s.num_workers,
+                        collate_fn=collate)
+    return loader, retrieval_dim(ctx.model, loader, ctx.device)
+
+
 @METHODS.register("cluster", aliases=("strong_baseline",))
 class ClusterAdaptation(AdaptMethod):
     """Pseudo-label training at one granularity: ``granularity_index`` picks it among the
@@ -458,14 +471,7 @@ class ClusterAdaptation(AdaptMethod):
         """The step; its classifiers join the model (``model.pseudo_classifiers``) so that the
         optimiser, built next, trains them and checkpoints hold them."""
         s = ctx.settings
-        if s.neck_feat not in FEATURE_KEYS:
-            raise ValueError(f"MODEL.HEADS.NECK_FEAT must be one of {sorted(FEATURE_KEYS)}, "
-                             f"got {s.neck_feat!r}")
-        feature_loader = DataLoader(ctx.target.dataset(s.test_transform),
-                                    batch_size=s.test_batch_size,
-                                    sampler=ShardSampler(len(ctx.target)),
-                                    num_workers=s.num_workers, collate_fn=collate)
-        dim = retrieval_dim(ctx.model, feature_loader, ctx.device)
+        feature_loader, dim = target_feature_loader(ctx)
         classifiers = PseudoClassifiers(len(self.labeler.granularities), len(ctx.target),
                                         dim, self.cls_scale).to(ctx.device)
         ctx.model.add_module(self.training_modules[0], classifiers)

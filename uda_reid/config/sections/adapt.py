@@ -32,6 +32,15 @@ class ECNConfig:
 
 
 @section
+class ClusterContrastConfig:
+    # Cluster Contrast (alibaba/cluster-contrast-reid); clustering is ADAPT.CLUSTER's.
+    TEMPERATURE: float = 0.05  # examples/cluster_contrast_train_usl.py --temp
+    MOMENTUM: float = 0.1  # centroid momentum (README.md commands; the script's default is 0.2)
+    MODE: str = "mean"  # mean (cm.py CM) | hardest (cm.py CM_Hard, --use-hard)
+    NUM_INSTANCES: int = 16  # images per pseudo-identity in a PK batch (README.md commands)
+
+
+@section
 class AdaptConfig:
     METHOD: str = "direct"
     SOURCE: str = "synth-market"
@@ -43,3 +52,4 @@ class AdaptConfig:
     ECN: ECNConfig = field(default_factory=ECNConfig)
     CLUSTER: ClusterConfig = field(default_factory=ClusterConfig)
     MLT: MLTConfig = field(default_factory=MLTConfig)
+    CC: ClusterContrastConfig = field(default_factory=ClusterContrastConfig)

@@ -1,0 +1,199 @@
+"""Cluster Contrast: the memory loss against a hand computation, the mean / hardest momentum
+updates against slow loops, checkpointing of the resizable memory, the label guard, and
+tools/adapt.py --method cluster_contrast end to end with an exact resume after a kill."""
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import adjusted_rand_score
+
+from test_adapt_guard import FILE_NAME, int_sequences, reachable
+from uda_reid.adapt.cluster_memory import (ClusterMemory, hardest_update, mean_update,
+                                           memory_contrastive_loss)
+from uda_reid.adapt.guard import slot_order
+from uda_reid.adapt.methods.cluster_contrast import ClusterContrast, ClusterContrastStep
+from uda_reid.data.datasets import build_dataset
+from uda_reid.data.loaders import collate
+
+_spec = importlib.util.spec_from_file_location(
+    "adapt_tool_cc", Path(__file__).resolve().parents[1] / "tools" / "adapt.py")
+adapt_tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(adapt_tool)
+TARGET = "synth-duke"
+
+
+def test_memory_loss_matches_a_hand_computation():
+    features = torch.tensor([[3.0, 4.0], [0.0, 2.0]])  # normalised: (0.6, 0.8), (0, 1)
+    centroids = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 1])
+    tau = 0.5
+    # sample 0: logits (0.6, 0.8) / 0.5 = (1.2, 1.6), label 0; sample 1: (0, 2), label 1
+    hand = 0.5 * ((-1.2 + math.log(math.exp(1.2) + math.exp(1.6)))
+                  + (-2.0 + math.log(1.0 + math.exp(2.0))))
+    loss = memory_contrastive_loss(features, labels, centroids, tau)
+    assert float(loss) == pytest.approx(hand, rel=1e-6)
+    memory = ClusterMemory(2, temperature=tau)
+    memory.reset(centroids)
+    assert float(memory(features, labels)) == pytest.approx(hand, rel=1e-6)
+
+
+def slow_mean(centroids, features, labels, m):
+    c = centroids.clone()
+    for x, y in zip(F.normalize(features, dim=1), labels.tolist()):
+        c[y] = m * c[y] + (1 - m) * x
+        c[y] = c[y] / c[y].norm()
+    return c
+
+
+def slow_hardest(centroids, features, labels, m):
+    c = centroids.clone()
+    x = F.normalize(features, dim=1)
+    for y in sorted(set(labels.tolist())):
+        rows = [i for i in range(len(labels)) if labels[i] == y]
+        sims = [float(x[i] @ centroids[y]) for i in rows]
+        hard = rows[int(np.argmin(sims))]
+        c[y] = m * centroids[y] + (1 - m) * x[hard]
+        c[y] = c[y] / c[y].norm()
+    return c
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.5])
+def test_momentum_updates_match_slow_loops(momentum):
+    g = torch.Generator().manual_seed(0)
+    centroids = F.normalize(torch.randn(5, 8, generator=g), dim=1)
+    features = torch.randn(12, 8, generator=g)
+    labels = torch.tensor([0, 2, 2, 4, 0, 2, 1, 4, 0, 2, 4, 4])  # cluster 3 absent
+    for fast, slow in [(mean_update, slow_mean), (hardest_update, slow_hardest)]:
+        got = fast(centroids, features, labels, momentum)
+        assert torch.allclose(got, slow(centroids, features, labels, momentum), atol=1e-6)
+        assert torch.equal(got[3], centroids[3])
+        assert torch.allclose(got.norm(dim=1), torch.ones(5), atol=1e-6)
+    # the two variants differ: cluster 2 has four samples
+    assert not torch.allclose(mean_update(centroids, features, labels, momentum)[2],
+                              hardest_update(centroids, features, labels, momentum)[2])
+
+
+def test_memory_initialises_updates_and_checkpoints_with_a_new_cluster_count():
+    memory = ClusterMemory(3, momentum=0.2, mode="mean")
+    memory.reset(torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]]))
+    assert torch.allclose(memory.centroids, torch.tensor([[1.0, 0, 0], [0, 0, 1.0]]))
+    memory.update(torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([0]))
+    expected = F.normalize(torch.tensor([[0.2, 0.8, 0.0]]), dim=1)
+    assert torch.allclose(memory.centroids[0], expected[0])
+    other = ClusterMemory(3, mode="mean")
+    other.reset(torch.ones(7, 3))
+    other.load_state_dict(memory.state_dict())
+    assert torch.equal(other.centroids, memory.centroids)
+    with pytest.raises(ValueError, match="ADAPT.CC.MODE"):
+        ClusterMemory(3, mode="median")
+
+
+def run_tool(data_root, cache, out, *extra):
+    argv = ["--source", "synth-market", "--target", TARGET, "--method", "cluster_contrast",
+            "--output-dir", str(out),
+            "DATASETS.ROOT", str(data_root), "DATASETS.SYNTH_SCALE", "tiny",
+            "ADAPT.SOURCE_CACHE", str(cache), "MODEL.DEVICE", "cpu",
+            "INPUT.SIZE_TRAIN", "(32, 16)", "INPUT.SIZE_TEST", "(32, 16)",
+            "MODEL.HEADS.EMBEDDING_DIM", "32", "DATALOADER.NUM_WORKERS", "0",
+            "SOLVER.IMS_PER_BATCH", "16", "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "2",
+            "ADAPT.SOLVER.OPT", "Adam", "ADAPT.SOLVER.BASE_LR", "3.5e-4",
+            "ADAPT.SOLVER.IMS_PER_BATCH", "8", "ADAPT.SOLVER.MAX_EPOCH", "2",
+            "ADAPT.SOLVER.ITERS_PER_EPOCH", "2", "ADAPT.SOLVER.STEPS", "[1]",
+            "ADAPT.CC.NUM_INSTANCES", "2", "ADAPT.CC.MODE", "hardest",
+            "ADAPT.CLUSTER.EPS", "[0.5]", "ADAPT.CLUSTER.K1", "6", "ADAPT.CLUSTER.K2", "2",
+            "ADAPT.CLUSTER.MIN_SAMPLES", "2",
+            "TEST.EVAL_PERIOD", "2", "ADAPT.SOLVER.CHECKPOINT_PERIOD", "1", *extra]
+    assert adapt_tool.main(argv) == 0
+    return json.loads((Path(out) / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """An uninterrupted run, with what the method was handed (context, options, batches)."""
+    root, cache = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("cache")
+    seen = {}
+    build, from_config = (ClusterContrast.build_step,
+                          ClusterContrast.from_config.__func__)
+
+    def recording_build(self, ctx):
+        seen["ctx"] = ctx
+        with torch.random.fork_rng():  # a loader draws its seed: leave the run's RNG as it is
+            seen["batch"] = next(iter(torch.utils.data.DataLoader(
+                ctx.target.dataset(lambda img: torch.zeros(1)), batch_size=len(ctx.target),
+                collate_fn=collate)))
+        return build(self, ctx)
+
+    def recording_from_config(cls, adapt):
+        seen["options"] = adapt
+        return from_config(cls, adapt)
+
+    ClusterContrast.build_step = recording_build
+    ClusterContrast.from_config = classmethod(recording_from_config)
+    try:
+        results = run_tool(root, cache, cache / "full")
+    finally:
+        ClusterContrast.build_step = build
+        ClusterContrast.from_config = classmethod(from_config)
+    return root, cache, results, seen
+
+
+def test_tool_trains_with_the_memory_and_reports_rounds(full_run):
+    root, cache, results, _ = full_run
+    stage = results["stages"][1]
+    assert [s["name"] for s in results["stages"]] == ["source", "cluster_contrast"]
+    assert [r["epoch"] for r in stage["rounds"]] == [1, 2]
+    assert all(r["num_clusters"] > 1 and r["idle"] is False for r in stage["rounds"])
+    assert all(c["loss_cluster_contrast"] > 0 for c in stage["curves"])
+    # the pipeline scores the labels the method reported against the hidden identities
+    for quality, record in zip(stage["label_quality"], stage["rounds"]):
+        (scores,) = quality["granularities"]
+        assert scores["num_clusters"] == record["num_clusters"]
+    assert all(0.0 <= v <= 1.0 for v in results["metrics"][TARGET].values())
+    state = torch.load(cache / "full" / "last.pth", weights_only=False)
+    memory = state["step"]["memory"]["centroids"]  # the memory is checkpointed
+    assert memory.shape[0] == stage["rounds"][-1]["num_clusters"]
+    assert torch.allclose(memory.norm(dim=1), torch.ones(len(memory)), atol=1e-5)
+
+
+def test_the_label_guard_holds_for_cluster_contrast(full_run):
+    root, _, _, seen = full_run
+    target = build_dataset(TARGET, str(root), "tiny", 0)
+    n = len(target.train)
+    truth = np.asarray([target.train[i][1] for i in slot_order(n, 0)])
+    objects = reachable(seen["ctx"], seen["options"], seen["batch"])
+    strings = [o for o in objects if isinstance(o, str)]
+    assert len(strings) > 50
+    assert not [s for s in strings if str(root) in s or FILE_NAME.search(s)]
+    sequences = [s for s in int_sequences(objects, n)
+                 if not np.array_equal(s, np.asarray(seen["ctx"].source.pids)[:n])]
+    assert sequences
+    assert max(adjusted_rand_score(truth, s) for s in sequences) < 0.2
+    assert set(seen["batch"]["pids"].tolist()) == {-1}
+
+
+def test_resume_after_a_kill_gives_the_uninterrupted_result(full_run, tmp_path, monkeypatch):
+    root, cache, full, _ = full_run
+    run = ClusterContrastStep.run
+
+    def killed_in_epoch_two(self, model):
+        if len(self.rounds) == 2:
+            raise KeyboardInterrupt("killed")
+        return run(self, model)
+
+    monkeypatch.setattr(ClusterContrastStep, "run", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_tool(root, cache, tmp_path)
+    monkeypatch.setattr(ClusterContrastStep, "run", run)
+    resumed = run_tool(root, cache, tmp_path, "--resume")
+    assert resumed["metrics"] == full["metrics"]
+
+    def rounds(results):
+        return [{k: v for k, v in r.items() if k != "seconds"}
+                for r in results["stages"][1]["rounds"]]
+
+    assert rounds(resumed) == rounds(full)
