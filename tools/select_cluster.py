@@ -36,7 +36,7 @@ from uda_reid.reproduce.selection import (CRITERIA, DEVELOPMENT_SYNTH_SEED, best
                                           require_development, sweep_clustering, sweep_markdown)
 from uda_reid.utils.atomic import atomic_write_json, atomic_write_text
 
-logger = logging.getLogger("select_cluster")
+logger = logging.getLogger("uda_reid.select_cluster")
 ADAPT_METRICS = ("mAP", "rank1")
 
 
