@@ -9,6 +9,7 @@ import torch
 from camstyle.model import Discriminator, Generator
 from camstyle.trainer import StarGANTrainer
 from uda_reid.config.sections.camstyle import CamStyleConfig
+from uda_reid.utils.safe_load import load_weights_file
 
 SPEC_KEYS = ("num_cameras", "image_size", "g_conv_dim", "g_repeat_num", "d_conv_dim",
              "d_repeat_num")
@@ -55,9 +56,7 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu"
                    ) -> Tuple[Generator, Tuple[int, int], Dict[str, Any]]:
     """(generator in eval mode, its (H, W) input size, the checkpoint's metadata)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"CamStyle checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_weights_file(path, "CamStyle checkpoint")
     spec = state.get("model_spec") if isinstance(state, dict) else None
     if not isinstance(spec, dict) or any(k not in spec for k in SPEC_KEYS):
         raise ValueError(f"{path} is not a CamStyle checkpoint (needs 'model_spec' with "

@@ -26,6 +26,16 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise OSError(f"Cannot read image {path}: {err}") from err
 
 
+def is_readable_image(path: str | Path) -> bool:
+    """True when the file decodes completely (a truncated JPEG does not)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+        return True
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
 def to_tensor(img: Image.Image, size: Tuple[int, int]) -> torch.Tensor:
     """PIL image -> (3, H, W) float in [-1, 1] at ``size`` = (H, W) (bicubic resize)."""
     height, width = size

@@ -6,8 +6,8 @@ image resized back to its source's size. Jobs are
 
 - restartable: a shard's manifest (``<out>/.manifest/shard-<i>-of-<n>.txt``, one finished source
   stem per line, appended and fsynced after all its files are renamed into place) lists what a
-  rerun skips (unless one of its files has since disappeared); a torn last line (a kill while
-  appending) does not count;
+  rerun skips (unless one of its files has since disappeared or no longer decodes, e.g. a
+  truncated copy); a torn last line (a kill while appending) does not count;
 - atomic per file: each JPEG is written to a hidden temporary name and renamed; temporaries a
   killed run left behind for this shard's files are removed when the shard starts again;
 - sharded: shard ``i`` of ``n`` takes the images at positions ``i, i+n, ...`` of the training
@@ -24,7 +24,7 @@ from typing import Dict, Iterable, List, Sequence, Set, Tuple
 import torch
 from PIL import Image
 
-from camstyle.data import CameraSample, load_rgb, to_image, to_tensor
+from camstyle.data import CameraSample, is_readable_image, load_rgb, to_image, to_tensor
 from camstyle.model import Generator
 from uda_reid.utils.atomic import atomic_path, atomic_write_text
 
@@ -179,7 +179,7 @@ def generate_shard(generator: Generator, samples: Sequence[CameraSample], out_di
     names = set(expected_outputs(mine, num_cameras))
     stale = remove_stale_temporaries(out_dir, names)
     todo = [s for s in mine if _stem(s[0]) not in manifest
-            or not all((out_dir / n).is_file() for n in _outputs_of(s, num_cameras))]
+            or not all(is_readable_image(out_dir / n) for n in _outputs_of(s, num_cameras))]
     written = 0
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), disable=not progress,
                desc=f"camstyle shard {index}/{count}", dynamic_ncols=True)

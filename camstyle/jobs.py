@@ -17,9 +17,13 @@ from camstyle.verify import VerifyReport, verify_folder
 from uda_reid.config import Config, ConfigError, load_config, save_config
 from uda_reid.config.io import config_diff
 from uda_reid.data.datasets import DATASETS, build_dataset_from_config
+from uda_reid.engine.run_folder import check_output_folder, clear_run_outputs
 from uda_reid.utils.atomic import atomic_write_json
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "camstyle"
+# A train run's files in its OUTPUT_DIR: those that mark the folder as taken, and all of them.
+TRAIN_MARKERS = ("last.pth", "config.yaml", "camstyle_train.json")
+TRAIN_OUTPUTS = (*TRAIN_MARKERS, "tensorboard/events.out.tfevents.*", "samples/iter_*.png")
 
 
 def load_camstyle_config(dataset: str, config_file: Optional[str] = None,
@@ -43,29 +47,30 @@ def camstyle_folder(dataset: Any) -> Path:
     return Path(dataset.root) / CAMSTYLE_DIR
 
 
-def _prepare_output(cfg: Config, out: Path, resume: bool) -> None:
-    last, saved = out / "last.pth", out / "config.yaml"
-    if resume and last.is_file():
-        if saved.is_file():
-            changed = config_diff(cfg, load_config(saved))
-            if changed:
-                raise ConfigError(f"--resume with a config that differs from {saved} in: "
-                                  f"{', '.join(changed)}")
+def check_train_output(cfg: Config, out: Path, resume: bool, overwrite: bool) -> None:
+    """Before a train run writes anything: ``out`` holds no other train run unless ``resume``
+    (its checkpoint must exist and its config match) or ``overwrite``."""
+    check_output_folder(out, resume, overwrite, TRAIN_MARKERS, what="a CamStyle train run")
+    if not resume:
         return
-    if resume:
+    last, saved = out / "last.pth", out / "config.yaml"
+    if not last.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint {last}")
-    if last.is_file():
-        raise FileExistsError(f"{last} exists; pass --resume to continue it or choose another "
-                              f"--output-dir")
-    save_config(cfg, saved)
+    if saved.is_file():
+        changed = config_diff(cfg, load_config(saved))
+        if changed:
+            raise ConfigError(f"--resume with a config that differs from {saved} in: "
+                              f"{', '.join(changed)}")
 
 
-def train(cfg: Config, dataset_name: str, resume: bool = False, progress: bool = True
-          ) -> Dict[str, Any]:
+def train(cfg: Config, dataset_name: str, resume: bool = False, progress: bool = True,
+          overwrite: bool = False) -> Dict[str, Any]:
     """Train the camera StarGAN of ``dataset_name`` into ``cfg.OUTPUT_DIR``; returns a summary
-    (also written to ``camstyle_train.json``)."""
+    (also written to ``camstyle_train.json``). Nothing is written there before the folder,
+    the dataset and (with ``resume``) the checkpoint have been checked; ``overwrite`` deletes
+    the previous train run's outputs first."""
     cs, out = cfg.CAMSTYLE, Path(cfg.OUTPUT_DIR)
-    _prepare_output(cfg, out, resume)
+    check_train_output(cfg, out, resume, overwrite)
     random.seed(cfg.SEED)
     np.random.seed(cfg.SEED)
     torch.manual_seed(cfg.SEED)
@@ -78,6 +83,10 @@ def train(cfg: Config, dataset_name: str, resume: bool = False, progress: bool =
     if resume:
         state = load_checkpoint(trainer, stream, out / "last.pth")
         extra.update({k: state[k] for k in ("train_seconds", "train_cpu_seconds")})
+    else:
+        if overwrite:
+            clear_run_outputs(out, TRAIN_OUTPUTS)
+        save_config(cfg, out / "config.yaml")
     summary = fit(trainer, stream, out, sample_batch=sample_images(images, cs.NUM_SAMPLE_IMAGES),
                   log_period=cs.LOG_PERIOD, sample_period=cs.SAMPLE_PERIOD,
                   checkpoint_period=cs.CHECKPOINT_PERIOD, extra_state=extra, progress=progress)

@@ -11,12 +11,10 @@ over the last ``lr_decay_iters`` iterations, as the StarGAN paper states.
 """
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.utils import make_grid, save_image
@@ -24,7 +22,9 @@ from torchvision.utils import make_grid, save_image
 from camstyle import losses
 from camstyle.data import CameraImageDataset, load_rgb, to_tensor
 from camstyle.model import Discriminator, Generator
+from uda_reid.engine.seed import get_rng_states, set_rng_states
 from uda_reid.utils.atomic import atomic_path, atomic_save
+from uda_reid.utils.safe_load import load_weights_file
 
 
 def lr_factor(iteration: int, max_iters: int, decay_iters: int) -> float:
@@ -197,23 +197,6 @@ class BatchStream:
         self.epoch, self.offset, self._iter = int(state["epoch"]), int(state["offset"]), None
 
 
-def rng_state() -> Dict[str, Any]:
-    """Python, NumPy and torch (CPU, CUDA) generator states."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 @torch.no_grad()
 def sample_grid(generator: Generator, images: torch.Tensor) -> torch.Tensor:
     """Rows = images (K,3,H,W); columns = the real image, then G(x, c) for every camera c.
@@ -308,15 +291,15 @@ def save_checkpoint(trainer: StarGANTrainer, stream: BatchStream, path: str | Pa
                     extra_state: Dict[str, Any]) -> Path:
     """Atomically write everything needed to resume (and ``extra_state``, e.g. model spec)."""
     state = {**extra_state, "trainer": trainer.state_dict(), "stream": stream.state_dict(),
-             "rng": rng_state()}
+             "rng": get_rng_states()}
     return atomic_save(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(trainer: StarGANTrainer, stream: BatchStream, path: str | Path
                     ) -> Dict[str, Any]:
     """Restore trainer, batch position and RNG from ``path``; returns the whole state."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_weights_file(path, "CamStyle checkpoint")
     trainer.load_state_dict(state["trainer"])
     stream.load_state_dict(state["stream"])
-    set_rng_state(state["rng"])
+    set_rng_states(state["rng"])
     return state

@@ -5,9 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from PIL import Image
-
-from camstyle.data import CameraSample
+from camstyle.data import CameraSample, is_readable_image
 from camstyle.generate import MANIFEST_DIR, expected_outputs
 
 
@@ -38,16 +36,6 @@ class VerifyReport:
     def to_dict(self) -> Dict[str, object]:
         return {"folder": self.folder, "expected": self.expected, "ok": self.ok,
                 "missing": self.missing, "extra": self.extra, "unreadable": self.unreadable}
-
-
-def is_readable_image(path: str | Path) -> bool:
-    """True when the file decodes completely (a truncated JPEG does not)."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-        return True
-    except (OSError, ValueError, SyntaxError):
-        return False
 
 
 def verify_folder(samples: Sequence[CameraSample], folder: str | Path, num_cameras: int,

@@ -11,14 +11,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from uda_reid.adapt.clustering import DBSCANBackend, summarize
-from uda_reid.adapt.guard import UnlabeledSamples, strip_labels
 from uda_reid.adapt.label_quality import label_quality
 from uda_reid.adapt.methods.cluster import ClusterAdaptation, PseudoLabelStep, update_round_labels
 from uda_reid.adapt.methods.mlt import MLT
-from uda_reid.adapt.pipeline import target_label_monitor
+from uda_reid.adapt.monitor import LabelQualityHook
 from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
 from uda_reid.adapt.pseudo_labels import PseudoLabeler
 from uda_reid.config import get_default_config
+from uda_reid.engine.trainer import Trainer, TrainStep
 from uda_reid.losses import cross_entropy_smooth, triplet_loss
 
 
@@ -51,12 +51,15 @@ def feature_batches(x, size=8):
             for i in range(0, n, size)]
 
 
-def make_step(x, labeler, num_heads=1, mixture_loader=None, quality=None):
-    samples = strip_labels([(f"/none/{i}.jpg", 0, 0, i) for i in range(len(x))])
+def target_items(x):
+    """The target training set of feature rows, items by position as the guard gives them."""
+    return [{"images": row, "pids": -1, "camids": 0, "indexes": i} for i, row in enumerate(x)]
+
+
+def make_step(x, labeler, num_heads=1, mixture_loader=None):
     classifiers = PseudoClassifiers(num_heads, len(x), x.shape[1])
-    return PseudoLabelStep(Echo(), labeler, classifiers, samples, lambda img: img,
-                           feature_batches(x), batch_size=4, num_instances=2,
-                           source_loader=mixture_loader, label_quality=quality)
+    return PseudoLabelStep(Echo(), labeler, classifiers, target_items(x), feature_batches(x),
+                           batch_size=4, num_instances=2, source_loader=mixture_loader)
 
 
 class ScriptedLabeler:
@@ -142,11 +145,48 @@ def test_degenerate_first_round_trains_on_nothing_but_does_not_stop(caplog):
     assert (step.labels == -1).all() and "drawn at random" in caplog.text
     batches = list(step.target.loader.batch_sampler)  # shuffled batches over every image
     assert len(batches) == len(x) // 4 and sorted(sum(batches, [])) == list(range(len(x)))
-    feats = torch.randn(4, 16, requires_grad=True)
-    losses = step.losses({"embedding": feats, "features": feats}, torch.full((1, 4), -1), None)
-    assert list(losses) == ["loss_idle"] and float(losses["loss_idle"].detach()) == 0.0
-    losses["loss_idle"].backward()  # a trainer can step on it
-    assert torch.equal(feats.grad, torch.zeros_like(feats))
+    # nothing to train on: no batch drawn, no forward pass, no losses (the trainer skips the
+    # update, tests/test_reliability.py)
+    assert step.idle and step.rounds[0]["idle"] is True
+
+    class NoDraw:
+        def next(self):
+            raise AssertionError("an idle round drew a batch")
+
+    step.target = NoDraw()
+    assert step.run(step.model) == {}
+
+
+class FixedLosses(TrainStep):
+    """``{}`` (nothing to train on) or a zero loss that depends on the model's output."""
+
+    def __init__(self, idle: bool):
+        self.idle = idle
+        self.updates = 0
+
+    def run(self, model):
+        if self.idle:
+            return {}
+        return {"loss": 0.0 * model(torch.randn(4, 3)).sum()}
+
+    def after_update(self, model):
+        self.updates += 1
+
+
+@pytest.mark.parametrize("idle", [True, False])
+def test_an_iteration_without_losses_takes_no_step_and_keeps_batchnorm(idle):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    step = FixedLosses(idle)
+    Trainer(model, optimizer, step, max_epoch=2, iters_per_epoch=3).train()
+    after = model.state_dict()
+    same = {k: torch.equal(before[k], after[k]) for k in before}
+    if idle:  # every weight and BatchNorm statistic bit-identical, no optimiser state
+        assert all(same.values()) and not optimizer.state and step.updates == 0
+    else:  # the control: a zero loss still steps (weight decay) and moves BatchNorm
+        assert not same["0.weight"] and not same["1.running_var"] and step.updates == 6
 
 
 def test_losses_mean_ce_over_granularities_triplet_on_the_chosen_one_and_mixture():
@@ -156,9 +196,8 @@ def test_losses_mean_ce_over_granularities_triplet_on_the_chosen_one_and_mixture
     fine, coarse = truth, truth // 2
     for h, lab in enumerate((fine, coarse)):
         heads.reset(h, slow_centroids(x, lab))
-    step = PseudoLabelStep(Echo(), ScriptedLabeler((0.4, 0.6), []), heads,
-                           strip_labels([("", 0, 0, i) for i in range(len(x))]), lambda i: i,
-                           [], 8, 2, triplet_granularity=1, ce_epsilon=0.1, triplet_margin=0.3)
+    step = PseudoLabelStep(Echo(), ScriptedLabeler((0.4, 0.6), []), heads, target_items(x), [],
+                           8, 2, triplet_granularity=1, ce_epsilon=0.1, triplet_margin=0.3)
     rows = torch.tensor([0, 1, 8, 9, 16, 17])
     labels = torch.tensor(np.stack([fine, coarse])[:, rows])
     labels[0, 0] = -1  # an outlier at the fine granularity only
@@ -182,38 +221,48 @@ def test_mlt_with_one_granularity_is_cluster_and_cluster_keeps_the_chosen_one():
     cfg = get_default_config()
     cfg.ADAPT.CLUSTER.EPS = (0.4, 0.5, 0.6)
     cfg.ADAPT.MLT.TRIPLET_GRANULARITY = 2
-    single = ClusterAdaptation.from_config(cfg)
-    multi = MLT.from_config(cfg)
+    single = ClusterAdaptation.from_config(cfg.ADAPT)
+    multi = MLT.from_config(cfg.ADAPT)
     assert single.labeler.granularities == (0.6,) and single.granularity_index == 0
     assert multi.labeler.granularities == (0.4, 0.5, 0.6) and multi.granularity_index == 2
     assert isinstance(multi, ClusterAdaptation)  # one implementation, two settings
     cfg.ADAPT.MLT.TRIPLET_GRANULARITY = 3
     with pytest.raises(ValueError, match="TRIPLET_GRANULARITY=3"):
-        MLT.from_config(cfg)
+        MLT.from_config(cfg.ADAPT)
 
 
-def test_monitoring_scores_pseudo_labels_against_hidden_ids_and_reaches_the_scalars():
+def test_the_pipeline_scores_the_labels_a_method_reports_against_hidden_ids(tmp_path):
+    from types import SimpleNamespace
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     x, truth = blobs()
-    samples = [(f"{i}.jpg", int(t) + 100, 0, i) for i, t in enumerate(truth)]
-    monitor = target_label_monitor(samples)
     pred = np.where(truth < 4, truth // 2, -1)
-    assert monitor(pred) == label_quality(pred, truth)
-    step = make_step(x, ScriptedLabeler((0.5,), [[summarize(pred, "drop")]]), quality=monitor)
+    step = make_step(x, ScriptedLabeler((0.5,), [[summarize(pred, "drop")]]))
     step.begin_epoch(0)
-    entry = step.rounds[0]["granularities"][0]
-    assert entry["nmi"] == pytest.approx(label_quality(pred, truth)["nmi"])
-    scalars = step.scalars()
+    scalars = step.scalars()  # the method's own, label-free monitoring
     assert scalars["pseudo0_num_clusters"] == 2 and scalars["pseudo0_num_outliers"] == 3
+    assert not any("nmi" in k or "pairwise" in k for k in scalars)
+    hook = LabelQualityHook(lambda: step.labels, truth + 100, str(tmp_path))
+    hook.trainer = SimpleNamespace(epoch=0)
+    hook.before_train()
+    hook.after_epoch()
+    hook.after_train()
+    (scores,) = hook.rounds[0]["granularities"]
+    assert hook.rounds[0]["epoch"] == 1 and scores == label_quality(pred, truth)
     # 2 predicted clusters of 16 hold 2 x C(16, 2) pairs, 4 x C(8, 2) of them true
-    assert scalars["pseudo0_pairwise_precision"] == pytest.approx(4 * 28 / (2 * 120))
-    assert scalars["pseudo0_pairwise_recall"] == pytest.approx(1.0)
-
-
-def test_the_step_holds_only_label_free_target_samples():
-    x, _ = blobs()
-    step = make_step(x, ScriptedLabeler((0.5,), []))
-    assert isinstance(step.samples, UnlabeledSamples)
-    assert {s[1] for s in step.samples} == {-1}
+    assert scores["pairwise_precision"] == pytest.approx(4 * 28 / (2 * 120))
+    assert scores["pairwise_recall"] == pytest.approx(1.0)
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [e.value for e in events.Scalars("pseudo_labels/g0_nmi")] == \
+        pytest.approx([scores["nmi"]])
+    silent = LabelQualityHook(lambda: None, truth, str(tmp_path))  # a method without labels
+    silent.trainer = SimpleNamespace(epoch=0)
+    silent.before_train()
+    silent.after_epoch()
+    silent.after_train()
+    assert silent.rounds == []
 
 
 @pytest.mark.parametrize("source,target", [
@@ -263,5 +312,4 @@ def test_a_batch_that_k_does_not_divide_is_a_config_error_not_a_silent_fallback(
     x, _ = blobs()
     with pytest.raises(ValueError, match="NUM_INSTANCES=3"):
         PseudoLabelStep(Echo(), ScriptedLabeler((0.5,), []), PseudoClassifiers(1, len(x), 16),
-                        strip_labels([("", 0, 0, i) for i in range(len(x))]), lambda i: i, [],
-                        batch_size=8, num_instances=3)
+                        target_items(x), [], batch_size=8, num_instances=3)

@@ -53,6 +53,7 @@ def test_ecn_recipes_load_with_the_original_hyper_parameters(name):
     assert s.BACKBONE_LR_FACTOR == 0.1
     assert (e.LAMBDA, e.TEMPERATURE, e.KNN, e.NEIGHBOR_START_EPOCH, e.MOMENTUM_PER_EPOCH) == \
         (0.3, 0.05, 6, 5, 0.01)
+    assert (e.SOURCE_LOSS, e.SOURCE_SAMPLER) == ("ce", "random")  # ECN's source branch
     if name.startswith("synth"):  # stage 1 keeps its own solver (no shared YAML objects)
         assert (cfg.SOLVER.OPT, cfg.SOLVER.BACKBONE_LR_FACTOR) == ("Adam", 1.0)
         assert cfg.MODEL.BACKBONE.NAME == "resnet18" and cfg.INPUT.SIZE_TRAIN == (64, 32)
@@ -117,3 +118,38 @@ def test_camstyle_recipe_is_the_synthetic_ecn_recipe_with_camera_invariance():
     # the pair's default recipe stays the plain one
     assert default_config_file("synth-market", "synth-duke", "ecn") == \
         CONFIGS / "synth-market2synth-duke.yml"
+
+
+def test_ecn_stage2_source_branch_is_plain_ce_on_shuffled_batches_whatever_stage1_used():
+    import torch
+    import torch.nn.functional as F
+
+    from uda_reid.adapt.base import StageSettings
+    from uda_reid.adapt.guard import SourceImages
+    from uda_reid.adapt.methods.ecn import ECN, build_source_loader
+    from uda_reid.adapt.sampling import ShuffledBatchSampler
+
+    cfg = load_config(CONFIGS / "synth-market2synth-duke-camstyle.yml")
+    assert cfg.DATALOADER.SAMPLER == "pk" and "TripletLoss" in cfg.MODEL.LOSSES.NAME  # stage 1
+    method = ECN.from_config(cfg.ADAPT)
+
+    def stage1_losses(outputs, pids):  # what stage 1 trains with; ECN must not call it
+        raise AssertionError("stage-1 losses used in stage 2")
+
+    settings = StageSettings(8, 8, 4, 0, 0, False, "before", None, None, stage1_losses)
+    logits, pids = torch.randn(6, 5), torch.tensor([0, 1, 2, 3, 4, 0])
+    loss = method.source_loss_fn(settings)({"logits": logits}, pids)
+    torch.testing.assert_close(loss, F.cross_entropy(logits, pids))
+    source = SourceImages("s", ["unused.jpg"] * 40, [i // 4 for i in range(40)], [0] * 40)
+    loader = build_source_loader(source, settings, method.source_sampler)
+    assert isinstance(loader.batch_sampler, ShuffledBatchSampler) and len(loader) == 5
+    identities = [len({i // 4 for i in batch}) for batch in loader.batch_sampler]
+    assert max(identities) > 2  # shuffled: not 2 identities x 4 images
+    pk = build_source_loader(source, settings, "pk")
+    assert all(len({i // 4 for i in batch}) == 2 for batch in pk.batch_sampler)
+    model = ECN(source_loss="model").source_loss_fn(StageSettings(
+        8, 8, 4, 0, 0, False, "before", None, None, lambda o, p: {"a": o["x"], "b": 2 * o["x"]}))
+    assert model({"x": torch.tensor(1.5)}, pids) == 4.5
+    for key, value in (("source_loss", "triplet"), ("source_sampler", "balanced")):
+        with pytest.raises(ValueError, match=f"ADAPT.ECN.{key.upper()}.*{value}"):
+            ECN(**{key: value})

@@ -39,7 +39,7 @@ def test_default_setup_writes_config_and_log_and_seeds(tmp_path):
     cfg.OUTPUT_DIR, cfg.SEED = str(tmp_path / "run"), 5
     default_setup(cfg)
     first = torch.rand(3)
-    default_setup(cfg)
+    default_setup(cfg, resume=True)  # the folder now holds this run: continue it
     assert torch.equal(first, torch.rand(3))
     assert (tmp_path / "run" / "config.yaml").is_file()
     assert "torch" in (tmp_path / "run" / "log.txt").read_text()

@@ -66,6 +66,62 @@ def test_reference_file_parses_and_every_entry_names_its_source(tmp_path):
     bad.write_text("- {method: X, source: market, target: duke, mAP: 1.0}\n")
     with pytest.raises(ValueError, match="entry 1: missing 'ref'"):
         load_references(bad)
+    bad.write_text("- {method: X, source: market, target: duke, mAP: 1.0, ref: a paper}\n")
+    with pytest.raises(ValueError, match="entry 1: ref 'a paper' must start with"):
+        load_references(bad)
+
+
+# The cited values, source by source (repository + file): (method, source, target) -> (mAP,
+# rank-1) in percent, as the cited file shows them (/work/shared/REFERENCES.md gathers them).
+FASTREID = "JDAI-CV/fast-reid projects/CrossDomainReID/README.md"
+CITED = {
+    "zhunzhong07/ECN imgs/market_duke.png": {
+        ("ECN", "dukemtmc", "market1501"): (43.0, 75.1),
+        ("ECN", "market1501", "dukemtmc"): (40.4, 63.3)},
+    "zhunzhong07/ECN imgs/msmt17.png": {
+        ("ECN", "market1501", "msmt17"): (8.5, 25.3),
+        ("ECN", "dukemtmc", "msmt17"): (10.2, 30.2)},
+    "open-mmlab/OpenUnReID docs/MODEL_ZOO.md": {
+        ("direct transfer", "dukemtmc", "market1501"): (27.2, 58.9),
+        ("direct transfer", "market1501", "dukemtmc"): (28.1, 49.3),
+        ("OpenUnReID strong baseline", "dukemtmc", "market1501"): (75.6, 90.9),
+        ("OpenUnReID strong baseline", "market1501", "dukemtmc"): (60.4, 75.9),
+        ("MMT", "dukemtmc", "market1501"): (80.9, 92.2),
+        ("MMT", "market1501", "dukemtmc"): (67.7, 80.3),
+        ("SpCL", "dukemtmc", "market1501"): (78.2, 90.5),
+        ("SpCL", "market1501", "dukemtmc"): (70.4, 83.8)},
+    "yxgeee/SpCL figs/results.png": {
+        ("SpCL", "vehicleid", "veri776"): (38.9, 80.4)},
+    FASTREID: {
+        ("FastReID stronger baseline", "dukemtmc", "market1501"): (78.0, 91.0),
+        ("FastReID stronger baseline", "market1501", "dukemtmc"): (66.7, 80.0),
+        ("FastReID MLT", "dukemtmc", "market1501"): (81.5, 92.8),
+        ("FastReID MLT", "market1501", "dukemtmc"): (71.2, 83.9),
+        # the page's earlier version (its "Our method" rows to MSMT17)
+        ("FastReID MLT", "market1501", "msmt17"): (26.5, 56.6),
+        ("FastReID MLT", "dukemtmc", "msmt17"): (27.7, 59.5)},
+}
+
+
+def test_every_reference_entry_is_its_cited_number():
+    from uda_reid.reproduce.references import SOURCE_PATTERN
+
+    refs = load_references()
+    listed = set()
+    for r in refs:
+        match = SOURCE_PATTERN.match(r.ref)
+        source = f"{match['repo']} {match['file']}"
+        assert source in CITED, f"{r.method} {r.source}->{r.target}: unknown source {r.ref!r}"
+        key = (r.method, r.source, r.target)
+        assert key in CITED[source], f"{source} does not list {key}"
+        assert (r.metrics["mAP"], r.metrics["rank1"]) == CITED[source][key], key
+        listed.add((source, key))
+    assert listed == {(s, k) for s, rows in CITED.items() for k in rows}  # nothing left out
+    # our mlt is compared with MLT itself, not with the stronger baseline
+    mlt = {(r.source, r.target): r for r in refs if r.ours == "mlt"}
+    assert (mlt[("dukemtmc", "market1501")].metrics["mAP"],
+            mlt[("market1501", "dukemtmc")].metrics["mAP"]) == (81.5, 71.2)
+    assert all(r.method == "FastReID MLT" for r in mlt.values()) and len(mlt) == 4
 
 
 def test_table_outputs_with_paper_numbers_and_difference(tmp_path):

@@ -48,6 +48,28 @@ def test_interrupted_generation_is_detected_and_rebuilt(tmp_path):
     assert json.loads((folder / MANIFEST).read_text())["scale"] == "tiny"
 
 
+def test_repair_rebuilds_only_generated_files_and_keeps_the_users(tmp_path):
+    folder = ensure_domain(tmp_path, "synth-market", "tiny", 0)
+    reference = file_bytes(folder)
+    layout = folder / "Market-1501-v15.09.15"
+    camstyle = layout / "bounding_box_train_camstyle"  # written by tools/camstyle.py generate
+    camstyle.mkdir()
+    mine = {camstyle / "0001_c1s1_000001_01_fake_1to2.jpg": b"user image",
+            camstyle / ".manifest" / "shard-0-of-1.txt": b"0001_c1s1_000001_01\n",
+            folder / "notes.txt": b"kept"}
+    for path, data in mine.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    victim = sorted((layout / "bounding_box_train").glob("*.jpg"))[2]
+    victim.write_bytes(victim.read_bytes()[:40])  # one damaged generated image
+    assert not manifest_ok(folder)
+    ensure_domain(tmp_path, "synth-market", "tiny", 0)
+    assert manifest_ok(folder, checksums=True)
+    assert {p: p.read_bytes() for p in mine} == mine
+    assert {k: v for k, v in file_bytes(folder).items()
+            if "camstyle" not in str(k)} == reference  # the damaged image is repaired
+
+
 def test_same_size_corruption_is_caught_by_checksums_and_rebuilt(tmp_path):
     folder = ensure_domain(tmp_path, "synth-duke", "tiny", 0)
     reference = file_bytes(folder)

@@ -67,10 +67,14 @@ def test_tiny_synth_market_training_learns_and_test_tool_reproduces(tmp_path):
                                                                        "synth-market")
     assert results["target"] is None and results["seed"] == 0
     metrics = results["metrics"]["synth-market"]
+    # Margins measured on this tiny run (torch 2.14.1, 2-core AMD EPYC, seeds 0-5 with 1 and
+    # 2 torch threads, 0-3 with 4): trained mAP 0.47-0.55, a gain of 0.16-0.31 over the
+    # untrained model; rank-1 0.43-0.74 (23 queries, one query moves it by 0.043; another
+    # CPU gave 0.478 for seed 0) against a chance rank-1 of 0.044. The floors are about half
+    # the smallest gain.
     assert chance < 0.1
-    assert metrics["rank1"] >= 0.6 > 5 * chance
-    assert metrics["mAP"] >= untrained["mAP"] + 0.1
-    assert metrics["rank1"] >= untrained["rank1"] + 0.2
+    assert metrics["rank1"] >= 5 * chance
+    assert metrics["mAP"] >= untrained["mAP"] + 0.08
 
     test_main = load_tool("test")
     rc = test_main(["--config-file", str(out / "config.yaml"), "MODEL.WEIGHTS",

@@ -2,7 +2,8 @@
 """Domain adaptation: train (or reuse) the source model, then adapt it to the target.
 
     python tools/adapt.py --source synth-market --target synth-duke --method ecn \
-        [--config-file configs/ecn/synth-market2synth-duke.yml] [--output-dir D] [--resume] \
+        [--config-file configs/ecn/synth-market2synth-duke.yml] [--output-dir D] \
+        [--resume | --overwrite] \
         [KEY VALUE ...]
 """
 from __future__ import annotations
@@ -26,6 +27,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", default=None, help="output folder (OUTPUT_DIR)")
     parser.add_argument("--resume", action="store_true",
                         help="continue a killed run from OUTPUT_DIR/last.pth")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run in OUTPUT_DIR (its outputs are deleted first)")
     parser.add_argument("opts", nargs="*", metavar="KEY VALUE",
                         help="config overrides, e.g. ADAPT.ECN.CAMSTYLE False")
     return parser.parse_intermixed_args(argv)
@@ -35,7 +38,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     return run_tool(lambda: run_adaptation(
         build_adapt_config(args.source, args.target, args.method, args.config_file,
-                           args.output_dir, args.opts), resume=args.resume))
+                           args.output_dir, args.opts), resume=args.resume,
+        overwrite=args.overwrite))
 
 
 if __name__ == "__main__":

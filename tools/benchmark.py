@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from uda_reid.benchmarks import load_all
+from uda_reid.engine.defaults import run_tool
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, bench in registry.items():
         bench.add_arguments(sub.add_parser(name, help=(bench.__doc__ or "").strip().split("\n")[0]))
     args = parser.parse_args(argv)
-    return int(registry.get(args.name).run(args) or 0)
+    return run_tool(lambda: int(registry.get(args.name).run(args) or 0))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import List, Optional
 
 from uda_reid.config import ConfigError, load_config
 from uda_reid.data.datasets import DATASETS
+from uda_reid.engine.defaults import run_tool
 from uda_reid.reproduce.references import load_references
 from uda_reid.reproduce.runner import TABLES, adapt_runner
 from uda_reid.reproduce.table import (build_rows, cell_state, estimate_seconds, plan_cells,
@@ -41,7 +42,7 @@ def parse_pairs(text: str) -> list:
     return pairs
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", choices=sorted(TABLES), default=None)
@@ -52,20 +53,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--output-dir", default=None)
     parser.add_argument("--dry-run", action="store_true", help="list cells, state and cost")
     parser.add_argument("opts", nargs="*", metavar="KEY VALUE")
-    args = parser.parse_intermixed_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
-    try:
-        table = args.table or default_table(args.opts)
-        spec = TABLES[table]
-        pairs = parse_pairs(args.pairs or ",".join(spec["pairs"]))
-        methods = (args.methods or ",".join(spec["methods"])).split(",")
-        seeds = args.seeds or (1 if table == "synthetic" else 3)
-        root = Path(args.output_dir or f"output/reproduce/{table}")
-        cells = plan_cells(pairs, methods, seeds)
-        references = load_references()
-    except (ConfigError, KeyError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return parser.parse_intermixed_args(argv)
+
+
+def reproduce(args: argparse.Namespace) -> int:
+    table = args.table or default_table(args.opts)
+    spec = TABLES[table]
+    pairs = parse_pairs(args.pairs or ",".join(spec["pairs"]))
+    methods = (args.methods or ",".join(spec["methods"])).split(",")
+    seeds = args.seeds or (1 if table == "synthetic" else 3)
+    root = Path(args.output_dir or f"output/reproduce/{table}")
+    cells = plan_cells(pairs, methods, seeds)
+    references = load_references()
     if args.dry_run:
         costs = estimate_seconds(cells, root, default=600.0)
         todo = 0.0
@@ -85,6 +84,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"written: {', '.join(str(p) for p in paths.values())}; "
           f"{len(failed)} failed cell(s)" + (": see failed.json in their folders" if failed else ""))
     return 1 if failed else 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s")
+    return run_tool(lambda: reproduce(args))
 
 
 if __name__ == "__main__":

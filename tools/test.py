@@ -1,6 +1,7 @@
 """Evaluate a checkpoint: ``python tools/test.py --config-file F MODEL.WEIGHTS ckpt.pth
-[DATASETS.TESTS "('name',)"] [--vis N]``. Metrics are logged and written to
-OUTPUT_DIR/test_metrics.json; ``--vis N`` also draws N query rank lists and the ROC curve."""
+[DATASETS.TESTS "('name',)"] [--vis N] [--overwrite]``. Metrics are logged and written to
+OUTPUT_DIR/test_metrics.json (an existing one is replaced only with ``--overwrite``); ``--vis N``
+also draws N query rank lists and the ROC curve."""
 from __future__ import annotations
 
 import sys
@@ -15,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     if args.vis < 0:
         parser.error(f"--vis must be >= 0, got {args.vis}")
-    return run_tool(lambda: test(load_cli_config(args), vis_count=args.vis))
+    return run_tool(lambda: test(load_cli_config(args), vis_count=args.vis,
+                                 overwrite=args.overwrite))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What an adaptation method is: a small class that builds the stage-2 training step (its
-losses, memories, pseudo-labels) and hooks for the shared trainer."""
+losses, memories, pseudo-labels) and hooks for the shared trainer, from the pieces in an
+:class:`AdaptContext` - never from the run's config."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,45 +8,67 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-
 import torch
 from torch import nn
 
-from uda_reid.adapt.guard import UnlabeledDataset
+from uda_reid.adapt.guard import SourceImages, TargetImages
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.trainer import TrainStep
 
 
-@dataclass
+@dataclass(frozen=True)
+class StageSettings:
+    """The run's shared stage-2 settings a method may use.
+
+    batch_size: ``ADAPT.SOLVER.IMS_PER_BATCH``; test_batch_size: ``TEST.IMS_PER_BATCH``;
+    num_instances: ``DATALOADER.NUM_INSTANCE`` (images per identity in PK batches);
+    num_workers: ``DATALOADER.NUM_WORKERS``; seed: ``SEED``; flip: ``TEST.FLIP``;
+    neck_feat: ``MODEL.HEADS.NECK_FEAT``; train/test_transform: ``INPUT``'s transforms;
+    model_losses: ``MODEL.LOSSES`` (the stage-1 losses), ``(outputs, pids) -> {name: loss}``.
+    """
+
+    batch_size: int
+    test_batch_size: int
+    num_instances: int
+    num_workers: int
+    seed: int
+    flip: bool
+    neck_feat: str
+    train_transform: Callable
+    test_transform: Callable
+    model_losses: Callable[[Dict[str, Any], torch.Tensor], Dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
 class AdaptContext:
-    """Everything a method may use: the source-trained model, the labelled source dataset, the
-    target domain *without identities*, the resolved config, the device and the output folder.
+    """Everything a method may use: the source-trained model, the labelled source training set,
+    the target training set *without identities* (:mod:`uda_reid.adapt.guard`), the shared
+    settings, the device and the folder for its own outputs (e.g. TensorBoard events)."""
 
-    label_quality: monitoring only, ``labels (N,) -> {"nmi", "ari", ...}`` of pseudo-labels
-    of ``target.train`` (in its order, -1 = outlier) against the hidden identities, which the
-    callable keeps to itself (None when the pipeline offers no monitoring)."""
-
-    cfg: Any
     model: nn.Module
-    source: Any
-    target: UnlabeledDataset
+    source: SourceImages
+    target: TargetImages
+    settings: StageSettings
     device: torch.device
     output_dir: Path
-    label_quality: Optional[Callable[[np.ndarray], Dict[str, float]]] = None
 
 
 class AdaptMethod:
     """Base class: a method that does not train (``build_step`` returns ``None``) is direct
     transfer; the others return their :class:`TrainStep` (with ``len`` = iterations/epoch).
 
+    ``from_config(adapt)`` builds a method from the ``ADAPT`` section only.
     ``training_modules``: names of sub-modules the method adds to the model for training only
     (e.g. pseudo-label classifiers); its checkpoints record them, so that testing loads the
     adapted model without them."""
 
     training_modules: Tuple[str, ...] = ()
 
-    def check_target(self, target: UnlabeledDataset) -> None:
-        """Fail early (before stage 1) on missing method inputs, e.g. camera-style images."""
+    @property
+    def uses_camstyle(self) -> bool:
+        """Whether the method draws target images in other cameras' styles (the pipeline then
+        checks and prepares the camera-style images before stage 1)."""
+        return False
 
     def prepare_model(self, model: nn.Module) -> None:
         """Change the model before its optimiser is built (e.g. freeze early stages)."""
@@ -54,8 +77,16 @@ class AdaptMethod:
         return None
 
     def hooks(self, ctx: AdaptContext) -> List[HookBase]:
-        """Extra trainer hooks (they run before evaluation and checkpointing)."""
+        """Extra trainer hooks (they run before evaluation and checkpointing). Their
+        ``trainer`` is a view with ``model``, ``optimizer``, ``epoch``, ``iter``,
+        ``max_epoch`` and ``iters_per_epoch`` only."""
         return []
+
+    def pseudo_labels(self) -> Optional[np.ndarray]:
+        """The pseudo-labels (H, N) the current epoch trains on, one row per granularity, of the
+        target images in slot order (-1: none); ``None`` for methods without. The pipeline
+        scores them against the hidden identities after every epoch."""
+        return None
 
     def report(self) -> Dict[str, Any]:
         """Extra entries for the method's stage in ``results.json`` (after training)."""

@@ -4,23 +4,22 @@ Contract with the CamStyle generator: for a target training image ``<stem>.jpg``
 camera ``c`` (1-based, as in the file names), the image rendered in the style of camera ``c'``
 is ``<target root>/bounding_box_train_camstyle/<stem>_fake_<c>to<c'>.jpg``.
 
-Each time a target image is drawn, one camera is chosen uniformly at random (as the original
-does); its own camera gives the original image, any other camera the generated one. So an
-image is seen as the original with probability 1/C and as each of its C-1 styles likewise.
+The pipeline checks the folder (:func:`check_camstyle_dir`) and hands a method the styled
+images under anonymous names (:mod:`uda_reid.adapt.guard`); each time a target image is drawn,
+one camera is chosen uniformly at random (as the original does): its own camera gives the
+original image, any other camera the generated one.
 """
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
-import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from uda_reid.adapt.sampling import ShuffledBatchSampler
-from uda_reid.data.loaders import ImageDataset, collate, read_image
-from uda_reid.data.transforms import build_transforms_from_config
+from uda_reid.data.loaders import collate
 
 CAMSTYLE_DIR = "bounding_box_train_camstyle"
 Sample = Tuple[str, int, int, int]
@@ -37,33 +36,29 @@ def camstyle_path(camstyle_dir: os.PathLike | str, img_path: str, camid: int,
     return Path(camstyle_dir) / f"{stem}_fake_{camid + 1}to{style_camid + 1}.jpg"
 
 
-def image_for_camera(camstyle_dir: os.PathLike | str, sample: Sample, style_camid: int) -> str:
-    """The original image for its own camera, else the generated one for ``style_camid``."""
-    path, _, camid, _ = sample
-    if style_camid == camid:
-        return path
-    return str(camstyle_path(camstyle_dir, path, camid, style_camid))
-
-
-def generation_hint(dataset_name: str) -> str:
-    """How to produce the camstyle folder (the generator's command lines)."""
-    return (f"Generate them with\n  python tools/camstyle.py train --dataset {dataset_name}\n"
-            f"  python tools/camstyle.py generate --dataset {dataset_name}\n"
+def generation_hint(dataset_name: str, dataset_options: Sequence[str] = ()) -> str:
+    """How to produce the camstyle folder: the generator's command lines, with the
+    ``dataset_options`` (``KEY VALUE`` pairs that locate the dataset, e.g. ``DATASETS.ROOT``)
+    the run was given."""
+    options = "".join(f" {shlex.quote(str(o))}" for o in dataset_options)
+    return (f"Generate them with\n"
+            f"  python tools/camstyle.py train --dataset {dataset_name}{options}\n"
+            f"  python tools/camstyle.py generate --dataset {dataset_name}{options}\n"
             "or run without camera invariance with ADAPT.ECN.CAMSTYLE False")
 
 
 def check_camstyle_dir(root: os.PathLike | str, samples: Sequence[Sample], num_cameras: int,
-                       dataset_name: str) -> Path:
+                       dataset_name: str, dataset_options: Sequence[str] = ()) -> Path:
     """The camstyle folder under ``root`` after checking every needed file is there.
 
     Raises :class:`CamStyleMissingError` naming the folder (or the missing files) and the
-    commands that generate them.
+    commands that generate them (:func:`generation_hint` with ``dataset_options``).
     """
     folder = Path(root) / CAMSTYLE_DIR
     if not folder.is_dir():
         raise CamStyleMissingError(
             f"Camera-style images for {dataset_name} not found: {folder} does not exist.\n"
-            + generation_hint(dataset_name))
+            + generation_hint(dataset_name, dataset_options))
     present = set(os.listdir(folder))
     missing = [camstyle_path(folder, path, camid, other).name
                for path, _, camid, _ in samples for other in range(num_cameras)
@@ -72,40 +67,8 @@ def check_camstyle_dir(root: os.PathLike | str, samples: Sequence[Sample], num_c
         raise CamStyleMissingError(
             f"{folder} lacks {len(missing)} of the {len(samples) * (num_cameras - 1)} "
             f"camera-style images for {dataset_name} (e.g. {', '.join(missing[:3])}).\n"
-            + generation_hint(dataset_name))
+            + generation_hint(dataset_name, dataset_options))
     return folder
-
-
-class CamStyleDataset(Dataset):
-    """Target training images, each drawn in a random camera's style.
-
-    Items are dicts ``{"images", "pids", "camids", "indexes", "paths"}`` (the loaders' batch
-    keys); ``camids`` is the camera whose style the drawn image has.
-    """
-
-    def __init__(self, samples: Sequence[Sample], camstyle_dir: os.PathLike | str,
-                 num_cameras: int, transform: Optional[Callable[[Image.Image], torch.Tensor]],
-                 loader: Callable[[str], Image.Image] = read_image) -> None:
-        if num_cameras < 1:
-            raise ValueError(f"num_cameras must be >= 1, got {num_cameras}")
-        self.samples = samples
-        self.camstyle_dir = Path(camstyle_dir)
-        self.num_cameras = num_cameras
-        self.transform = transform
-        self.loader = loader
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> Dict[str, object]:
-        sample = self.samples[i]
-        style = int(torch.randint(self.num_cameras, (1,)))
-        path = image_for_camera(self.camstyle_dir, sample, style)
-        img = self.loader(path)
-        if self.transform is not None:
-            img = self.transform(img)
-        return {"images": img, "pids": sample[1], "camids": style, "indexes": sample[3],
-                "paths": path}
 
 
 def build_shuffled_loader(dataset: Dataset, batch_size: int, num_workers: int = 0,
@@ -113,15 +76,3 @@ def build_shuffled_loader(dataset: Dataset, batch_size: int, num_workers: int = 
     """Random full batches of ``dataset`` (the original's ``shuffle=True, drop_last=True``)."""
     return DataLoader(dataset, batch_sampler=ShuffledBatchSampler(len(dataset), batch_size, seed),
                       num_workers=num_workers, collate_fn=collate)
-
-
-def build_target_loader(cfg, samples: Sequence[Sample], num_cameras: int, batch_size: int,
-                        camstyle_dir: Optional[Path]) -> DataLoader:
-    """Shuffled target training batches with the training transforms; each image in a random
-    camera's style when ``camstyle_dir`` is given, else as it is."""
-    transform = build_transforms_from_config(cfg, is_train=True)
-    if camstyle_dir is None:
-        dataset: Dataset = ImageDataset(samples, transform)
-    else:
-        dataset = CamStyleDataset(samples, camstyle_dir, num_cameras, transform)
-    return build_shuffled_loader(dataset, batch_size, cfg.DATALOADER.NUM_WORKERS, cfg.SEED)

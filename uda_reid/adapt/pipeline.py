@@ -3,9 +3,11 @@
 Stage 1 trains the source-supervised model, or reuses the one cached under
 ``ADAPT.SOURCE_CACHE/<source>-<hash of the stage-1 config>``, and evaluates it on the target
 (direct transfer) and on the source's own test set. Stage 2 runs the method
-(``ADAPT.METHOD``) on the target training images *without their identities*, evaluating on the
-target query/gallery every ``TEST.EVAL_PERIOD`` epochs. ``results.json`` holds both stages,
-the per-epoch curves and the run's metadata.
+(``ADAPT.METHOD``) on the target training images *without their identities* (the method gets
+the pieces of an :class:`AdaptContext`, never the config), evaluating on the target
+query/gallery every ``TEST.EVAL_PERIOD`` epochs as monitoring: the reported model is the last
+one (no checkpoint is picked by target test scores). ``results.json`` holds both stages, the
+per-epoch curves, the pseudo-label quality and the run's metadata.
 """
 from __future__ import annotations
 
@@ -13,28 +15,33 @@ import copy
 import hashlib
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from torch import nn
 
-from uda_reid.adapt.base import AdaptContext, AdaptMethod
-from uda_reid.adapt.guard import UnlabeledDataset
-from uda_reid.adapt.label_quality import label_quality
+from uda_reid.adapt.base import AdaptContext, AdaptMethod, StageSettings
+from uda_reid.adapt.camstyle_data import check_camstyle_dir
+from uda_reid.adapt.guard import GuardedHook, method_inputs
+from uda_reid.adapt.monitor import LabelQualityHook
 from uda_reid.adapt.registry import METHODS
+from uda_reid.adapt.summary import adaptation_summary
 from uda_reid.config import Config, ConfigError, apply_overrides, get_default_config, load_config
 from uda_reid.config.schema import to_dict
 from uda_reid.data.datasets import DATASETS, build_dataset_from_config
+from uda_reid.data.datasets.base import ReIDDataset
+from uda_reid.data.transforms import build_transforms_from_config
 from uda_reid.engine.checkpoint import load_model_weights, read_checkpoint_meta
-from uda_reid.engine.defaults import (build_evaluator, build_trainer, default_setup,
-                                      resolve_device, resume_or_start, train)
+from uda_reid.engine.defaults import (build_evaluator, build_trainer, check_output_dir,
+                                      default_setup, resolve_device, resume_or_start, train)
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.logger import setup_logger
 from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
+from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
 
 import uda_reid.adapt.methods  # noqa: F401  (registers the methods)
@@ -130,12 +137,12 @@ def adapt_stage_config(cfg: Config) -> Config:
 
 
 def build_method(cfg: Config) -> AdaptMethod:
-    """The registered method ``ADAPT.METHOD`` built from the config."""
+    """The registered method ``ADAPT.METHOD`` built from the config's ``ADAPT`` section."""
     try:
         method_cls = METHODS.get(cfg.ADAPT.METHOD)
     except KeyError as err:
         raise ConfigError(f"ADAPT.METHOD: {err.args[0]}") from None
-    return method_cls.from_config(cfg)
+    return method_cls.from_config(cfg.ADAPT)
 
 
 class EpochCurvesHook(HookBase):
@@ -181,7 +188,8 @@ def train_or_load_source(cfg: Config, device: torch.device) -> Tuple[nn.Module, 
         stage = source_stage_config(cfg)
         stage.OUTPUT_DIR = str(cache)
         logger.info("Stage 1: training the source model on %s in %s", cfg.ADAPT.SOURCE, cache)
-        train(stage, resume=(cache / "last.pth").is_file())
+        started = (cache / "last.pth").is_file()  # else nothing there is worth keeping
+        train(stage, resume=started, overwrite=not started)
         setup_logger(cfg.OUTPUT_DIR)
     else:
         logger.info("Stage 1: reusing the source model in %s", cache)
@@ -192,29 +200,61 @@ def train_or_load_source(cfg: Config, device: torch.device) -> Tuple[nn.Module, 
     return model, {"cache": str(cache), "reused": reused, "num_classes": num_classes}
 
 
-def target_label_monitor(samples: Sequence[Tuple[str, int, int, int]]
-                         ) -> Callable[[np.ndarray], Dict[str, float]]:
-    """Monitoring for methods: pseudo-labels (N,) of the target training images (in order)
-    -> NMI / ARI / pairwise scores against their true identities, which stay in here."""
-    true = np.asarray([s[1] for s in samples], dtype=np.int64)
+def stage_settings(stage: Config) -> StageSettings:
+    """The shared settings a method gets, from the stage-2 config."""
+    return StageSettings(
+        batch_size=stage.SOLVER.IMS_PER_BATCH, test_batch_size=stage.TEST.IMS_PER_BATCH,
+        num_instances=stage.DATALOADER.NUM_INSTANCE, num_workers=stage.DATALOADER.NUM_WORKERS,
+        seed=stage.SEED, flip=stage.TEST.FLIP, neck_feat=stage.MODEL.HEADS.NECK_FEAT,
+        train_transform=build_transforms_from_config(stage, is_train=True),
+        test_transform=build_transforms_from_config(stage, is_train=False),
+        model_losses=build_loss_fn(stage))
 
-    def monitor(labels: np.ndarray) -> Dict[str, float]:
-        return label_quality(np.asarray(labels), true)
 
-    return monitor
+def dataset_options(datasets: Any) -> List[str]:
+    """``KEY VALUE`` pairs of the DATASETS keys that locate a dataset (root, synthetic scale
+    and seed) set away from their defaults, for command lines that must find the same data."""
+    default = type(datasets)()
+    return [item for key in ("ROOT", "SYNTH_SCALE", "SYNTH_SEED")
+            if getattr(datasets, key) != getattr(default, key)
+            for item in (f"DATASETS.{key}", str(getattr(datasets, key)))]
 
 
-def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
-    """Both stages for ``cfg``; writes and returns ``OUTPUT_DIR/results.json``."""
-    start = time.perf_counter()
-    output_dir = default_setup(cfg, resume)
-    device = resolve_device(cfg.MODEL.DEVICE)
+def run_adaptation(cfg: Config, resume: bool = False, overwrite: bool = False
+                   ) -> Dict[str, Any]:
+    """Both stages for ``cfg``; writes and returns ``OUTPUT_DIR/results.json`` and logs a
+    summary (:func:`adaptation_summary`). Nothing is written to ``OUTPUT_DIR`` before it
+    (:func:`check_output_dir`), the method, the target dataset and the camera-style images the
+    method needs have been checked. The method's inputs are linked under
+    ``OUTPUT_DIR/method_inputs`` for the run (:func:`method_inputs`) and removed after it."""
+    setup_logger()  # set-up records wait for the folder (a previous run's log gets none)
+    check_output_dir(cfg, resume, overwrite)
     method = build_method(cfg)
+    labelled_target = build_dataset_from_config(cfg, cfg.ADAPT.TARGET)
+    camstyle_dir = None
+    if method.uses_camstyle:  # checked before stage 1: a missing folder fails at once
+        camstyle_dir = check_camstyle_dir(labelled_target.root, labelled_target.train,
+                                          labelled_target.num_cameras, cfg.ADAPT.TARGET,
+                                          dataset_options(cfg.DATASETS))
+    output_dir = default_setup(cfg, resume, overwrite)
+    inputs_dir = output_dir / "method_inputs"
+    try:
+        results = _run_stages(cfg, method, labelled_target, camstyle_dir, output_dir,
+                              inputs_dir, resume)
+    finally:
+        shutil.rmtree(inputs_dir, ignore_errors=True)
+    logger.info("%s", adaptation_summary(results, output_dir))
+    return results
+
+
+def _run_stages(cfg: Config, method: AdaptMethod, labelled_target: ReIDDataset,
+                camstyle_dir: Optional[Path], output_dir: Path, inputs_dir: Path, resume: bool
+                ) -> Dict[str, Any]:
+    start = time.perf_counter()
+    device = resolve_device(cfg.MODEL.DEVICE)
     source_name, target_name = cfg.ADAPT.SOURCE, cfg.ADAPT.TARGET
-    labelled_target = build_dataset_from_config(cfg, target_name)
-    target = UnlabeledDataset.from_dataset(labelled_target)
-    monitor = target_label_monitor(labelled_target.train)
-    method.check_target(target)
+    if camstyle_dir is not None:
+        logger.info("Camera-style images of %s: %s", target_name, camstyle_dir)
 
     model, source_info = train_or_load_source(cfg, device)
     direct = build_evaluator(cfg, model, (target_name, source_name))()
@@ -227,16 +267,20 @@ def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
     # Stage 2 starts from the same random state whether stage 1 was trained or reused.
     seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
     stage_cfg = adapt_stage_config(cfg)
-    source = build_dataset_from_config(cfg, source_name)
-    ctx = AdaptContext(stage_cfg, model, source, target, device, output_dir, monitor)
+    source, target, identities = method_inputs(build_dataset_from_config(cfg, source_name),
+                                               labelled_target, inputs_dir, cfg.SEED,
+                                               camstyle_dir)
+    ctx = AdaptContext(model, source, target, stage_settings(stage_cfg), device, output_dir)
     method.prepare_model(model)
     step = method.build_step(ctx)
     if step is not None:
         curves = EpochCurvesHook()
+        quality = LabelQualityHook(method.pseudo_labels, identities, str(output_dir))
         iters = stage_cfg.SOLVER.ITERS_PER_EPOCH or len(step)
+        method_hooks = [GuardedHook(hook) for hook in method.hooks(ctx)]
         trainer, checkpointer = build_trainer(
             stage_cfg, model, step, iters, build_evaluator(stage_cfg, model, (target_name,)),
-            extra_hooks=[*method.hooks(ctx), curves], best_dataset=target_name,
+            extra_hooks=[*method_hooks, quality, curves], keep_best=False,
             meta={"num_classes": source_info["num_classes"], "method": cfg.ADAPT.METHOD,
                   "training_modules": list(method.training_modules)})
         resume_or_start(trainer, checkpointer, resume)
@@ -246,6 +290,7 @@ def run_adaptation(cfg: Config, resume: bool = False) -> Dict[str, Any]:
         stages.append({"name": cfg.ADAPT.METHOD, "metrics": final, "epochs": trainer.max_epoch,
                        "curves": [dict(epoch=e, **curves.curves.get(e, {}),
                                        metrics=trainer.metrics.get(e, {})) for e in epochs],
+                       **({"label_quality": quality.rounds} if quality.rounds else {}),
                        **method.report()})
 
     results = build_results("adapt", cfg.ADAPT.METHOD, source_name, target_name, cfg.SEED,

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 
 import yaml
 
+from uda_reid.config.ranges import check_ranges
 from uda_reid.config.root import Config
 from uda_reid.config.schema import ConfigError, merge_mapping, set_dotted, to_dict
 from uda_reid.utils.atomic import atomic_write_text
@@ -57,6 +58,9 @@ def resolve_yaml(path: os.PathLike | str, _seen: Optional[Set[Path]] = None) -> 
     bases = data.pop(BASE_KEY, None)
     merged: Dict[str, Any] = {}
     for base in [bases] if isinstance(bases, str) else (bases or []):
+        if not (path.parent / base).is_file():
+            raise ConfigError(f"Config file not found: {path.parent / base} ({BASE_KEY}: "
+                              f"{base} in {path})")
         merged = _deep_update(merged, resolve_yaml(path.parent / base, seen))
     return _deep_update(merged, data)
 
@@ -86,11 +90,14 @@ def parse_override_value(raw: str) -> Any:
 
 
 def load_config(path: Optional[os.PathLike | str] = None, overrides: Sequence[str] = ()) -> Config:
-    """Defaults, then the YAML file (with its bases), then command-line overrides."""
+    """Defaults, then the YAML file (with its bases), then command-line overrides; the result's
+    ranges are checked (:func:`uda_reid.config.ranges.check_ranges`)."""
     cfg = get_default_config()
     if path:
         merge_mapping(cfg, resolve_yaml(path), str(path))
-    return apply_overrides(cfg, list(overrides))
+    apply_overrides(cfg, list(overrides))
+    check_ranges(cfg)
+    return cfg
 
 
 def dump_config(cfg: Config) -> str:

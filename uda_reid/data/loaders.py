@@ -9,7 +9,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from uda_reid.data.datasets import Sample, build_dataset_from_config
-from uda_reid.data.datasets.base import relabel, with_pids
+from uda_reid.data.datasets.base import Split, evaluation_splits, relabel, with_pids
 from uda_reid.data.samplers import build_batch_sampler, dist_rank_and_world_size
 from uda_reid.data.transforms import build_transforms_from_config
 
@@ -43,36 +43,45 @@ class ImageDataset(Dataset):
 
 
 def collate(items: List[Dict[str, object]]) -> Dict[str, object]:
-    """Stack images, tensorise ids; ``paths`` stay a list of strings."""
-    return {"images": torch.stack([it["images"] for it in items]),  # type: ignore[misc]
-            "pids": torch.tensor([it["pids"] for it in items], dtype=torch.long),
-            "camids": torch.tensor([it["camids"] for it in items], dtype=torch.long),
-            "indexes": torch.tensor([it["indexes"] for it in items], dtype=torch.long),
-            "paths": [it["paths"] for it in items]}
+    """Stack images, tensorise the integer entries (ids, indexes); strings (``paths``) stay a
+    list."""
+    images = [it["images"] for it in items]
+    batch: Dict[str, object] = {"images": torch.stack(images)}  # type: ignore[arg-type]
+    for key in items[0]:
+        if key != "images":
+            values = [it[key] for it in items]
+            batch[key] = (torch.tensor(values, dtype=torch.long) if isinstance(values[0], int)
+                          else values)
+    return batch
+
+
+def build_batch_loader(dataset: Dataset, labels: Sequence[int], batch_size: int,
+                       num_instances: int, num_workers: int = 0, seed: int = 0,
+                       sampler: str = "pk", rank: Optional[int] = None,
+                       world_size: Optional[int] = None) -> DataLoader:
+    """Training batches of ``dataset`` drawn by ``sampler`` (``"pk"``: ``batch_size /
+    num_instances`` labels x ``num_instances`` items; ``"random"``) over ``labels`` (N,) (-1:
+    left out); ``rank``/``world_size`` default to the process group's, each rank getting a
+    disjoint share of every epoch's batches."""
+    batch_sampler = build_batch_sampler(sampler, labels, batch_size, num_instances, seed, rank,
+                                        world_size)
+    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+                      collate_fn=collate, persistent_workers=False)
 
 
 def build_train_loader(samples: Sequence[Sample], transform: Callable, batch_size: int,
                        num_instances: int, num_workers: int = 0, seed: int = 0,
-                       labels: Optional[Sequence[int]] = None,
-                       dataset: Optional[Dataset] = None, sampler: str = "pk",
+                       labels: Optional[Sequence[int]] = None, sampler: str = "pk",
                        rank: Optional[int] = None,
                        world_size: Optional[int] = None) -> DataLoader:
-    """A training loader over ``samples`` with ``batch_size`` images per batch on this rank.
-
-    ``sampler`` is ``"pk"`` (``batch_size / num_instances`` identities x ``num_instances``
-    images) or ``"random"``. ``labels`` (e.g. pseudo-labels, ``-1`` = left out) replace the
-    samples' pids both for the sampler and in the batches' ``"pids"``; ``dataset`` replaces
-    the default :class:`ImageDataset` (e.g. camera-style sampling; its items must follow
-    ``labels`` itself) while keeping the sampler. ``rank``/``world_size`` default to the
-    process group's; each rank gets a disjoint share of every epoch's batches.
-    """
+    """A training loader over ``samples`` with ``batch_size`` images per batch on this rank
+    (:func:`build_batch_loader`); ``labels`` (e.g. pseudo-labels) replace the samples' pids both
+    for the sampler and in the batches' ``"pids"``."""
     if labels is not None:
         samples = with_pids(samples, labels)
-    batch_sampler = build_batch_sampler(sampler, [s[1] for s in samples], batch_size,
-                                        num_instances, seed, rank, world_size)
-    return DataLoader(dataset if dataset is not None else ImageDataset(samples, transform),
-                      batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate,
-                      persistent_workers=False)
+    return build_batch_loader(ImageDataset(samples, transform), [s[1] for s in samples],
+                              batch_size, num_instances, num_workers, seed, sampler, rank,
+                              world_size)
 
 
 def build_test_loader(query: Sequence[Sample], gallery: Sequence[Sample], transform: Callable,
@@ -116,9 +125,18 @@ def build_train_loader_from_config(cfg) -> Tuple[DataLoader, int]:
     return loader, len({s[1] for s in samples})
 
 
-def build_test_loader_from_config(cfg, name: str) -> Tuple[DataLoader, int]:
-    """Query+gallery loader of test dataset ``name`` and its number of queries."""
+def build_test_set_from_config(cfg, name: str) -> Tuple[DataLoader, int, List[Split]]:
+    """Query+gallery loader of test dataset ``name``, its number of queries and the
+    (query, gallery) index splits its protocol evaluates (:func:`evaluation_splits`)."""
     ds = build_dataset_from_config(cfg, name)
     logger.info("\n%s", ds.summary())
-    return build_test_loader(ds.query, ds.gallery, build_transforms_from_config(cfg, False),
-                             cfg.TEST.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)
+    loader, num_query = build_test_loader(ds.query, ds.gallery,
+                                          build_transforms_from_config(cfg, False),
+                                          cfg.TEST.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)
+    return loader, num_query, evaluation_splits(ds)
+
+
+def build_test_loader_from_config(cfg, name: str) -> Tuple[DataLoader, int]:
+    """Query+gallery loader of test dataset ``name`` and its number of queries."""
+    loader, num_query, _ = build_test_set_from_config(cfg, name)
+    return loader, num_query

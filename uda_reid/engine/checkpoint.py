@@ -15,6 +15,7 @@ from torch import nn
 
 from uda_reid.models.weights import LoadReport, load_state_dict_report, read_state_dict
 from uda_reid.utils.atomic import atomic_save
+from uda_reid.utils.safe_load import WeightFileError, load_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +67,10 @@ class Checkpointer:
     def load(self, name: str) -> Dict[str, Any]:
         """Read ``directory/name`` and check that it belongs to this run's identity."""
         path = self.path(name)
-        if not path.is_file():
-            raise FileNotFoundError(f"No checkpoint to resume from: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=False)  # our own run's file
+        state = load_weights_file(path, "checkpoint")
+        if not isinstance(state, Mapping):
+            raise WeightFileError(f"checkpoint: {path} holds a {type(state).__name__}, not a "
+                                  "checkpoint's dict")
         diff = identity_diff(state.get("identity", {}), self.identity)
         if diff:
             raise CheckpointMismatchError(
@@ -79,10 +81,7 @@ class Checkpointer:
 
 def read_checkpoint_meta(path: os.PathLike | str) -> Dict[str, Any]:
     """The ``meta`` dict a checkpoint of ours carries (empty for a bare state dict)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_weights_file(path, "MODEL.WEIGHTS")
     meta = state.get("meta", {}) if isinstance(state, Mapping) else {}
     return dict(meta) if isinstance(meta, Mapping) else {}
 
@@ -96,10 +95,9 @@ def load_model_weights(model: nn.Module, path: os.PathLike | str, strict: bool =
     sub-modules named in ``skip_modules`` (e.g. training-only classifiers) are left out.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"MODEL.WEIGHTS: file not found: {path}")
     prefixes = tuple(f"{name}." for name in skip_modules)
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(prefixes)}
+    state = {k: v for k, v in read_state_dict(path, "MODEL.WEIGHTS").items()
+             if not k.startswith(prefixes)}
     report = load_state_dict_report(model, state)
     if strict and (report.missing or report.unexpected or report.mismatched):
         raise ValueError(f"MODEL.WEIGHTS: {path} does not match the model: {report}")

@@ -12,28 +12,32 @@ import logging
 import os
 import platform
 import sys
+import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
 from uda_reid.config import Config, ConfigError, load_config, save_config
 from uda_reid.config.schema import to_dict
 from uda_reid.data.datasets import DATASETS
-from uda_reid.data.loaders import build_test_loader_from_config, build_train_loader_from_config
+from uda_reid.data.loaders import build_test_set_from_config, build_train_loader_from_config
 from uda_reid.engine.checkpoint import (CheckpointMismatchError, Checkpointer, identity_diff,
                                        load_model_weights, read_checkpoint_meta)
 from uda_reid.engine.hooks import (CheckpointHook, EvalHook, FreezeHook, HookBase,
                                    LRSchedulerHook, Metrics, ProgressHook, TensorBoardHook,
                                    WallClockHook)
-from uda_reid.engine.logger import setup_logger
+from uda_reid.engine.logger import log_to_files, setup_logger
 from uda_reid.engine.lr_schedule import build_lr_scheduler
 from uda_reid.engine.optim import build_optimizer_from_config
+from uda_reid.engine.run_folder import check_output_folder, clear_run_outputs
 from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
 from uda_reid.engine.trainer import SupervisedStep, Trainer, TrainStep
-from uda_reid.evaluation.evaluator import evaluate_from_config
+from uda_reid.evaluation.evaluator import evaluate_from_config, evaluate_splits
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.evaluation.roc import evaluate_roc
 from uda_reid.evaluation.visualize import save_rank_lists, save_roc_plot
@@ -44,16 +48,19 @@ from uda_reid.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
+TEST_METRICS = "test_metrics.json"
 # Keys that say where a run writes or which device it uses, not what it computes.
 NON_IDENTITY_KEYS = ("OUTPUT_DIR", "MODEL.DEVICE")
 
 
 def default_argument_parser(description: str, eval_only: bool = True) -> argparse.ArgumentParser:
-    """``--config-file F [--resume] [--eval-only] [KEY VALUE ...]``."""
+    """``--config-file F [--resume] [--overwrite] [--eval-only] [KEY VALUE ...]``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config-file", required=True, metavar="FILE", help="YAML config")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/last.pth (same config required)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run in OUTPUT_DIR (its outputs are deleted first)")
     if eval_only:
         parser.add_argument("--eval-only", action="store_true",
                             help="only evaluate MODEL.WEIGHTS (or OUTPUT_DIR/last.pth)")
@@ -96,20 +103,36 @@ def check_resumable(cfg: Config) -> None:
                 f"--resume: {saved} differs from the given config: {'; '.join(diff[:10])}")
 
 
-def default_setup(cfg: Config, resume: bool = False) -> Path:
-    """Create ``OUTPUT_DIR``, log to ``log.txt`` and stdout, write ``config.yaml``, seed.
-
-    With ``resume`` the existing ``config.yaml`` is checked first (:func:`check_resumable`).
-    """
+def check_output_dir(cfg: Config, resume: bool = False, overwrite: bool = False) -> None:
+    """Everything about ``OUTPUT_DIR`` that must hold before a run writes into it: no other run
+    there unless ``resume`` (then its ``config.yaml`` must match, :func:`check_resumable`) or
+    ``overwrite``. Writes nothing."""
+    check_output_folder(cfg.OUTPUT_DIR, resume, overwrite)
     if resume:
         check_resumable(cfg)
+
+
+def claim_output_dir(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
+    """After :func:`check_output_dir`: with ``overwrite`` delete the previous run's outputs,
+    then create ``OUTPUT_DIR``, log to ``log.txt`` (and stdout) and write ``config.yaml``."""
+    check_output_dir(cfg, resume, overwrite)
     output_dir = Path(cfg.OUTPUT_DIR)
+    removed = clear_run_outputs(output_dir) if overwrite else []
     output_dir.mkdir(parents=True, exist_ok=True)
     setup_logger(output_dir)
+    if removed:
+        logger.warning("--overwrite: deleted the previous run's %s in %s",
+                       ", ".join(p.name for p in removed), output_dir)
     logger.info("Python %s, torch %s, CUDA available: %s", platform.python_version(),
                 torch.__version__, torch.cuda.is_available())
     save_config(cfg, output_dir / "config.yaml")
     logger.info("Resolved config written to %s", output_dir / "config.yaml")
+    return output_dir
+
+
+def default_setup(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
+    """:func:`claim_output_dir`, then seed every generator with ``SEED``."""
+    output_dir = claim_output_dir(cfg, resume, overwrite)
     seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
     return output_dir
 
@@ -117,11 +140,13 @@ def default_setup(cfg: Config, resume: bool = False) -> Path:
 def build_trainer(cfg: Config, model: nn.Module, step: TrainStep, iters_per_epoch: int,
                   eval_fn: Optional[Callable[[], Metrics]] = None,
                   extra_hooks: Sequence[HookBase] = (), best_dataset: Optional[str] = None,
-                  meta: Optional[Mapping[str, Any]] = None) -> Tuple[Trainer, Checkpointer]:
+                  meta: Optional[Mapping[str, Any]] = None, keep_best: bool = True
+                  ) -> Tuple[Trainer, Checkpointer]:
     """The shared trainer for ``step`` with the standard hooks, in this order: LR schedule,
     freezing (``SOLVER.FREEZE_ITERS`` > 0), wall clock, progress (tqdm on a terminal),
     ``extra_hooks``, evaluation
-    (every ``TEST.EVAL_PERIOD`` epochs and at the end; ``best.pth`` by ``best_dataset`` mAP),
+    (every ``TEST.EVAL_PERIOD`` epochs and at the end; with ``keep_best`` also ``best.pth`` by
+    ``best_dataset`` mAP),
     TensorBoard, checkpoint (``last.pth`` every ``SOLVER.CHECKPOINT_PERIOD`` epochs).
 
     The model must already be on ``MODEL.DEVICE``; ``meta`` is stored in every checkpoint.
@@ -135,7 +160,8 @@ def build_trainer(cfg: Config, model: nn.Module, step: TrainStep, iters_per_epoc
         hooks.append(FreezeHook(model, cfg.SOLVER.FREEZE_LAYERS, cfg.SOLVER.FREEZE_ITERS))
     hooks += [WallClockHook(), ProgressHook(enabled=sys.stderr.isatty()), *extra_hooks]
     if eval_fn is not None:
-        hooks.append(EvalHook(eval_fn, cfg.TEST.EVAL_PERIOD, checkpointer, best_dataset))
+        hooks.append(EvalHook(eval_fn, cfg.TEST.EVAL_PERIOD,
+                              checkpointer if keep_best else None, best_dataset))
     hooks += [TensorBoardHook(cfg.OUTPUT_DIR), CheckpointHook(checkpointer,
                                                               cfg.SOLVER.CHECKPOINT_PERIOD)]
     trainer = Trainer(model, optimizer, step, cfg.SOLVER.MAX_EPOCH, iters_per_epoch, hooks,
@@ -157,6 +183,13 @@ def resume_or_start(trainer: Trainer, checkpointer: Checkpointer, resume: bool) 
     return True
 
 
+def side_info_domain_of(cfg: Config, name: str) -> str:
+    """``source`` when test dataset ``name`` is one of ``DATASETS.NAMES`` (SIE reads its camera
+    ids as trained), else ``target`` (another domain's cameras follow the SIE target policy)."""
+    trained_on = {DATASETS.canonical(n) for n in cfg.DATASETS.NAMES}
+    return "source" if DATASETS.canonical(name) in trained_on else "target"
+
+
 def evaluate_dataset(cfg: Config, model: nn.Module, name: str, device: torch.device,
                      vis_dir: Optional[Path] = None, vis_count: int = 0) -> Dict[str, float]:
     """Extract query and gallery features of test dataset ``name`` and evaluate them with
@@ -165,21 +198,23 @@ def evaluate_dataset(cfg: Config, model: nn.Module, name: str, device: torch.dev
     With ``vis_count`` > 0, rank lists of the first ``vis_count`` queries and the ROC curve
     are drawn under ``vis_dir/name``.
     """
-    loader, num_query = build_test_loader_from_config(cfg, name)
-    trained_on = {DATASETS.canonical(n) for n in cfg.DATASETS.NAMES}
-    domain = "source" if DATASETS.canonical(name) in trained_on else "target"
-    with side_info_domain(model, domain):  # SIE: another domain's cameras follow its policy
+    loader, _, splits = build_test_set_from_config(cfg, name)
+    with side_info_domain(model, side_info_domain_of(cfg, name)):
         feats, pids, camids, paths = extract_features(model, loader, cfg.TEST.FLIP, device)
-    q, g = slice(0, num_query), slice(num_query, None)
-    ids = [t.numpy() for t in (pids[q], pids[g], camids[q], camids[g])]
-    metrics = evaluate_from_config(cfg, feats[q], feats[g], *ids)
+    pids, camids = pids.numpy(), camids.numpy()
+    metrics = evaluate_splits(partial(evaluate_from_config, cfg), feats, pids, camids, splits)
+    q, g = splits[0]
+    ids = [pids[q], pids[g], camids[q], camids[g]]
     dist, curve = metrics.pop("distmat"), metrics.pop("roc_curve", None)
-    logger.info("%s: %d queries, %d gallery images, %d queries with a valid match, %d without",
-                name, num_query, len(paths) - num_query, metrics.pop("num_valid_queries"),
-                metrics.pop("num_no_match"))
+    logger.info("%s: %d queries, %d gallery images, %d queries with a valid match, %d without%s",
+                name, len(ids[0]), len(ids[1]), metrics.pop("num_valid_queries"),
+                metrics.pop("num_no_match"),
+                f" (metrics averaged over {len(splits)} query/gallery draws)"
+                if len(splits) > 1 else "")
     if vis_count > 0 and vis_dir is not None:
         out = vis_dir / name
-        save_rank_lists(dist, paths[q], paths[g], *ids, out, num_queries=vis_count)
+        paths = np.asarray(paths, dtype=object)
+        save_rank_lists(dist, list(paths[q]), list(paths[g]), *ids, out, num_queries=vis_count)
         curve = curve or evaluate_roc(dist, *ids)
         save_roc_plot(curve["fpr"], curve["tpr"], out / "roc.png")
         logger.info("Rank lists and ROC curve of %s written to %s", name, out)
@@ -200,16 +235,20 @@ def build_evaluator(cfg: Config, model: nn.Module,
     return evaluate
 
 
-def train(cfg: Config, resume: bool = False,
-          extra_hooks: Sequence[HookBase] = ()) -> Dict[str, Any]:
+def train(cfg: Config, resume: bool = False, extra_hooks: Sequence[HookBase] = (),
+          overwrite: bool = False) -> Dict[str, Any]:
     """Source-supervised training on ``DATASETS.NAMES`` evaluated on ``DATASETS.TESTS``;
     writes ``results.json`` beside the checkpoints and returns it. ``extra_hooks`` run
-    before evaluation and checkpointing (see :func:`build_trainer`)."""
-    output_dir = default_setup(cfg, resume)
+    before evaluation and checkpointing (see :func:`build_trainer`). Data, model and loss are
+    built before anything is written to ``OUTPUT_DIR`` (:func:`claim_output_dir`)."""
+    setup_logger()  # set-up records wait for the folder (a previous run's log gets none)
+    check_output_dir(cfg, resume, overwrite)
+    seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
     device = resolve_device(cfg.MODEL.DEVICE)
     train_loader, num_classes = build_train_loader_from_config(cfg)
     model = build_model(cfg, num_classes).to(device)  # MODEL.WEIGHTS: initial weights
     step = SupervisedStep(train_loader, build_loss_fn(cfg), device)
+    output_dir = claim_output_dir(cfg, resume, overwrite)
     iters_per_epoch = cfg.SOLVER.ITERS_PER_EPOCH or len(train_loader)
     trainer, checkpointer = build_trainer(cfg, model, step, iters_per_epoch,
                                           build_evaluator(cfg, model), extra_hooks,
@@ -253,38 +292,65 @@ def load_trained_model(cfg: Config, weights: os.PathLike | str,
     return model
 
 
-def test(cfg: Config, vis_count: int = 0) -> Metrics:
+def test(cfg: Config, vis_count: int = 0, overwrite: bool = False) -> Metrics:
     """Evaluate ``MODEL.WEIGHTS`` on ``DATASETS.TESTS``; writes ``test_metrics.json`` (and,
-    with ``vis_count`` > 0, rank-list and ROC images under ``OUTPUT_DIR/vis``)."""
+    with ``vis_count`` > 0, rank-list and ROC images under ``OUTPUT_DIR/vis``). An earlier
+    ``test_metrics.json`` there is replaced only with ``overwrite``; nothing is written before
+    the weights have loaded."""
     if not cfg.MODEL.WEIGHTS:
         raise ValueError("MODEL.WEIGHTS is empty: give the checkpoint to test "
-                         "(e.g. MODEL.WEIGHTS output/run/best.pth)")
+                         "(e.g. MODEL.WEIGHTS output/run/last.pth)")
     output_dir = Path(cfg.OUTPUT_DIR)
-    setup_logger(output_dir)
+    setup_logger()  # set-up records wait for the folder (a previous run's log gets none)
+    check_output_folder(output_dir, overwrite=overwrite, markers=(TEST_METRICS,),
+                        what="test results", resumable=False)
     device = resolve_device(cfg.MODEL.DEVICE)
     model = load_trained_model(cfg, cfg.MODEL.WEIGHTS, device)
+    setup_logger(output_dir)
     vis_dir = output_dir / "vis" if vis_count > 0 else None
     metrics = {name: evaluate_dataset(cfg, model, name, device, vis_dir, vis_count)
                for name in cfg.DATASETS.TESTS}
     for name, values in metrics.items():
         logger.info("%s: %s", name, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
-    atomic_write_json(output_dir / "test_metrics.json",
+    atomic_write_json(output_dir / TEST_METRICS,
                       {"weights": str(cfg.MODEL.WEIGHTS), "metrics": metrics})
     return metrics
 
 
-USER_ERRORS = (ConfigError, CheckpointMismatchError, FileNotFoundError, KeyError, ValueError)
+# What a user can cause with a command line: a bad config, file, key, value or folder.
+USER_ERRORS = (ConfigError, CheckpointMismatchError, OSError, KeyError, ValueError)
+
+
+def describe_user_error(err: BaseException) -> str:
+    """The message of a user error: a ``KeyError``'s without the quotes ``str`` adds, and of an
+    error re-raised from a DataLoader worker only its last line (the original error)."""
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        return str(err.args[0])
+    text = str(err)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 def run_tool(action: Callable[[], object]) -> int:
-    """Run a command-line tool's ``action``; a user error (bad config, file, key or value)
-    is printed as ``error: ...`` and gives exit code 2 instead of a traceback."""
+    """Run a command-line tool's ``action``: returns its exit code (``action``'s int result,
+    else 0). A user error (:data:`USER_ERRORS`) is reported as ``error: ...`` on stderr and in
+    the run's ``log.txt``, exit code 2; any other exception is a bug: its traceback goes to
+    ``log.txt`` too and it propagates. Log records wait in memory until a run claims its
+    output folder (:func:`uda_reid.engine.logger.setup_logger`)."""
+    setup_logger()
     try:
-        action()
+        result = action()
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        message = f"error: {describe_user_error(err)}"
+        log_to_files(message)
+        print(message, file=sys.stderr)
         return 2
-    return 0
+    except Exception:
+        log_to_files(f"error: unexpected failure (a bug)\n{traceback.format_exc()}")
+        raise
+    return result if isinstance(result, int) else 0
 
 
 def load_cli_config(args: argparse.Namespace) -> Config:

@@ -41,7 +41,8 @@ class TrainStep(ABC):
 
     @abstractmethod
     def run(self, model: nn.Module) -> Dict[str, Tensor]:
-        """Draw this iteration's data, run the model, return named scalar losses (summed)."""
+        """Draw this iteration's data, run the model, return named scalar losses (summed); an
+        empty dict means nothing to train on: no optimiser step and no ``after_update``."""
 
     def after_update(self, model: nn.Module) -> None:
         """Called after the optimiser step (e.g. memory or mean-teacher updates)."""
@@ -236,8 +237,9 @@ class Trainer:
         """One optimisation step over the step's losses."""
         with torch.autocast(device_type=self.device.type, enabled=self.amp):
             losses = self.step.run(self.model)
-        if not losses:
-            raise ValueError("The train step returned no losses")
+        if not losses:  # nothing to train on (e.g. a degenerate pseudo-label round): no update
+            self.losses = {"total": 0.0}
+            return
         total = sum(losses.values())
         if not torch.isfinite(total):
             raise FloatingPointError(f"Loss is not finite at iteration {self.iter}: "

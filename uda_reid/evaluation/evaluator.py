@@ -2,7 +2,7 @@
 rank metrics and ROC, with explicit options or from the ``TEST`` config section."""
 from __future__ import annotations
 
-from typing import Any, Dict, NamedTuple, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, NamedTuple, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -105,3 +105,20 @@ def evaluate_from_config(cfg: Any, qf: ArrayLike, gf: ArrayLike, q_pids: ArrayLi
         qe=QueryExpansionOptions(t.QE.ENABLED, t.QE.K, t.QE.ALPHA, t.QE.DATABASE),
         roc=RocOptions(t.ROC.ENABLED, tuple(t.ROC.FPRS), t.ROC.FASTREID_COMPAT),
         max_rank=t.MAX_RANK, skip_no_match=t.SKIP_NO_MATCH, protocol=t.PROTOCOL)
+
+
+def evaluate_splits(evaluate: Callable[..., Dict[str, Any]], feats: ArrayLike, pids: ArrayLike,
+                    camids: ArrayLike, splits: Sequence[Tuple[Any, Any]]) -> Dict[str, Any]:
+    """``evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids)`` (e.g. a partial of
+    :func:`evaluate_from_config`) on each (query, gallery) split (index arrays or slices) of features
+    (N, D) with ids and cameras (N,). Numbers are averaged over the splits; other values
+    (``distmat``, ``roc_curve``) are the first split's. One split gives its result unchanged."""
+    results = [evaluate(feats[q], feats[g], pids[q], pids[g], camids[q], camids[g])
+               for q, g in splits]
+    if len(results) == 1:
+        return results[0]
+    merged = dict(results[0])
+    for key, value in merged.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            merged[key] = float(np.mean([r[key] for r in results]))
+    return merged

@@ -30,8 +30,8 @@ def extract_features(model: nn.Module, loader: Iterable, flip: bool = False,
     """Embeddings of every image of ``loader`` in eval mode, without gradients.
 
     Returns ``features`` (N, D) float32 on the CPU, ``pids`` (N,), ``camids`` (N,) and the
-    image paths, in loader order. With ``flip`` the embedding is the mean of the image's and
-    its horizontally flipped copy's embeddings.
+    image paths (none for a path-free loader), in loader order. With ``flip`` the embedding is
+    the mean of the image's and its horizontally flipped copy's embeddings.
     """
     device = torch.device(device)
     features, pids, camids, paths = [], [], [], []
@@ -45,7 +45,7 @@ def extract_features(model: nn.Module, loader: Iterable, flip: bool = False,
             features.append(feats.cpu())
             pids.append(batch["pids"].cpu())
             camids.append(batch["camids"].cpu())
-            paths.extend(batch["paths"])
+            paths.extend(batch.get("paths", ()))
     if not features:
         raise ValueError("The test loader yielded no images")
     return torch.cat(features), torch.cat(pids), torch.cat(camids), paths

@@ -46,5 +46,5 @@ def build_model(cfg, num_classes: int) -> ReIDModel:
     head = HEADS.get(cfg.MODEL.HEADS.NAME)(cfg, channels, num_classes)
     model = ReIDModel(backbone, pooling, head)
     if cfg.MODEL.WEIGHTS:
-        load_pretrained(model, cfg.MODEL.WEIGHTS)
+        load_pretrained(model, cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS")
     return model

@@ -9,6 +9,8 @@ from typing import Dict, List, Mapping
 import torch
 from torch import nn
 
+from uda_reid.utils.safe_load import WeightFileError, load_weights_file
+
 logger = logging.getLogger(__name__)
 
 NESTED_KEYS = ("state_dict", "model", "model_state", "net")
@@ -33,21 +35,30 @@ class LoadReport:
         return "; ".join(lines)
 
 
-def read_state_dict(path: str | os.PathLike) -> Dict[str, torch.Tensor]:
-    """A flat state dict from a local checkpoint: plain, ``{'state_dict'|'model': ...}``, with
-    or without DataParallel's ``module.`` prefix. Nothing is downloaded."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Weight file not found: {path} (weights are read from local "
-                                "files only; nothing is downloaded)")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+def read_state_dict(path: str | os.PathLike, what: str = "weight file"
+                    ) -> Dict[str, torch.Tensor]:
+    """A flat state dict from a local checkpoint (``.safetensors``, or a torch file: plain,
+    ``{'state_dict'|'model': ...}``), with or without DataParallel's ``module.`` prefix, read
+    safely (:func:`load_weights_file`; ``what`` names the setting in errors). Nothing is
+    downloaded."""
+    if str(path).endswith(".safetensors"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{what}: file not found: {path} (weights are read from "
+                                    "local files only; nothing is downloaded)")
+        from safetensors.torch import load_file
+
+        obj = load_file(str(path), device="cpu")
+    else:
+        obj = load_weights_file(path, what)
     while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
         nested = next((obj[k] for k in NESTED_KEYS if k in obj and isinstance(obj[k], Mapping)),
                       None)
         if nested is None:
-            raise ValueError(f"{path}: no state dict found (looked under {NESTED_KEYS})")
+            raise WeightFileError(f"{what}: {path}: no state dict found (looked under "
+                                  f"{NESTED_KEYS})")
         obj = nested
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a state dict, got {type(obj).__name__}")
+        raise WeightFileError(f"{what}: {path}: expected a state dict, got {type(obj).__name__}")
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()
             if isinstance(v, torch.Tensor)}
 
@@ -70,8 +81,10 @@ def load_state_dict_report(module: nn.Module, state: Mapping[str, torch.Tensor])
     return report
 
 
-def load_pretrained(module: nn.Module, path: str | os.PathLike) -> LoadReport:
-    """Load a local weight file into ``module`` non-strictly and log the key report."""
-    report = load_state_dict_report(module, read_state_dict(path))
+def load_pretrained(module: nn.Module, path: str | os.PathLike,
+                    what: str = "weight file") -> LoadReport:
+    """Load a local weight file into ``module`` non-strictly and log the key report (``what``
+    names the setting ``path`` came from in errors)."""
+    report = load_state_dict_report(module, read_state_dict(path, what))
     logger.info("Loaded %s into %s: %s", path, type(module).__name__, report)
     return report

@@ -5,12 +5,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+import re
+
 import yaml
 
 from uda_reid.data.datasets import DATASETS
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "configs" / "reproduce" / "references.yml"
 METRIC_KEYS = ("mAP", "rank1", "rank5", "rank10", "mINP")
+# "<owner>/<repository> <file in it>", then any detail
+SOURCE_PATTERN = re.compile(r"(?P<repo>[\w.-]+/[\w.-]+) (?P<file>[\w./-]+)")
 
 
 @dataclass(frozen=True)
@@ -24,8 +28,8 @@ class Reference:
 
 
 def load_references(path: str | Path = DEFAULT_PATH) -> List[Reference]:
-    """Every entry of the file; an entry without a source, pair or metric is an error naming
-    its position."""
+    """Every entry of the file; an entry without a source (``ref``: repository and file), pair
+    or metric is an error naming its position."""
     data = yaml.safe_load(Path(path).read_text())
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a list of entries")
@@ -35,6 +39,9 @@ def load_references(path: str | Path = DEFAULT_PATH) -> List[Reference]:
         for key in ("method", "source", "target", "ref"):
             if not entry.get(key):
                 raise ValueError(f"{where}: missing '{key}'")
+        if not SOURCE_PATTERN.match(str(entry["ref"])):
+            raise ValueError(f"{where}: ref {entry['ref']!r} must start with "
+                             "'<owner>/<repository> <file>'")
         unknown = set(entry) - {"method", "ours", "source", "target", "ref", *METRIC_KEYS}
         if unknown:
             raise ValueError(f"{where}: unknown keys {sorted(unknown)}")

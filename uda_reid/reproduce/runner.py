@@ -24,6 +24,7 @@ def adapt_runner(overrides: Sequence[str], source_cache: Path) -> Runner:
         cfg = build_adapt_config(cell.source, cell.target, cell.method, None, str(folder),
                                  [*overrides, "SEED", str(cell.seed),
                                   "ADAPT.SOURCE_CACHE", str(source_cache)])
-        return run_adaptation(cfg, resume=(folder / "last.pth").is_file())
+        started = (folder / "last.pth").is_file()  # else a failed try left nothing to keep
+        return run_adaptation(cfg, resume=started, overwrite=not started)
 
     return run

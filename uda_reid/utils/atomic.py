@@ -1,13 +1,27 @@
-"""Atomic file writes: write to a temporary file in the same folder, then rename."""
+"""Atomic file writes: write to a temporary file in the same folder, then rename.
+
+Files get the permissions of any newly created file (``0666`` minus the umask, e.g. ``0644``),
+not the private ``0600`` of :func:`tempfile.mkstemp`.
+"""
 from __future__ import annotations
 
+import json
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import json
+
+def _create_temporary(path: Path) -> Path:
+    """Create an empty ``.<name>.<random>.tmp`` beside ``path`` with the umask's permissions."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 @contextmanager
@@ -19,10 +33,9 @@ def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _create_temporary(path)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

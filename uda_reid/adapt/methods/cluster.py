@@ -12,29 +12,33 @@ batch in the same forward pass ("mixture"). ``cluster`` is this with one granula
 A degenerate granularity (every sample an outlier, or one single cluster) is logged; it keeps
 its previous round's labels and classifier, or, in the first round, sits out (no CE; without
 usable labels for the sampler the target batches are drawn at random and only the losses that
-still have labels are used).
+still have labels are used). An iteration with nothing to train on (no pseudo-label in the
+batch and no source batch) neither runs the model nor steps the optimiser, so an *idle* round
+(no labels at any granularity) leaves every weight and BatchNorm statistic as it was; the
+report counts degenerate and idle rounds.
+
+The labels each epoch trains on are reported (:meth:`ClusterAdaptation.pseudo_labels`); their
+quality against the hidden identities is the pipeline's monitoring, out of the method's reach.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from uda_reid.adapt.base import AdaptContext, AdaptMethod
 from uda_reid.adapt.clustering import ClusterResult
-from uda_reid.adapt.guard import UnlabeledSamples
 from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
 from uda_reid.adapt.pseudo_labels import PseudoLabeler, cluster_centroids
 from uda_reid.adapt.registry import METHODS
 from uda_reid.adapt.sampling import ShuffledBatchSampler
-from uda_reid.data.loaders import (ImageDataset, build_test_loader, build_train_loader, collate,
-                                   combine_train_sets)
-from uda_reid.data.transforms import build_transforms_from_config
+from uda_reid.data.loaders import build_batch_loader, collate
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
 from uda_reid.evaluation.extract import extract_features
@@ -43,7 +47,6 @@ from uda_reid.losses.functional import cross_entropy_smooth, triplet_loss
 
 logger = logging.getLogger(__name__)
 
-LabelQuality = Callable[[np.ndarray], Dict[str, float]]
 # The training output the classifiers read: the one the model retrieves with (NECK_FEAT).
 FEATURE_KEYS = {"after": "embedding", "before": "features"}
 
@@ -81,12 +84,12 @@ class PseudoLabelStep(TrainStep):
     """
 
     def __init__(self, model: nn.Module, labeler: PseudoLabeler, classifiers: PseudoClassifiers,
-                 samples: UnlabeledSamples, train_transform: Callable, feature_loader: Iterable,
+                 train_images: Dataset, feature_loader: Iterable,
                  batch_size: int, num_instances: int, feature_key: str = "embedding",
                  triplet_granularity: int = 0, ce_epsilon: float = 0.1, ce_scale: float = 1.0,
                  triplet_margin: float = 0.3, triplet_scale: float = 1.0,
                  source_loader: Optional[Iterable] = None, flip: bool = False,
-                 label_quality: Optional[LabelQuality] = None, num_workers: int = 0,
+                 num_workers: int = 0,
                  seed: int = 0, device: torch.device | str = "cpu") -> None:
         if len(labeler.granularities) != classifiers.num_heads:
             raise ValueError(f"{len(labeler.granularities)} granularities but "
@@ -102,8 +105,7 @@ class PseudoLabelStep(TrainStep):
         self.model = model
         self.labeler = labeler
         self.classifiers = classifiers
-        self.samples = samples
-        self.train_transform = train_transform
+        self.train_images = train_images
         self.feature_loader = feature_loader
         self.batch_size = batch_size
         self.num_instances = num_instances
@@ -113,16 +115,15 @@ class PseudoLabelStep(TrainStep):
         self.triplet_margin, self.triplet_scale = triplet_margin, triplet_scale
         self.source = BatchStream(source_loader, device) if source_loader is not None else None
         self.flip = flip
-        self.label_quality = label_quality
         self.num_workers = num_workers
         self.seed = seed
         self.device = torch.device(device)
-        self.labels = np.full((classifiers.num_heads, len(samples)), -1, dtype=np.int64)
+        self.labels = np.full((classifiers.num_heads, len(train_images)), -1, dtype=np.int64)
         self.rounds: List[Dict[str, Any]] = []
         self.target: Optional[BatchStream] = None
 
     def __len__(self) -> int:
-        return max(1, len(self.samples) // self.batch_size)
+        return max(1, len(self.train_images) // self.batch_size)
 
     # ----------------------------------------------------------------- the round
     def pseudo_label_round(self, epoch: int) -> Dict[str, Any]:
@@ -140,21 +141,20 @@ class PseudoLabelStep(TrainStep):
                 "granularity": float(g), "num_clusters": result.num_clusters,
                 "num_outliers": result.num_outliers, "num_classes": result.num_classes,
                 "degenerate": result.degenerate, "labels": action}
-            if self.label_quality is not None:
-                quality = self.label_quality(result.labels)
-                entry.update({k: v for k, v in quality.items()
-                              if k not in ("num_clusters", "num_outliers")})
             record["granularities"].append(entry)
             if result.degenerate is not None:
                 logger.warning("Round %d, granularity %s: DEGENERATE clustering, %s; %s", epoch + 1,
                                g, result.degenerate,
                                "previous labels kept" if action == "kept"
                                else "no labels at this granularity this round")
-            logger.info("Round %d, granularity %s: %d clusters, %d outliers, %d classes%s",
+            logger.info("Round %d, granularity %s: %d clusters, %d outliers, %d classes",
                         epoch + 1, g, result.num_clusters, result.num_outliers,
-                        result.num_classes, "".join(f", {k} {entry[k]:.4f}" for k in (
-                            "nmi", "ari", "pairwise_precision", "pairwise_recall") if k in entry))
+                        result.num_classes)
         self.target = BatchStream(self._target_loader(epoch), self.device)
+        record["idle"] = self.idle
+        if self.idle:
+            logger.warning("Round %d: no pseudo-labels to train on: the model is not updated "
+                           "this round", epoch + 1)
         record["seconds"] = time.perf_counter() - start
         self.rounds.append(record)
         return record
@@ -163,16 +163,14 @@ class PseudoLabelStep(TrainStep):
         """PK batches over the sampler granularity's labels, or shuffled batches when they
         cannot fill one (no labels, too few clusters)."""
         labels = self.labels[self.triplet_granularity]
-        dataset = ImageDataset(self.samples, self.train_transform)
         try:
-            return build_train_loader(self.samples, self.train_transform, self.batch_size,
-                                      self.num_instances, self.num_workers, self.seed + epoch,
-                                      labels=labels.tolist(), dataset=dataset)
+            return build_batch_loader(self.train_images, labels.tolist(), self.batch_size,
+                                      self.num_instances, self.num_workers, self.seed + epoch)
         except ValueError as err:
             logger.warning("Round %d: no PK batches over the pseudo-labels (%s); target "
                            "batches are drawn at random this round", epoch + 1, err)
-        sampler = ShuffledBatchSampler(len(self.samples), self.batch_size, self.seed + epoch)
-        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler,
+        sampler = ShuffledBatchSampler(len(self.train_images), self.batch_size, self.seed + epoch)
+        return torch.utils.data.DataLoader(self.train_images, batch_sampler=sampler,
                                            num_workers=self.num_workers, collate_fn=collate)
 
     # ----------------------------------------------------------------- the step
@@ -206,16 +204,25 @@ class PseudoLabelStep(TrainStep):
             losses["loss_triplet"] = self.triplet_scale * over_branches(
                 outputs["features"], lambda x: triplet_loss(x[rows], tri_labels[rows],
                                                             self.triplet_margin))
-        if not losses:  # nothing labelled this round: a zero loss keeps the loop going
-            losses["loss_idle"] = over_branches(outputs["features"], lambda x: 0.0 * x.sum())
         return losses
 
+    @property
+    def idle(self) -> bool:
+        """Nothing to train on this round: no pseudo-labels at any granularity, no source."""
+        return self.source is None and not (self.labels >= 0).any()
+
     def run(self, model: nn.Module) -> Dict[str, torch.Tensor]:
+        """The losses of one batch, or ``{}`` (no forward pass, no update) when neither its
+        target rows nor a source batch carry a label."""
         if self.target is None:
             raise RuntimeError("PseudoLabelStep.run() before begin_epoch()")
+        if self.idle:
+            return {}
         batch = self.target.next()
         labels = torch.as_tensor(self.labels[:, batch["indexes"].cpu().numpy()],
                                  device=self.device)
+        if self.source is None and not (labels >= 0).any():
+            return {}
         images, camids, source_pids = batch["images"], batch["camids"], None
         if self.source is not None:
             source = self.source.next()
@@ -226,7 +233,7 @@ class PseudoLabelStep(TrainStep):
         return self.losses(outputs, labels, source_pids)
 
     def scalars(self) -> Dict[str, float]:
-        """The last round's cluster counts and label quality, per granularity index."""
+        """The last round's cluster counts, per granularity index."""
         if not self.rounds:
             return {}
         values = {}
@@ -263,8 +270,8 @@ class FreshClassifierStateHook(HookBase):
 
 
 class RoundTensorBoardHook(HookBase):
-    """Writes each round's cluster counts and label quality to TensorBoard, one point per
-    epoch: ``pseudo_labels/g<index>_<key>`` (e.g. ``pseudo_labels/g0_nmi``)."""
+    """Writes each round's cluster counts to TensorBoard, one point per epoch:
+    ``pseudo_labels/g<index>_<key>`` (e.g. ``pseudo_labels/g0_num_clusters``)."""
 
     def __init__(self, step: PseudoLabelStep, log_dir: str) -> None:
         self.step = step
@@ -322,40 +329,37 @@ class ClusterAdaptation(AdaptMethod):
         self.step: Optional[PseudoLabelStep] = None
 
     @classmethod
-    def from_config(cls, cfg) -> "ClusterAdaptation":
-        m = cfg.ADAPT.MLT
-        return cls(PseudoLabeler.from_config(cfg.ADAPT.CLUSTER), m.TRIPLET_GRANULARITY,
+    def from_config(cls, adapt) -> "ClusterAdaptation":
+        m = adapt.MLT
+        return cls(PseudoLabeler.from_config(adapt.CLUSTER), m.TRIPLET_GRANULARITY,
                    m.CE_EPSILON, m.CE_SCALE, m.TRIPLET_MARGIN, m.TRIPLET_SCALE, m.NUM_INSTANCES,
                    m.CLS_SCALE, m.MIXTURE, m.SOURCE_IMS_PER_BATCH)
 
     def build_step(self, ctx: AdaptContext) -> PseudoLabelStep:
         """The step; its classifiers join the model (``model.pseudo_classifiers``) so that the
         optimiser, built next, trains them and checkpoints hold them."""
-        cfg = ctx.cfg
-        neck = cfg.MODEL.HEADS.NECK_FEAT
-        if neck not in FEATURE_KEYS:
+        s = ctx.settings
+        if s.neck_feat not in FEATURE_KEYS:
             raise ValueError(f"MODEL.HEADS.NECK_FEAT must be one of {sorted(FEATURE_KEYS)}, "
-                             f"got {neck!r}")
-        workers = cfg.DATALOADER.NUM_WORKERS
-        feature_loader, _ = build_test_loader(ctx.target.train, [],
-                                              build_transforms_from_config(cfg, False),
-                                              cfg.TEST.IMS_PER_BATCH, workers)
+                             f"got {s.neck_feat!r}")
+        feature_loader = DataLoader(ctx.target.dataset(s.test_transform),
+                                    batch_size=s.test_batch_size, shuffle=False,
+                                    num_workers=s.num_workers, collate_fn=collate)
         dim = retrieval_dim(ctx.model, feature_loader, ctx.device)
-        classifiers = PseudoClassifiers(len(self.labeler.granularities), len(ctx.target.train),
+        classifiers = PseudoClassifiers(len(self.labeler.granularities), len(ctx.target),
                                         dim, self.cls_scale).to(ctx.device)
         ctx.model.add_module(self.training_modules[0], classifiers)
-        batch_size = cfg.SOLVER.IMS_PER_BATCH
         source_loader = None
         if self.mixture:
-            source_loader = build_train_loader(
-                combine_train_sets([ctx.source]), build_transforms_from_config(cfg, True),
-                self.source_batch_size or batch_size, self.num_instances, workers, cfg.SEED)
+            source_loader = build_batch_loader(
+                ctx.source.dataset(s.train_transform), ctx.source.pids,
+                self.source_batch_size or s.batch_size, self.num_instances, s.num_workers,
+                s.seed)
         self.step = PseudoLabelStep(
-            ctx.model, self.labeler, classifiers, ctx.target.train,
-            build_transforms_from_config(cfg, True), feature_loader, batch_size,
-            self.num_instances, FEATURE_KEYS[neck], self.granularity_index, self.ce_epsilon,
-            self.ce_scale, self.triplet_margin, self.triplet_scale, source_loader, cfg.TEST.FLIP,
-            ctx.label_quality, workers, cfg.SEED, ctx.device)
+            ctx.model, self.labeler, classifiers, ctx.target.dataset(s.train_transform),
+            feature_loader, s.batch_size, self.num_instances, FEATURE_KEYS[s.neck_feat],
+            self.granularity_index, self.ce_epsilon, self.ce_scale, self.triplet_margin,
+            self.triplet_scale, source_loader, s.flip, s.num_workers, s.seed, ctx.device)
         return self.step
 
     def hooks(self, ctx: AdaptContext) -> List[HookBase]:
@@ -364,6 +368,15 @@ class ClusterAdaptation(AdaptMethod):
         return [FreshClassifierStateHook(self.step.classifiers),
                 RoundTensorBoardHook(self.step, str(ctx.output_dir))]
 
+    def pseudo_labels(self) -> Optional[np.ndarray]:
+        return None if self.step is None else self.step.labels.copy()
+
     def report(self) -> Dict[str, Any]:
-        """``rounds``: per round, each granularity's clusters, outliers and label quality."""
-        return {"rounds": self.step.rounds if self.step is not None else []}
+        """``rounds``: per round, each granularity's clusters, outliers and what its labels
+        did; ``degenerate_rounds``: rounds with a degenerate granularity; ``idle_rounds``: rounds
+        without any update (nothing to train on)."""
+        rounds = self.step.rounds if self.step is not None else []
+        return {"rounds": rounds,
+                "degenerate_rounds": sum(any(g["degenerate"] for g in r["granularities"])
+                                         for r in rounds),
+                "idle_rounds": sum(bool(r.get("idle")) for r in rounds)}

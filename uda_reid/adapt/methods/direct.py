@@ -10,5 +10,5 @@ class DirectTransfer(AdaptMethod):
     """Stage 1 only: its ``build_step`` is the base class's ``None``."""
 
     @classmethod
-    def from_config(cls, cfg) -> "DirectTransfer":
+    def from_config(cls, adapt) -> "DirectTransfer":
         return cls()

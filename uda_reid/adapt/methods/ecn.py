@@ -3,26 +3,21 @@ invariance over an exemplar memory of the target training images."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from uda_reid.adapt.base import AdaptContext, AdaptMethod
-from uda_reid.adapt.camstyle_data import (build_shuffled_loader, build_target_loader,
-                                          check_camstyle_dir)
+from uda_reid.adapt.base import AdaptContext, AdaptMethod, StageSettings
+from uda_reid.adapt.camstyle_data import build_shuffled_loader
 from uda_reid.adapt.freeze import FrozenNormsHook, freeze_modules
-from uda_reid.adapt.guard import UnlabeledDataset
+from uda_reid.adapt.guard import SourceImages
 from uda_reid.adapt.invariance import invariance_loss, use_neighbors
 from uda_reid.adapt.memory import ExemplarMemory, momentum_schedule
 from uda_reid.adapt.registry import METHODS
-from uda_reid.data.datasets import build_dataset_from_config
-from uda_reid.data.loaders import ImageDataset, build_train_loader_from_config, combine_train_sets
-from uda_reid.data.transforms import build_transforms_from_config
+from uda_reid.data.loaders import build_batch_loader, per_rank_batch_size
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
-from uda_reid.losses import build_loss_fn
 from uda_reid.models.backbones.vit import side_info_domain
 
 logger = logging.getLogger(__name__)
@@ -138,29 +133,43 @@ class ECNStep(TrainStep):
         self.target.load_state_dict(state.get("target", {}))
 
 
-def build_source_loader(cfg) -> Iterable:
-    """Source training batches: shuffled (``DATALOADER.SAMPLER random``, as the original) or
-    identity-balanced (``pk``)."""
-    if cfg.DATALOADER.SAMPLER == "pk":
-        return build_train_loader_from_config(cfg)[0]
-    if cfg.DATALOADER.SAMPLER != "random":
-        raise ValueError(f"DATALOADER.SAMPLER must be 'pk' or 'random', "
-                         f"got '{cfg.DATALOADER.SAMPLER}'")
-    datasets = [build_dataset_from_config(cfg, name) for name in cfg.DATASETS.NAMES]
-    dataset = ImageDataset(combine_train_sets(datasets), build_transforms_from_config(cfg, True))
-    return build_shuffled_loader(dataset, cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS,
-                                 cfg.SEED)
+SOURCE_LOSSES = ("ce", "model")
+SOURCE_SAMPLERS = ("random", "pk")
+
+
+def build_source_loader(source: SourceImages, settings: StageSettings,
+                        sampler: str = "random") -> Iterable:
+    """Labelled source batches of ``settings.batch_size`` with the training transforms:
+    shuffled (``"random"``, the original's) or identity-balanced (``"pk"``)."""
+    dataset = source.dataset(settings.train_transform)
+    if sampler == "random":
+        return build_shuffled_loader(dataset, settings.batch_size, settings.num_workers,
+                                     settings.seed)
+    if sampler == "pk":
+        return build_batch_loader(dataset, source.pids, per_rank_batch_size(settings.batch_size),
+                                  settings.num_instances, settings.num_workers, settings.seed)
+    raise ValueError(f"ADAPT.ECN.SOURCE_SAMPLER must be one of {SOURCE_SAMPLERS}, got {sampler!r}")
 
 
 @METHODS.register("ecn")
 class ECN(AdaptMethod):
     """ECN on the shared trainer: :class:`ECNStep` over a source loader and a target loader of
-    random camera-style images (or the plain images with ``camstyle=False``)."""
+    random camera-style images (or the plain images with ``camstyle=False``).
+
+    source_loss: ``"ce"`` (plain cross-entropy, the original's) or ``"model"`` (the stage-1
+    losses); source_sampler: ``"random"`` (the original's) or ``"pk"``."""
 
     def __init__(self, lam: float = 0.3, temperature: float = 0.05, knn: int = 6,
                  neighbor_start_epoch: int = 5, momentum_per_epoch: float = 0.01,
                  camstyle: bool = True, target_batch_size: int = 0,
-                 frozen: Sequence[str] = ()) -> None:
+                 frozen: Sequence[str] = (), source_loss: str = "ce",
+                 source_sampler: str = "random") -> None:
+        if source_loss not in SOURCE_LOSSES:
+            raise ValueError(f"ADAPT.ECN.SOURCE_LOSS must be one of {SOURCE_LOSSES}, "
+                             f"got {source_loss!r}")
+        if source_sampler not in SOURCE_SAMPLERS:
+            raise ValueError(f"ADAPT.ECN.SOURCE_SAMPLER must be one of {SOURCE_SAMPLERS}, "
+                             f"got {source_sampler!r}")
         self.lam = lam
         self.temperature = temperature
         self.knn = knn
@@ -169,47 +178,46 @@ class ECN(AdaptMethod):
         self.camstyle = camstyle
         self.target_batch_size = target_batch_size
         self.frozen = tuple(frozen)
+        self.source_loss = source_loss
+        self.source_sampler = source_sampler
 
     @classmethod
-    def from_config(cls, cfg) -> "ECN":
-        e = cfg.ADAPT.ECN
+    def from_config(cls, adapt) -> "ECN":
+        e = adapt.ECN
         return cls(e.LAMBDA, e.TEMPERATURE, e.KNN, e.NEIGHBOR_START_EPOCH, e.MOMENTUM_PER_EPOCH,
-                   e.CAMSTYLE, e.TARGET_IMS_PER_BATCH, e.FROZEN)
+                   e.CAMSTYLE, e.TARGET_IMS_PER_BATCH, e.FROZEN, e.SOURCE_LOSS, e.SOURCE_SAMPLER)
 
-    def camstyle_dir(self, target: UnlabeledDataset) -> Optional[Path]:
-        """The checked camstyle folder (camera invariance on), else ``None``."""
-        if not self.camstyle:
-            return None
-        return check_camstyle_dir(target.root, target.train, target.num_cameras, target.name)
-
-    def check_target(self, target: UnlabeledDataset) -> None:
-        """With camera invariance on, the camstyle folder must be complete (else a clear
-        error telling how to generate it); with it off, say so."""
-        folder = self.camstyle_dir(target)
-        if folder is not None:
-            logger.info("ECN camera invariance: camera-style images from %s", folder)
-        else:
-            logger.warning("ECN runs WITHOUT camera invariance (ADAPT.ECN.CAMSTYLE False): "
-                           "the target images are used in their own camera style only")
+    @property
+    def uses_camstyle(self) -> bool:
+        return self.camstyle
 
     def prepare_model(self, model: nn.Module) -> None:
         frozen = freeze_modules(model, self.frozen)
         logger.info("ECN: %d parameter tensors frozen under %s", len(frozen), self.frozen)
 
+    def source_loss_fn(self, settings: StageSettings) -> SourceLoss:
+        if self.source_loss == "ce":
+            return cross_entropy_on_logits
+        return lambda outputs, pids: sum(settings.model_losses(outputs, pids).values())
+
     def build_step(self, ctx: AdaptContext) -> ECNStep:
         embedding_dim = getattr(getattr(ctx.model, "head", None), "embedding_dim", None)
         if embedding_dim is None:
             raise ValueError("ECN needs a head with a target embedding (MODEL.HEADS.NAME ecn)")
-        batch_size = self.target_batch_size or ctx.cfg.SOLVER.IMS_PER_BATCH
-        source_loader = build_source_loader(ctx.cfg)
-        target_loader = build_target_loader(ctx.cfg, ctx.target.train, ctx.target.num_cameras,
-                                            batch_size, self.camstyle_dir(ctx.target))
-        loss_fn = build_loss_fn(ctx.cfg)
-        objective = ECNObjective(ExemplarMemory(len(ctx.target.train), embedding_dim),
-                                 lambda outputs, pids: sum(loss_fn(outputs, pids).values()),
-                                 self.lam, self.temperature, self.knn, self.neighbor_start_epoch,
-                                 self.momentum_per_epoch)
-        return ECNStep(objective, source_loader, target_loader, ctx.device)
+        if self.camstyle:
+            logger.info("ECN camera invariance: target images in random camera styles")
+        else:
+            logger.warning("ECN runs WITHOUT camera invariance (ADAPT.ECN.CAMSTYLE False): "
+                           "the target images are used in their own camera style only")
+        s = ctx.settings
+        target = ctx.target.dataset(s.train_transform, camstyle=self.camstyle)
+        target_loader = build_shuffled_loader(target, self.target_batch_size or s.batch_size,
+                                              s.num_workers, s.seed)
+        objective = ECNObjective(ExemplarMemory(len(ctx.target), embedding_dim),
+                                 self.source_loss_fn(s), self.lam, self.temperature, self.knn,
+                                 self.neighbor_start_epoch, self.momentum_per_epoch)
+        return ECNStep(objective, build_source_loader(ctx.source, s, self.source_sampler),
+                       target_loader, ctx.device)
 
     def hooks(self, ctx: AdaptContext) -> List[HookBase]:
         return [FrozenNormsHook(self.frozen)] if self.frozen else []

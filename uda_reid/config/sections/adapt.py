@@ -20,6 +20,11 @@ class ECNConfig:
     MOMENTUM_PER_EPOCH: float = 0.01  # memory update rate alpha = 0.01 * epoch (--inv-alpha)
     CAMSTYLE: bool = True  # camera invariance from <target root>/bounding_box_train_camstyle
     TARGET_IMS_PER_BATCH: int = 0  # 0: ADAPT.SOLVER.IMS_PER_BATCH (the original: 128 and 128)
+    # Stage 2's source branch: "ce" the original's plain cross-entropy, or "model" the stage-1
+    # losses of MODEL.LOSSES; batches "random" (shuffled, the original) or "pk" (identities x
+    # DATALOADER.NUM_INSTANCE images).
+    SOURCE_LOSS: str = "ce"
+    SOURCE_SAMPLER: str = "random"
     # Module-name prefixes that do not train, their BatchNorms kept in eval mode (original:
     # conv1 .. layer2 of the ResNet).
     FROZEN: Tuple[str, ...] = ("backbone.conv1", "backbone.bn1", "backbone.layer1",

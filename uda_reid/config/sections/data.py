@@ -44,12 +44,28 @@ class InputConfig:
 
 
 @section
+class CustomDatasetConfig:
+    """The dataset named ``custom``: each split is a list file (``<image> <pid> [<camid>]`` per
+    line) or an image folder whose file names ``PATTERN`` parses. Relative paths start at
+    ``DATASETS.ROOT``. Without camera ids every test image counts as its own camera."""
+
+    TRAIN: str = ""
+    QUERY: str = ""
+    GALLERY: str = ""
+    # Folders: a regex matched against whole file names, groups ``pid`` and optional ``camid``
+    # (default: Market-1501 style, 0002_c1s1_000451_03.jpg); negative ids are junk, skipped.
+    PATTERN: str = r"(?P<pid>-?\d+)_c(?P<camid>\d+).*"
+    IMAGE_ROOT: str = ""  # list-file image paths are relative to it (default: the list's folder)
+
+
+@section
 class DatasetsConfig:
     ROOT: str = "data"
     NAMES: Tuple[str, ...] = ("synth-market",)
     TESTS: Tuple[str, ...] = ("synth-market",)
     SYNTH_SCALE: str = "default"  # tiny | default
     SYNTH_SEED: int = 0
+    CUSTOM: CustomDatasetConfig = field(default_factory=CustomDatasetConfig)
 
 
 @section

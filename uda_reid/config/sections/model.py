@@ -14,8 +14,11 @@ class BackboneConfig:
     LAST_STRIDE: int = 1
     WITH_IBN: bool = False
     WITH_NL: bool = False
-    PRETRAIN: bool = False  # load PRETRAIN_PATH; nothing is downloaded
-    PRETRAIN_PATH: str = ""
+    PRETRAIN: bool = False  # load PRETRAIN_PATH or PRETRAIN_NAME into the backbone
+    PRETRAIN_PATH: str = ""  # a local weight file
+    # torchvision:<Enum>.<MEMBER> (torch hub cache) or timm:<model>.<tag> (Hugging Face cache)
+    PRETRAIN_NAME: str = ""
+    PRETRAIN_DOWNLOAD: bool = False  # False: an uncached PRETRAIN_NAME is an error, not a download
     NORM: str = "BN"  # BN | syncBN (batch statistics shared across DDP processes)
 
 

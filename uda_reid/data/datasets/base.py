@@ -4,9 +4,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
 
 Sample = Tuple[str, int, int, int]  # (image path, person id, camera id (0-based), index)
+# (query indexes, gallery indexes) into ``query + gallery``: one evaluation of a test protocol
+Split = Tuple[Union[slice, np.ndarray], Union[slice, np.ndarray]]
 
 SYNTHETIC_HINT = ("No real dataset is needed to try uda-reid: the synthetic domains "
                   "'synth-market' and 'synth-duke' generate themselves under DATASETS.ROOT.")
@@ -20,16 +24,19 @@ class ReIDDataset:
     """A parsed ReID dataset: ``train``, ``query`` and ``gallery`` lists of :data:`Sample`.
 
     Train ids are relabelled to ``0..P-1``; query/gallery keep the original ids (distractors
-    ``0``). Camera ids are 0-based (file names are 1-based).
+    ``0``). Camera ids are 0-based (file names are 1-based). ``test_splits``: a protocol that
+    evaluates several (query, gallery) draws of the test images and averages them (indexes
+    into ``query + gallery``); None evaluates ``query`` against ``gallery`` once.
     """
 
     name = "reid"
     synthetic = False
 
     def __init__(self, root: str, train: List[Sample], query: List[Sample],
-                 gallery: List[Sample]) -> None:
+                 gallery: List[Sample], test_splits: Optional[List[Split]] = None) -> None:
         self.root = str(root)
         self.train, self.query, self.gallery = train, query, gallery
+        self.test_splits = test_splits
         for split, items in (("train", train), ("query", query), ("gallery", gallery)):
             if not items:
                 raise DatasetLayoutError(f"{self.name}: the {split} split under {self.root} is "
@@ -54,6 +61,40 @@ class ReIDDataset:
             cams = len({s[2] for s in items})
             lines.append(f"  {split:<8} | {ids:>6} | {len(items):>8} | {cams:>9}")
         return "\n".join(lines)
+
+
+def evaluation_splits(dataset: ReIDDataset) -> List[Split]:
+    """The (query, gallery) index splits of ``query + gallery`` that ``dataset`` is evaluated
+    on: its ``test_splits``, else the one split query x gallery (as slices: no copies)."""
+    if dataset.test_splits:
+        return dataset.test_splits
+    num_query = len(dataset.query)
+    return [(slice(0, num_query), slice(num_query, num_query + len(dataset.gallery)))]
+
+
+def own_camera_per_image(samples: Sequence[Sample]) -> List[Sample]:
+    """For test images without camera ids: every distinct image path gets its own camera id
+    (0, 1, ... in path order), so the same-camera filter of the Market-1501 protocol drops no
+    true match; only an image listed in both query and gallery meets itself and is dropped."""
+    cameras = {path: i for i, path in enumerate(sorted({s[0] for s in samples}))}
+    return [(path, pid, cameras[path], index) for path, pid, _, index in samples]
+
+
+def matched_lines(list_file: Path, pattern: "re.Pattern[str]", expected: str, layout: str
+                  ) -> Iterator[Tuple[int, "re.Match[str]"]]:
+    """(line number, match) of every non-blank line of ``list_file`` that ``pattern`` matches
+    in full (stripped); a missing file or a line that does not match is an error naming it."""
+    if not list_file.is_file():
+        raise DatasetLayoutError(f"Missing list file {list_file}. Expected layout:\n{layout}\n"
+                                 f"{SYNTHETIC_HINT}")
+    for number, line in enumerate(list_file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        match = pattern.fullmatch(line.strip())
+        if match is None:
+            raise DatasetLayoutError(f"{list_file}:{number}: cannot parse {line!r}; "
+                                     f"expected {expected}")
+        yield number, match
 
 
 def require_dir(path: Path, layout: str) -> Path:

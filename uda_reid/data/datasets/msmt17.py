@@ -5,8 +5,8 @@ import re
 from pathlib import Path
 from typing import List, Tuple
 
-from uda_reid.data.datasets.base import (SYNTHETIC_HINT, DatasetLayoutError, ReIDDataset,
-                                          index_samples, relabel, require_dir)
+from uda_reid.data.datasets.base import (DatasetLayoutError, ReIDDataset, index_samples,
+                                          matched_lines, relabel, require_dir)
 from uda_reid.data.datasets.registry import DATASETS
 
 LINE = re.compile(r"(\d+)/(\d+)_(\d+)_(\d+)_\w+?_\d+_\d+\.jpg\s+(\d+)")
@@ -38,18 +38,9 @@ class MSMT17(ReIDDataset):
 
     @staticmethod
     def _read(list_file: Path, image_dir: Path, layout: str) -> List[Tuple[str, int, int]]:
-        if not list_file.is_file():
-            raise DatasetLayoutError(f"Missing list file {list_file}. Expected layout:\n{layout}\n"
-                                     f"{SYNTHETIC_HINT}")
         out = []
-        for number, line in enumerate(list_file.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            match = LINE.fullmatch(line.strip())
-            if match is None:
-                raise DatasetLayoutError(f"{list_file}:{number}: cannot parse {line!r}; "
-                                         f"expected {EXPECTED}")
-            rel = line.split()[0]
+        for number, match in matched_lines(list_file, LINE, EXPECTED, layout):
+            rel = match.string.split()[0]
             pid, cam = int(match.group(5)), int(match.group(4))
             if cam < 1:
                 raise DatasetLayoutError(f"{list_file}:{number}: camera {cam} must be >= 1")

@@ -2,7 +2,9 @@
 
 The folder is a cache: a ``manifest.json`` (every file's size and SHA-256, written last and
 atomically) marks it complete. A folder without a valid manifest (an interrupted generation,
-a truncated file, an older generator) is removed and generated again. Output is byte-identical
+a truncated file, an older generator) is generated again and only the files the generator
+writes are replaced; anything else in it (e.g. camera-style images a user generated beside the
+dataset) stays. Output is byte-identical
 for the same domain, scale and seed. Processes that ask for the same domain at once (DDP ranks,
 parallel test runs) take turns on a lock file beside the folder, so it is generated once; the
 copy is built in a temporary folder and renamed into place when complete, so the folder's name
@@ -20,7 +22,7 @@ import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator, Set, Tuple
 
 import numpy as np
 from PIL import Image
@@ -129,6 +131,35 @@ def manifest_ok(folder: Path, checksums: bool = False) -> bool:
     return True
 
 
+def _manifest_files(folder: Path) -> Set[str]:
+    """The files (relative paths) ``folder``'s manifest lists; none when it is unreadable."""
+    try:
+        return set(json.loads((folder / MANIFEST).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _replace_generated(work: Path, folder: Path) -> None:
+    """Move the fresh copy in ``work`` over the stale one in ``folder``, file by file. Stale
+    files go: those the old manifest lists and any other file in the image folders the
+    generator writes (it would be read as a dataset image). Nothing else in ``folder`` is
+    touched (e.g. the user's ``bounding_box_train_camstyle/``). The manifest goes first and
+    comes back last, so a kill in between leaves the folder stale again."""
+    fresh = _manifest_files(work)
+    owned = {Path(rel).parent for rel in fresh}
+    stale = _manifest_files(folder) | {str(p.relative_to(folder)) for d in owned
+                                       if (folder / d).is_dir() for p in (folder / d).iterdir()
+                                       if p.is_file()}
+    (folder / MANIFEST).unlink(missing_ok=True)
+    for rel in sorted(stale - fresh):
+        (folder / rel).unlink(missing_ok=True)
+    for rel in sorted(fresh):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(work / rel, folder / rel)
+    os.replace(work / MANIFEST, folder / MANIFEST)
+    shutil.rmtree(work)
+
+
 @contextmanager
 def _exclusive(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``lock_path`` (released by the OS if the process dies)."""
@@ -176,9 +207,10 @@ def ensure_domain(root: str | Path, name: str, scale: str = "default", seed: int
                       for p, data in files.items()}})
         if folder.exists():
             logger.warning("Synthetic domain at %s is incomplete or stale (no valid manifest): "
-                           "replacing it", folder)
-            shutil.rmtree(folder)
-        os.rename(work, folder)
+                           "replacing the files it generated", folder)
+            _replace_generated(work, folder)
+        else:
+            os.rename(work, folder)
         logger.info("Generated %s (%s, seed %d): %d images in %.1f s at %s", name, scale, seed,
                     len(files), time.perf_counter() - start, folder)
     return folder

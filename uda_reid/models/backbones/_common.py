@@ -5,6 +5,7 @@ from typing import Optional
 
 from torch import nn
 
+from uda_reid.models.weight_names import pretrained_file
 from uda_reid.models.weights import load_pretrained
 
 NORMS = ("bn", "syncbn")
@@ -22,11 +23,12 @@ def convert_norm(module: nn.Module, norm: str) -> nn.Module:
 def finish_backbone(model: nn.Module, opts, weights_into: Optional[nn.Module] = None
                     ) -> nn.Module:
     """Apply ``opts.NORM`` and, when ``opts.PRETRAIN``, load ``opts.PRETRAIN_PATH`` (a local
-    file; the key report is logged) into ``weights_into`` (default: ``model``; a wrapper passes
+    file) or the cached ``opts.PRETRAIN_NAME`` (:func:`pretrained_file`; the key report is
+    logged) into ``weights_into`` (default: ``model``; a wrapper passes
     the wrapped network whose names the weight files use). ``opts`` is ``MODEL.BACKBONE``."""
     if opts.PRETRAIN:
-        if not opts.PRETRAIN_PATH:
-            raise ValueError("MODEL.BACKBONE.PRETRAIN is on but MODEL.BACKBONE.PRETRAIN_PATH "
-                             "is empty: give a local weight file (nothing is downloaded)")
-        load_pretrained(model if weights_into is None else weights_into, opts.PRETRAIN_PATH)
+        what = ("MODEL.BACKBONE.PRETRAIN_NAME" if opts.PRETRAIN_NAME
+                else "MODEL.BACKBONE.PRETRAIN_PATH")
+        load_pretrained(model if weights_into is None else weights_into, pretrained_file(opts),
+                        what)
     return convert_norm(model, opts.NORM)

@@ -2,9 +2,9 @@
 
 Why timm rather than our own: timm keeps a maintained ResNeSt (split-attention blocks, the
 paper's stage layout and its deep stem / average-pool downsampling), and the project already
-reuses timm for transformer blocks; a second copy would only drift. Nothing is downloaded
-(``pretrained=False``): a local file loads through ``MODEL.BACKBONE.PRETRAIN_PATH`` with timm's
-parameter names. ``LAST_STRIDE 1`` uses timm's ``output_stride=16``, which replaces the last
+reuses timm for transformer blocks; a second copy would only drift. timm does not download
+(``pretrained=False``): a local file (``MODEL.BACKBONE.PRETRAIN_PATH``) or a cached timm weight
+(``PRETRAIN_NAME timm:resnest50d.in1k``) loads with timm's parameter names. ``LAST_STRIDE 1`` uses timm's ``output_stride=16``, which replaces the last
 stage's stride by dilation: the map is H/16 x W/16 like the ResNets'.
 """
 from __future__ import annotations

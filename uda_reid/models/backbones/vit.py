@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from uda_reid.models.backbones.vit_layers import (OverlappingPatchEmbed, SideInformationEmbedding,
                                                   jpm_groups, resize_pos_embed)
 from uda_reid.models.registry import BACKBONES
+from uda_reid.models.weight_names import pretrained_file
 from uda_reid.models.weights import LoadReport, load_state_dict_report, read_state_dict
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class VisionTransformerReID(nn.Module):
     def forward(self, x: Tensor, camids: Optional[Tensor] = None,
                 viewids: Optional[Tensor] = None) -> Tensor:
         tokens = self.patch_embed(x)
-        tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], dim=1)
+        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1)
         tokens = tokens + self.pos_embed
         if self.sie is not None:
             tokens = tokens + self.sie_coef * self.sie(camids, viewids, len(x)).unsqueeze(1)
@@ -176,7 +177,8 @@ def vit_state_dict_from_checkpoint(checkpoint: Mapping[str, Tensor],
 
 def load_vit_pretrained(model: VisionTransformerReID, path: str) -> LoadReport:
     """Load a local ImageNet ViT / DeiT checkpoint into ``model`` and log the key report."""
-    state = vit_state_dict_from_checkpoint(read_state_dict(path), model)
+    state = vit_state_dict_from_checkpoint(
+        read_state_dict(path, "MODEL.BACKBONE.PRETRAIN_PATH"), model)
     report = load_state_dict_report(model, state)
     logger.info("Loaded %s into %s: %s", path, type(model).__name__, report)
     return report
@@ -209,7 +211,8 @@ def build_vit(name: str, **kwargs: object) -> VisionTransformerReID:
 
 def vit_from_config(name: str, cfg: "Config") -> VisionTransformerReID:
     """Variant ``name`` with the options of ``MODEL.TRANSREID`` at ``INPUT.SIZE_TRAIN``,
-    ImageNet weights from ``MODEL.BACKBONE.PRETRAIN_PATH`` when ``PRETRAIN`` is on.
+    ImageNet weights from ``MODEL.BACKBONE.PRETRAIN_PATH`` or ``PRETRAIN_NAME`` when
+    ``PRETRAIN`` is on.
 
     ``RE_ARRANGE False`` keeps JPM's groups contiguous (no shift, no shuffle).
     """
@@ -233,12 +236,8 @@ def vit_from_config(name: str, cfg: "Config") -> VisionTransformerReID:
         jpm=opts.JPM, shift_num=opts.SHIFT_NUM if opts.RE_ARRANGE else 0,
         shuffle_groups=opts.SHUFFLE_GROUP if opts.RE_ARRANGE else 1,
         num_parts=opts.DEVIDE_LENGTH)
-    backbone = cfg.MODEL.BACKBONE
-    if backbone.PRETRAIN:
-        if not backbone.PRETRAIN_PATH:
-            raise ValueError("MODEL.BACKBONE.PRETRAIN is on but MODEL.BACKBONE.PRETRAIN_PATH is "
-                             "empty: give a local ViT / DeiT checkpoint (nothing is downloaded)")
-        load_vit_pretrained(model, backbone.PRETRAIN_PATH)
+    if cfg.MODEL.BACKBONE.PRETRAIN:
+        load_vit_pretrained(model, pretrained_file(cfg.MODEL.BACKBONE))
     return model
 
 

@@ -168,10 +168,13 @@ def jpm_permutation(num_patches: int, shift: int, groups: int) -> Tensor:
     """
     if groups < 1:
         raise ValueError(f"JPM shuffle groups must be >= 1, got {groups}")
-    shifted = torch.roll(torch.arange(num_patches), -shift)
-    sizes = [len(c) for c in torch.arange(num_patches).tensor_split(groups)]
-    rank = torch.cat([torch.arange(s) for s in sizes])  # position of each patch in its chunk
-    return shifted[torch.sort(rank, stable=True).indices]
+    # Plain Python on the static length, so that traced / exported graphs hold a constant.
+    start = shift % num_patches if num_patches else 0
+    shifted = list(range(start, num_patches)) + list(range(start))
+    base, extra = divmod(num_patches, groups)  # torch.tensor_split's chunk sizes
+    rank = [i for g in range(groups) for i in range(base + (g < extra))]  # place in its chunk
+    order = sorted(range(num_patches), key=rank.__getitem__)  # stable: chunk order kept
+    return torch.tensor([shifted[i] for i in order], dtype=torch.long)
 
 
 def jpm_groups(tokens: Tensor, shift: int, shuffle_groups: int, num_parts: int) -> List[Tensor]:
@@ -184,6 +187,6 @@ def jpm_groups(tokens: Tensor, shift: int, shuffle_groups: int, num_parts: int) 
     cls_token, patches = tokens[:, :1], tokens[:, 1:]
     if patches.shape[1] < num_parts:
         raise ValueError(f"JPM needs at least {num_parts} patches, got {patches.shape[1]}")
-    order = jpm_permutation(patches.shape[1], shift, shuffle_groups).to(tokens.device)
+    order = jpm_permutation(int(patches.shape[1]), shift, shuffle_groups).to(tokens.device)
     patches = patches[:, order]
     return [torch.cat([cls_token, part], dim=1) for part in patches.tensor_split(num_parts, 1)]
