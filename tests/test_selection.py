@@ -119,8 +119,15 @@ def test_tool_scores_match_the_cluster_methods_first_round(tmp_path):
     assert (adapted["k1"], adapted["eps"]) == (best["k1"], best["eps"])
     run = json.loads((out / "adapt" / f"k1_6_eps_{best['eps']:.2f}" / "results.json").read_text())
     assert run["stages"][0]["cache"] == report["source_model"]
-    first_round = run["stages"][1]["rounds"][0]["granularities"][0]
+    # the pipeline's scores of the labels the method trained on in its first epoch
+    first_round = run["stages"][1]["label_quality"][0]["granularities"][0]
     for key in ("ari", "nmi", "num_clusters", "num_outliers"):
         assert first_round[key] == pytest.approx(best[key], abs=1e-6)
     assert adapted["mAP"] == run["metrics"]["synth-duke"]["mAP"]
     assert "| 6 | 0.40 |" in (out / "sweep.md").read_text()
+    # a rerun reads the finished adaptation back instead of training it again
+    stamp = (out / "adapt" / f"k1_6_eps_{best['eps']:.2f}" / "results.json").stat().st_mtime_ns
+    assert select_tool.main(argv) == 0
+    assert json.loads((out / "sweep.json").read_text()) == report
+    assert (out / "adapt" / f"k1_6_eps_{best['eps']:.2f}" / "results.json").stat(
+        ).st_mtime_ns == stamp

@@ -10,7 +10,8 @@ development draw of the domains (``DATASETS.SYNTH_SEED 1`` unless given; the rep
 is refused), clusters its features of the development target's training images at every
 (k1, eps) and scores the pseudo-labels against their true identities (ARI, NMI, pairwise
 precision / recall / F). With ``--adapt-top N`` the N best by ``--criterion`` are also run
-through the ``cluster`` recipe and scored by the adapted development-target mAP. Writes
+through the ``cluster`` recipe and scored by the adapted development-target mAP (a finished
+run in the output folder is read back, so a rerun only adds what is missing). Writes
 ``sweep.json`` and ``sweep.md`` under the output folder (default
 ``output/select/<source>2<target>-s<SYNTH_SEED>``).
 """
@@ -30,6 +31,7 @@ from uda_reid.data.loaders import build_test_loader
 from uda_reid.data.transforms import build_transforms_from_config
 from uda_reid.engine.defaults import resolve_device, run_tool
 from uda_reid.engine.logger import setup_logger
+from uda_reid.engine.results import read_results
 from uda_reid.engine.seed import seed_everything
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.reproduce.selection import (CRITERIA, DEVELOPMENT_SYNTH_SEED, best_rows,
@@ -56,6 +58,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", default=None)
     parser.add_argument("opts", nargs="*", metavar="KEY VALUE")
     return parser.parse_intermixed_args(argv)
+
+
+def adapt_once(cfg) -> dict:
+    """``run_adaptation`` in ``cfg.OUTPUT_DIR``: a finished run's results are read back, a
+    started one resumes."""
+    folder = Path(cfg.OUTPUT_DIR)
+    if (folder / "results.json").is_file():
+        return read_results(folder / "results.json")
+    return run_adaptation(cfg, resume=(folder / "last.pth").is_file())
 
 
 def select(args: argparse.Namespace) -> dict:
@@ -90,7 +101,7 @@ def select(args: argparse.Namespace) -> dict:
         run_cfg.OUTPUT_DIR = str(out / "adapt" / f"k1_{row['k1']}_eps_{row['eps']:.2f}")
         logger.info("Adapting with k1 %d, eps %.2f in %s", row["k1"], row["eps"],
                     run_cfg.OUTPUT_DIR)
-        results = run_adaptation(run_cfg, resume=(Path(run_cfg.OUTPUT_DIR) / "last.pth").is_file())
+        results = adapt_once(run_cfg)
         setup_logger(out)
         direct = results["stages"][0]["metrics"][cfg.ADAPT.TARGET]
         adapted = results["metrics"][cfg.ADAPT.TARGET]
