@@ -1,7 +1,6 @@
 """Selection on the development domains: the reporting draw is refused, the clustering sweep
 scores pseudo-labels as hand-computed, and the tool's scores are those the cluster method's
 first round sees with the same source model."""
-import importlib.util
 import json
 from math import comb
 from pathlib import Path
@@ -13,10 +12,9 @@ from uda_reid.adapt.pipeline import build_adapt_config, source_cache_dir
 from uda_reid.config import ConfigError, get_default_config
 from uda_reid.reproduce.selection import best_rows, require_development, sweep_clustering
 
-_spec = importlib.util.spec_from_file_location(
-    "select_cluster_tool", Path(__file__).resolve().parents[1] / "tools" / "select_cluster.py")
-select_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(select_tool)
+from tool_loading import load_tool
+
+select_tool = load_tool("select_cluster")
 
 
 def dev_config(source="synth-market", target="synth-duke", synth_seed=1):
