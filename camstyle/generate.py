@@ -1,8 +1,8 @@
 """Generation jobs: every training image rendered in the style of every other camera.
 
-Output contract (shared with ECN's camera invariance): ``<root>/bounding_box_train_camstyle/
-<stem>_fake_<c>to<c'>.jpg`` with cameras numbered from 1 as in the dataset file names, each
-image resized back to its source's size. Jobs are
+Output contract (ECN's camera invariance, defined in :mod:`uda_reid.adapt.camstyle_data`):
+``<root>/bounding_box_train_camstyle/<stem>_fake_<c>to<c'>.jpg`` with cameras numbered from 1
+as in the dataset file names, each image resized back to its source's size. Jobs are
 
 - restartable: a shard's manifest (``<out>/.manifest/shard-<i>-of-<n>.txt``, one finished source
   stem per line, appended and fsynced after all its files are renamed into place) lists what a
@@ -26,16 +26,11 @@ from PIL import Image
 
 from camstyle.data import CameraSample, is_readable_image, load_rgb, to_image, to_tensor
 from camstyle.model import Generator
+from uda_reid.adapt.camstyle_data import fake_name
 from uda_reid.utils.atomic import atomic_path, atomic_write_text
 
-CAMSTYLE_DIR = "bounding_box_train_camstyle"
 MANIFEST_DIR = ".manifest"
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")  # uda_reid.utils.atomic's temp names
-
-
-def fake_name(stem: str, source_cam: int, target_cam: int) -> str:
-    """``<stem>_fake_<c>to<c'>.jpg`` from 0-based cameras (written 1-based)."""
-    return f"{stem}_fake_{source_cam + 1}to{target_cam + 1}.jpg"
 
 
 def parse_shard(text: str) -> Tuple[int, int]:

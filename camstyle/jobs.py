@@ -11,9 +11,10 @@ import torch
 from camstyle.config import build_trainer, load_generator, model_spec, resolve_device
 from camstyle.data import CameraImageDataset, CameraSample, camera_samples
 from camstyle.evaluate import evaluate_transfer, reid_embedder
-from camstyle.generate import CAMSTYLE_DIR, generate_shard
+from camstyle.generate import generate_shard
 from camstyle.trainer import BatchStream, fit, load_checkpoint, sample_images
 from camstyle.verify import VerifyReport, verify_folder
+from uda_reid.adapt.camstyle_data import CAMSTYLE_DIR
 from uda_reid.config import Config, ConfigError, load_config, save_config
 from uda_reid.config.io import config_diff
 from uda_reid.data.datasets import DATASETS, build_dataset_from_config

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uda_reid.adapt.clustering import DBSCANBackend, summarize
+from uda_reid.adapt.clustering import DBSCANBackend, KMeansBackend, summarize
 from uda_reid.adapt.label_quality import label_quality
 from uda_reid.adapt.methods.cluster import ClusterAdaptation, PseudoLabelStep, update_round_labels
 from uda_reid.adapt.methods.mlt import MLT
@@ -215,6 +215,11 @@ def test_losses_mean_ce_over_granularities_triplet_on_the_chosen_one_and_mixture
                                cross_entropy_smooth(src_logits[6:], source_pids, 0.1))
     tri = triplet_loss(feats, torch.cat([labels[1], source_pids + len(x)]), 0.3)
     torch.testing.assert_close(losses["loss_triplet"], tri)
+    # SOURCE_SCALE 0: the source rows only pass through (no source CE, not in the triplet)
+    step.source_scale = 0.0
+    losses = step.losses(out, labels, source_pids)
+    assert "loss_source_ce" not in losses
+    torch.testing.assert_close(losses["loss_triplet"], triplet_loss(feats[:6], labels[1], 0.3))
 
 
 def test_mlt_with_one_granularity_is_cluster_and_cluster_keeps_the_chosen_one():
@@ -276,12 +281,17 @@ def test_recipes_resolve_and_share_the_stage1_model(source, target):
     cluster, mlt = build_method(cfgs["cluster"]), build_method(cfgs["mlt"])
     assert type(mlt) is MLT and type(cluster) is ClusterAdaptation
     assert len(cluster.labeler.granularities) == 1 and len(mlt.labeler.granularities) == 3
-    # cluster's granularity is mlt's triplet granularity
-    assert cluster.labeler.granularities[0] == mlt.labeler.granularities[mlt.granularity_index]
     assert source_key(cfgs["cluster"]) == source_key(cfgs["mlt"])
     if source.startswith("synth"):  # the synthetic recipes reuse ECN's cached source model
         assert source_key(cfgs["cluster"]) == source_key(cfgs["ecn"])
+        # cluster's granularity is mlt's triplet granularity
+        assert cluster.labeler.granularities[0] == \
+            mlt.labeler.granularities[mlt.granularity_index]
     else:  # FastReID's cross-domain recipe: ResNet-50, GeM, BNNeck, hard triplet
+        # mlt as published (UDAStrongBaseline GLT): k-means, transport, DSBN, mean teacher
+        k = (1500, 1750, 2000) if target == "msmt" else (600, 700, 800)
+        assert isinstance(mlt.labeler.backend, KMeansBackend) and mlt.labeler.granularities == k
+        assert (mlt.transport.mode, mlt.domain_bn, mlt.use_mean_teacher) == ("epoch", True, True)
         model = cfgs["mlt"].MODEL
         assert (model.BACKBONE.NAME, model.POOLING.NAME, model.HEADS.NAME) == \
             ("resnet50", "gem", "bnneck")
@@ -300,8 +310,11 @@ def test_optimizer_state_of_the_classifiers_is_dropped_before_each_round():
     heads.reset(0, torch.eye(4)[:3])
     (heads(0, torch.randn(5, 4)).sum() + other(torch.randn(5, 4)).sum()).backward()
     opt.step()
-    hook = FreshClassifierStateHook(heads)
-    hook.trainer = SimpleNamespace(optimizer=opt)
+    hook = FreshClassifierStateHook(heads, period=2)
+    hook.trainer = SimpleNamespace(optimizer=opt, epoch=1)
+    hook.before_epoch()  # no re-clustering in epoch 1 of a period of 2: the classes stay
+    assert heads.weight in opt.state
+    hook.trainer.epoch = 2
     hook.before_epoch()
     assert heads.weight not in opt.state and other.weight in opt.state
     opt.step()  # the optimiser starts the classifier afresh

@@ -114,12 +114,8 @@ def test_degenerate_rounds_are_logged_and_leave_the_model_untouched(data_root, t
     assert results["metrics"][TARGET] == results["stages"][0]["metrics"][TARGET]
 
 
-def test_resume_after_a_kill_gives_the_uninterrupted_result(data_root, tmp_path, monkeypatch):
-    extra = ("ADAPT.CLUSTER.EPS", "[0.5]", "ADAPT.MLT.TRIPLET_GRANULARITY", "0",
-             "ADAPT.MLT.MIXTURE", "False")  # the cluster run of the test above
-    done = data_root / "cluster" / "results.json"
-    full = json.loads(done.read_text()) if done.is_file() else \
-        run_tool(data_root, data_root / "cluster", "cluster", *extra)
+def killed_in_epoch_two_then_resumed(data_root, out, method, extra, monkeypatch):
+    """Results of a run killed during its second epoch, then resumed with ``--resume``."""
     run = PseudoLabelStep.run
 
     def killed_in_epoch_two(self, model):
@@ -129,9 +125,19 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(data_root, tmp_path,
 
     monkeypatch.setattr(PseudoLabelStep, "run", killed_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        run_tool(data_root, tmp_path / "killed", "cluster", *extra)
+        run_tool(data_root, out, method, *extra)
     monkeypatch.setattr(PseudoLabelStep, "run", run)
-    resumed = run_tool(data_root, tmp_path / "killed", "cluster", "--resume", *extra)
+    return run_tool(data_root, out, method, "--resume", *extra)
+
+
+def test_resume_after_a_kill_gives_the_uninterrupted_result(data_root, tmp_path, monkeypatch):
+    extra = ("ADAPT.CLUSTER.EPS", "[0.5]", "ADAPT.MLT.TRIPLET_GRANULARITY", "0",
+             "ADAPT.MLT.MIXTURE", "False")  # the cluster run of the test above
+    done = data_root / "cluster" / "results.json"
+    full = json.loads(done.read_text()) if done.is_file() else \
+        run_tool(data_root, data_root / "cluster", "cluster", *extra)
+    resumed = killed_in_epoch_two_then_resumed(data_root, tmp_path / "killed", "cluster", extra,
+                                               monkeypatch)
     assert resumed["metrics"] == full["metrics"]
 
     def rounds(results):  # the round records without their timings

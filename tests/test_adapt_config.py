@@ -127,7 +127,7 @@ def test_ecn_stage2_source_branch_is_plain_ce_on_shuffled_batches_whatever_stage
     from uda_reid.adapt.base import StageSettings
     from uda_reid.adapt.guard import SourceImages
     from uda_reid.adapt.methods.ecn import ECN, build_source_loader
-    from uda_reid.adapt.sampling import ShuffledBatchSampler
+    from uda_reid.data.samplers import RandomBatchSampler
 
     cfg = load_config(CONFIGS / "synth-market2synth-duke-camstyle.yml")
     assert cfg.DATALOADER.SAMPLER == "pk" and "TripletLoss" in cfg.MODEL.LOSSES.NAME  # stage 1
@@ -142,7 +142,7 @@ def test_ecn_stage2_source_branch_is_plain_ce_on_shuffled_batches_whatever_stage
     torch.testing.assert_close(loss, F.cross_entropy(logits, pids))
     source = SourceImages("s", ["unused.jpg"] * 40, [i // 4 for i in range(40)], [0] * 40)
     loader = build_source_loader(source, settings, method.source_sampler)
-    assert isinstance(loader.batch_sampler, ShuffledBatchSampler) and len(loader) == 5
+    assert isinstance(loader.batch_sampler, RandomBatchSampler) and len(loader) == 5
     identities = [len({i // 4 for i in batch}) for batch in loader.batch_sampler]
     assert max(identities) > 2  # shuffled: not 2 identities x 4 images
     pk = build_source_loader(source, settings, "pk")

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uda_reid.adapt.freeze import freeze_modules, set_frozen_norms_eval
+from uda_reid.engine.freeze import freeze_modules, set_frozen_norms_eval
 from uda_reid.adapt.invariance import invariance_loss
 from uda_reid.adapt.memory import ExemplarMemory
 from uda_reid.adapt.methods.ecn import ECNObjective

@@ -13,10 +13,11 @@ import torch
 from PIL import Image
 
 import camstyle.generate as gen
-from camstyle.generate import (Manifest, expected_outputs, fake_name, generate_shard,
-                               manifest_path, parse_shard, shard_samples)
+from camstyle.generate import (Manifest, expected_outputs, generate_shard, manifest_path,
+                               parse_shard, shard_samples)
 from camstyle.model import Generator
 from camstyle.verify import verify_folder
+from uda_reid.adapt.camstyle_data import fake_name
 
 NUM_CAMERAS = 3
 SIZE = (16, 8)  # generator input (H, W)

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from camstyle_standins import camera_gain, write_standins
-from uda_reid.adapt.camstyle_data import (CamStyleMissingError, build_shuffled_loader,
-                                          camstyle_path, check_camstyle_dir)
+from uda_reid.adapt.camstyle_data import CamStyleMissingError, camstyle_path, check_camstyle_dir
+from uda_reid.data.loaders import build_shuffled_loader
 from uda_reid.adapt.guard import method_inputs, slot_order
 
 NUM_CAMS = 3

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from camstyle import jobs
-from camstyle.generate import CAMSTYLE_DIR, expected_outputs
+from camstyle.generate import expected_outputs
+from uda_reid.adapt.camstyle_data import CAMSTYLE_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = """

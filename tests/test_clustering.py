@@ -120,6 +120,19 @@ def test_pseudo_labeler_from_config_uses_the_backend_granularities(overrides, ex
     assert (results[-1].labels >= 0).all()  # singleton policy: no -1 left
 
 
+@pytest.mark.parametrize("spherical", [True, False])
+def test_kmeans_granularities_give_k_consecutive_labels_each(spherical):
+    x, truth = sphere_blobs()
+    labeler = PseudoLabeler.from_config(ClusterConfig(
+        BACKEND="kmeans", NUM_CLUSTERS=(6, 8, 12), KMEANS_SPHERICAL=spherical,
+        KMEANS_ITERS=50, KMEANS_REDO=3))
+    results = labeler(x)
+    for k, result in zip((6, 8, 12), results):
+        assert sorted(np.unique(result.labels)) == list(range(k))
+        assert result.num_clusters == k and result.num_outliers == 0
+    assert adjusted_rand_score(truth, results[1].labels) > 0.9
+
+
 def brute_pairwise(pred, true):
     tp = fp = fn = 0
     for i, j in itertools.combinations(range(len(pred)), 2):

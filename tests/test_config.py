@@ -1,4 +1,6 @@
 """Config system: defaults, _BASE_ inheritance, overrides, type conversion, errors, round trip."""
+import copy
+import pickle
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,26 @@ def test_yaml_anchor_shared_by_two_sections_does_not_tie_them(tmp_path):
     cfg = load_config(child)
     assert cfg.SOLVER.BASE_LR == 0.5 and cfg.ADAPT.SOLVER.BASE_LR == 0.1
     assert load_config(base).ADAPT.SOLVER.BASE_LR == 0.1
+
+
+def test_assigning_an_unknown_attribute_names_the_closest_keys():
+    cfg = get_default_config()
+    with pytest.raises(AttributeError, match=r"BackboneConfig has no config key 'NAMEE'\. "
+                                             r"Closest known keys: NAME\."):
+        cfg.MODEL.BACKBONE.NAMEE = "x"
+    with pytest.raises(AttributeError, match="'MODELL'.*Closest known keys: MODEL"):
+        cfg.MODELL = {}
+    assert not hasattr(cfg.MODEL.BACKBONE, "NAMEE") and not hasattr(cfg, "MODELL")
+    cfg.MODEL.BACKBONE.NAME = "resnet18"  # known keys still assign
+    assert cfg.MODEL.BACKBONE.NAME == "resnet18"
+
+
+def test_sections_still_copy_and_pickle_to_equal_independent_configs():
+    cfg = load_config(None, ["MODEL.BACKBONE.NAME", "resnet18", "SOLVER.BASE_LR", "0.01"])
+    copied = copy.deepcopy(cfg)
+    restored = pickle.loads(pickle.dumps(cfg))
+    assert copied == cfg and restored == cfg
+    copied.MODEL.BACKBONE.NAME = "resnet34"
+    assert cfg.MODEL.BACKBONE.NAME == "resnet18" and restored.MODEL.BACKBONE.NAME == "resnet18"
+    with pytest.raises(AttributeError, match="NAMEE"):
+        restored.MODEL.BACKBONE.NAMEE = "x"

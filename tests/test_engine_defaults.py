@@ -7,7 +7,8 @@ from uda_reid.config import get_default_config, save_config
 from uda_reid.engine.checkpoint import CheckpointMismatchError
 from uda_reid.engine.defaults import (build_trainer, check_resumable, config_identity,
                                       default_setup, resolve_device)
-from uda_reid.engine.hooks import (CheckpointHook, EvalHook, FreezeHook, LRSchedulerHook,
+from uda_reid.engine.freeze import FreezeHook
+from uda_reid.engine.hooks import (CheckpointHook, EvalHook, LRSchedulerHook,
                                    ProgressHook, TensorBoardHook, WallClockHook)
 from uda_reid.engine.trainer import TrainStep
 

@@ -8,13 +8,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from uda_reid.engine.checkpoint import CheckpointMismatchError, Checkpointer
-from uda_reid.engine.hooks import (CheckpointHook, EvalHook, FreezeHook, HookBase,
+from uda_reid.engine.freeze import FreezeHook, freeze_modules
+from uda_reid.engine.hooks import (CheckpointHook, EpochMeans, EvalHook, HookBase,
                                    LRSchedulerHook, ProgressHook, TensorBoardHook)
 from uda_reid.engine.lr_schedule import WarmupLRScheduler
 from uda_reid.engine.optim import build_optimizer
 from uda_reid.engine.seed import seed_everything
 from uda_reid.engine.trainer import SupervisedStep, Trainer, TrainStep
 from uda_reid.evaluation.extract import extract_features
+from uda_reid.utils.errors import UserError
 
 NUM_CLASSES = 4
 
@@ -161,6 +163,29 @@ def test_freezing_keeps_backbone_and_bn_stats_fixed_then_releases(tmp_path):
 def test_bad_freeze_layer_is_named():
     with pytest.raises(ValueError, match="FREEZE_LAYERS.*'neck'.*backbone, head"):
         FreezeHook(ToyReID(), ["neck"], 10)
+    with pytest.raises(UserError, match="ADAPT.ECN.FROZEN.*'neck'.*backbone, head"):
+        freeze_modules(ToyReID(), ["neck"])
+
+
+def test_epoch_means_by_hand():
+    means = EpochMeans()
+    means.add({"total": 1.0, "ce": 0.5})
+    means.add({"total": 2.0, "ce": 0.25, "late": 4.0})
+    assert means.means() == {"total": 1.5, "ce": 0.375, "late": 2.0}
+    means.reset()
+    means.add({"total": 3.0})
+    assert means.means() == {"total": 3.0}
+
+
+def test_temporary_and_permanent_freezing_select_the_same_parameters():
+    model = ToyReID()
+    hook = FreezeHook(model, ["backbone", "head"], 10)
+    expected = [p for _, p in model.backbone.named_parameters()] + \
+        [p for _, p in model.head.named_parameters()]
+    assert [id(p) for p in hook.params] == [id(p) for p in expected]
+    names = freeze_modules(model, ["head", "backbone"])
+    assert sorted(names) == sorted(n for n, _ in model.named_parameters())
+    assert not any(p.requires_grad for p in model.parameters())
 
 
 class OrderHook(HookBase):
@@ -246,6 +271,39 @@ def test_non_finite_loss_stops_with_the_iteration():
     trainer = Trainer(model, torch.optim.SGD([model.w], lr=0.1), NaNStep(), 1, 3)
     with pytest.raises(FloatingPointError, match="iteration 0"):
         trainer.train()
+
+
+class FailingStep(CountingStep):
+    """A CountingStep whose ``fail_at``-th run raises."""
+
+    def __init__(self, log, fail_at):
+        super().__init__(log)
+        self.fail_at = fail_at
+
+    def run(self, model):
+        if self.log.count("run") == self.fail_at:
+            raise RuntimeError("step failed")
+        return super().run(model)
+
+
+class FailingAfterTrain(HookBase):
+    def after_train(self):
+        raise OSError("disk full while closing")
+
+
+def test_after_train_runs_when_a_step_raises_and_the_error_propagates(tmp_path):
+    log = []
+    model = nn.Module()
+    model.w = nn.Parameter(torch.zeros(1))
+    board = TensorBoardHook(tmp_path)
+    trainer = Trainer(model, torch.optim.SGD([model.w], lr=0.25), FailingStep(log, fail_at=2),
+                      max_epoch=2, iters_per_epoch=2,
+                      hooks=[board, FailingAfterTrain(), OrderHook(log)])
+    with pytest.raises(RuntimeError, match="step failed"):
+        trainer.train()
+    assert log[-4:] == ["before_epoch 1", "begin_epoch 1", "before_step 2", "after_train"]
+    assert log.count("run") == 2 and log.count("after_train") == 1
+    assert board.writer.all_writers is None  # SummaryWriter.close() drops its file writers
 
 
 def train_quadratic(amp: bool, device: str) -> torch.Tensor:

@@ -45,7 +45,7 @@ def test_sparse_jaccard_equals_dense_definition(k1, k2, backend):
     x, _ = blob_features(k1 + k2)
     ours = compute_jaccard_distance(x, k1=k1, k2=k2, search_option=backend)
     assert sp.isspmatrix_csr(ours) and ours.dtype == np.float32
-    np.testing.assert_allclose(densify(ours), dense_jaccard(x, k1, k2), atol=1e-5)
+    np.testing.assert_allclose(densify(ours), dense_jaccard(x, k1, k2), atol=1e-6)
 
 
 def test_only_pairs_sharing_neighbours_are_stored_and_diagonal_is_explicit_zero():

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from tool_loading import load_tool
 from uda_reid.reproduce.references import load_references
 from uda_reid.reproduce.table import (aggregate, build_rows, cell_state, estimate_seconds,
                                       plan_cells, run_cells, table_markdown, write_outputs)
@@ -22,6 +23,14 @@ def fake_runner(calls, fail_methods=()):
         (folder / "results.json").write_text(json.dumps(results(
             cell.target, mAP=value, rank1=value + 0.2, rank5=0.9, rank10=0.95, mINP=0.1)))
     return run
+
+
+def test_default_table_looks_for_the_registered_folders_of_the_uda_datasets(tmp_path):
+    tool = load_tool("reproduce")
+    assert tool.real_dataset_dirs() == ["DukeMTMC-reID", "MSMT17_V1", "Market-1501-v15.09.15"]
+    assert tool.default_table(["DATASETS.ROOT", str(tmp_path)]) == "synthetic"
+    (tmp_path / "MSMT17_V1").mkdir()
+    assert tool.default_table(["DATASETS.ROOT", str(tmp_path)]) == "uda"
 
 
 def test_finished_cells_are_skipped_on_rerun(tmp_path):

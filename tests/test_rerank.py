@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from uda_reid.evaluation.rerank import re_ranking, re_ranking_features
+from uda_reid.evaluation.rerank import dense_neighbours, re_ranking, re_ranking_features
 
 from kreciprocal_reference import dense_encodings, dense_jaccard_of
 
@@ -51,7 +51,7 @@ def test_re_ranking_matches_dense_definition(k1, k2, lam):
     ours = re_ranking(q_g, q_q, g_g, k1=k1, k2=k2, lambda_value=lam, block_size=8)
     ref = slow_re_ranking(q_g, q_q, g_g, k1, k2, lam)
     assert ours.shape == (15, 55) and ours.dtype == np.float32
-    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
 
 
 def test_re_ranking_reads_columns_of_asymmetric_blocks():
@@ -63,7 +63,7 @@ def test_re_ranking_reads_columns_of_asymmetric_blocks():
     np.fill_diagonal(q_q, 0.0)
     np.fill_diagonal(g_g, 0.0)
     ours = re_ranking(q_g, q_q, g_g, k1=5, k2=3, lambda_value=0.3, block_size=4)
-    np.testing.assert_allclose(ours, slow_re_ranking(q_g, q_q, g_g, 5, 3, 0.3), atol=1e-5)
+    np.testing.assert_allclose(ours, slow_re_ranking(q_g, q_q, g_g, 5, 3, 0.3), atol=1e-6)
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
@@ -84,7 +84,7 @@ def test_re_ranking_features_equals_dense_re_ranking(metric, backend):
     dense = re_ranking(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3)
     feats = re_ranking_features(torch.from_numpy(q), g, k1=20, k2=6, lambda_value=0.3,
                                 metric=metric, backend=backend)
-    np.testing.assert_allclose(feats, dense, atol=1e-5)
+    np.testing.assert_allclose(feats, dense, atol=1e-6)
     assert mean_ap(feats, ids[:30], ids[30:]) == pytest.approx(mean_ap(dense, ids[:30], ids[30:]))
 
 
@@ -111,5 +111,20 @@ def test_fewer_points_than_k1_uses_every_point_as_the_original_does():
     q, g = x[:4], x[4:]
     q_g, q_q, g_g = cdist(q, g), cdist(q, q), cdist(g, g)
     ref = slow_re_ranking(q_g, q_q, g_g, 20, 6, 0.3)
-    np.testing.assert_allclose(re_ranking(q_g, q_q, g_g), ref, atol=1e-5)
-    np.testing.assert_allclose(re_ranking_features(q, g), ref, atol=1e-5)
+    np.testing.assert_allclose(re_ranking(q_g, q_q, g_g), ref, atol=1e-6)
+    np.testing.assert_allclose(re_ranking_features(q, g), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("block_size", [3, 1024])
+@pytest.mark.parametrize("signed", [False, True])
+def test_dense_neighbours_rank_the_column_normalised_squared_distances(block_size, signed):
+    rng = np.random.default_rng(4)
+    q, g = blobs(rng, 9), blobs(rng, 23)
+    q_g, q_q, g_g = cdist(q, g), cdist(q, q), cdist(g, g)
+    if signed:  # negative entries: ranked by their squares, as the authors' code does
+        q_g[:, ::2] *= -1
+    ranks, col_max = dense_neighbours(q_g, q_q, g_g, 5, block_size)
+    d = np.block([[q_q, q_g], [q_g.T, g_g]]) ** 2
+    np.testing.assert_allclose(col_max, d.max(axis=0), rtol=1e-5)
+    expected = np.argsort((d / d.max(axis=0)).T, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(ranks, expected)

@@ -1,12 +1,14 @@
 """Batch samplers (PK, random; DDP shares, resume), loaders and the transform pipeline."""
 from collections import Counter
 
+import numpy as np
+
 import pytest
 import torch
 from PIL import Image
 
 from uda_reid.config import load_config
-from uda_reid.data.loaders import build_test_loader, build_train_loader
+from uda_reid.data.loaders import build_shuffled_loader, build_test_loader, build_train_loader
 from uda_reid.data.samplers import PKBatchSampler, RandomBatchSampler, build_batch_sampler
 from uda_reid.data.transforms import build_transforms, build_transforms_from_config
 
@@ -125,6 +127,24 @@ def test_random_sampler_covers_each_labelled_image_at_most_once_per_epoch():
     assert batches != single_process_batches(RandomBatchSampler, labels, 3, seed=0, epoch=1)
     with pytest.raises(ValueError, match="DATALOADER.SAMPLER"):
         build_batch_sampler("balanced", labels, 3, 1)
+
+
+def test_shuffled_loader_draws_the_batches_of_its_definition_and_of_the_old_sampler():
+    # the definition: permutation from default_rng([seed, epoch]), cut into full batches, rank r
+    # takes batches r, r + world, ...
+    order = np.random.default_rng([7, 2]).permutation(11)
+    expected = order[:9].reshape(3, 3).tolist()
+    items = [{"images": torch.zeros(1), "indexes": i} for i in range(11)]
+    loader = build_shuffled_loader(items, 3, seed=7)
+    loader.batch_sampler.set_epoch(2)
+    assert list(loader.batch_sampler) == expected
+    # recorded from adapt/sampling.py's ShuffledBatchSampler(11, 3, seed=7), epoch 2, before
+    # it was folded into RandomBatchSampler
+    assert expected == [[1, 5, 3], [4, 6, 10], [0, 8, 2]]
+    assert [b["indexes"].tolist() for b in loader] == expected  # the items, collated
+    rank1 = RandomBatchSampler([0] * 11, 3, seed=7, rank=1, world_size=2)
+    rank1.set_epoch(2)
+    assert list(rank1) == [[4, 6, 10]]
 
 
 def write_samples(folder, specs):

@@ -24,12 +24,17 @@ from uda_reid.reproduce.runner import TABLES, adapt_runner
 from uda_reid.reproduce.table import (build_rows, cell_state, estimate_seconds, plan_cells,
                                       run_cells, write_outputs)
 
-REAL_DIRS = ("Market-1501-v15.09.15", "DukeMTMC-reID", "MSMT17_V1")
+def real_dataset_dirs() -> List[str]:
+    """The folders (under ``DATASETS.ROOT``) of the ``uda`` table's datasets, as their
+    registered classes name them (``dataset_dir``)."""
+    names = {name for pair in TABLES["uda"]["pairs"] for name in pair.split(":")}
+    return sorted({DATASETS.get(name).dataset_dir for name in names})
 
 
 def default_table(overrides: List[str]) -> str:
+    """``uda`` when one of its datasets is under ``DATASETS.ROOT``, else ``synthetic``."""
     root = Path(load_config(None, overrides).DATASETS.ROOT)
-    return "uda" if any((root / d).is_dir() for d in REAL_DIRS) else "synthetic"
+    return "uda" if any((root / d).is_dir() for d in real_dataset_dirs()) else "synthetic"
 
 
 def parse_pairs(text: str) -> list:

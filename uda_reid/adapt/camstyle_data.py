@@ -1,6 +1,7 @@
 """Camera-style target training data (ECN's camera invariance).
 
-Contract with the CamStyle generator: for a target training image ``<stem>.jpg`` taken by
+Contract with the CamStyle generator (``camstyle/generate.py`` writes by :data:`CAMSTYLE_DIR`
+and :func:`fake_name`, defined here only): for a target training image ``<stem>.jpg`` taken by
 camera ``c`` (1-based, as in the file names), the image rendered in the style of camera ``c'``
 is ``<target root>/bounding_box_train_camstyle/<stem>_fake_<c>to<c'>.jpg``.
 
@@ -16,24 +17,27 @@ import shlex
 from pathlib import Path
 from typing import Sequence, Tuple
 
-from torch.utils.data import DataLoader, Dataset
-
-from uda_reid.adapt.sampling import ShuffledBatchSampler
-from uda_reid.data.loaders import collate
+from uda_reid.utils.errors import UserError
 
 CAMSTYLE_DIR = "bounding_box_train_camstyle"
 Sample = Tuple[str, int, int, int]
 
 
-class CamStyleMissingError(FileNotFoundError):
+class CamStyleMissingError(UserError, FileNotFoundError):
     """The camera-style images a run needs are not on disk."""
+
+
+def fake_name(stem: str, camid: int, style_camid: int) -> str:
+    """``<stem>_fake_<c>to<c'>.jpg``: the file name of image ``<stem>`` of camera ``camid``
+    rendered in camera ``style_camid`` (both 0-based, written 1-based). The one definition of
+    the name, for the generator (``camstyle/generate.py``) and the readers here."""
+    return f"{stem}_fake_{camid + 1}to{style_camid + 1}.jpg"
 
 
 def camstyle_path(camstyle_dir: os.PathLike | str, img_path: str, camid: int,
                   style_camid: int) -> Path:
     """Path of ``img_path`` (camera ``camid``, 0-based) rendered in camera ``style_camid``."""
-    stem = Path(img_path).stem
-    return Path(camstyle_dir) / f"{stem}_fake_{camid + 1}to{style_camid + 1}.jpg"
+    return Path(camstyle_dir) / fake_name(Path(img_path).stem, camid, style_camid)
 
 
 def generation_hint(dataset_name: str, dataset_options: Sequence[str] = ()) -> str:
@@ -70,9 +74,3 @@ def check_camstyle_dir(root: os.PathLike | str, samples: Sequence[Sample], num_c
             + generation_hint(dataset_name, dataset_options))
     return folder
 
-
-def build_shuffled_loader(dataset: Dataset, batch_size: int, num_workers: int = 0,
-                          seed: int = 0) -> DataLoader:
-    """Random full batches of ``dataset`` (the original's ``shuffle=True, drop_last=True``)."""
-    return DataLoader(dataset, batch_sampler=ShuffledBatchSampler(len(dataset), batch_size, seed),
-                      num_workers=num_workers, collate_fn=collate)

@@ -146,22 +146,26 @@ def kmeans_pp_seeds(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
 
 @CLUSTER_BACKENDS.register("kmeans", aliases=("k-means",))
 class KMeansBackend:
-    """faiss k-means (spherical) on l2-normalised features; granularity = number of clusters.
+    """faiss k-means on l2-normalised features; granularity = number of clusters.
 
-    Seeded by k-means++ (faiss' own random seeding often merges two well-separated clusters);
-    every sample gets its nearest centroid (no outliers); empty clusters are dropped. The best
-    of ``nredo`` seeded runs is kept.
+    spherical: unit-norm centroids and cosine assignment, else plain Euclidean k-means on the
+    normalised features (UDAStrongBaseline's ``sbs_trainkmeans.py``). Seeded by k-means++
+    (faiss' own random seeding often merges two well-separated clusters); every sample gets its
+    nearest centroid (no outliers); empty clusters are dropped. The best of ``nredo`` seeded
+    runs (largest total similarity, or smallest squared distance) is kept.
     """
 
     uses_distance = False
 
-    def __init__(self, niter: int = 20, nredo: int = 1, seed: int = 0) -> None:
-        self.niter, self.nredo, self.seed = niter, nredo, seed
+    def __init__(self, niter: int = 20, nredo: int = 1, seed: int = 0,
+                 spherical: bool = True) -> None:
+        self.niter, self.nredo, self.seed, self.spherical = niter, nredo, seed, spherical
 
     @classmethod
     def from_config(cls, cfg) -> Tuple["KMeansBackend", Tuple[float, ...]]:
         """Backend and granularities (NUM_CLUSTERS) from an ADAPT.CLUSTER section."""
-        return cls(cfg.KMEANS_ITERS, cfg.KMEANS_REDO, cfg.SEED), tuple(cfg.NUM_CLUSTERS)
+        return (cls(cfg.KMEANS_ITERS, cfg.KMEANS_REDO, cfg.SEED, cfg.KMEANS_SPHERICAL),
+                tuple(cfg.NUM_CLUSTERS))
 
     def __call__(self, granularity: float, features: Optional[np.ndarray],
                  distance: Optional[sp.spmatrix]) -> np.ndarray:
@@ -175,12 +179,14 @@ class KMeansBackend:
         rng = np.random.default_rng(self.seed)
         best, best_obj = None, -np.inf
         for _ in range(self.nredo):
-            km = faiss.Kmeans(x.shape[1], k, niter=self.niter, spherical=True, verbose=False,
-                              min_points_per_centroid=1, seed=int(rng.integers(1 << 30)))
+            km = faiss.Kmeans(x.shape[1], k, niter=self.niter, spherical=self.spherical,
+                              verbose=False, min_points_per_centroid=1,
+                              seed=int(rng.integers(1 << 30)))
             km.train(x, init_centroids=kmeans_pp_seeds(x, k, rng))
-            sims, assign = km.index.search(x, 1)
-            if sims.sum() > best_obj:
-                best, best_obj = assign[:, 0], float(sims.sum())
+            scores, assign = km.index.search(x, 1)  # similarities, or squared distances
+            objective = float(scores.sum()) * (1.0 if self.spherical else -1.0)
+            if objective > best_obj:
+                best, best_obj = assign[:, 0], objective
         return np.unique(best, return_inverse=True)[1].astype(np.int64)
 
 

@@ -182,6 +182,10 @@ class GuardedHook(HookBase):
     def after_train(self) -> None:
         self._sync().after_train()
 
+    @property
+    def state_name(self) -> str:
+        return self.hook.state_name
+
     def state_dict(self) -> Dict[str, Any]:
         return self.hook.state_dict()
 

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uda_reid.utils.distributed import all_gather_rows
+
 
 def momentum_schedule(epoch: int, per_epoch: float = 0.01) -> float:
     """ECN's update rate ``alpha = per_epoch * epoch`` for a 0-based epoch (0 at epoch 0)."""
@@ -69,17 +71,20 @@ class ExemplarMemory(nn.Module):
         that occurs twice is updated twice, the second time from the first result (as the
         original's per-sample loop does). Vectorised by occurrence: the k-th occurrences of
         all indexes form one round of distinct slots.
+
+        Under torch.distributed every rank applies every rank's pairs, in rank order (the
+        order of the global batch), so the memories stay identical.
         """
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"memory momentum must lie in [0, 1], got {momentum}")
         if indexes.dim() != 1 or indexes.shape[0] != features.shape[0]:
             raise ValueError(f"indexes must be (B,) with B={features.shape[0]}, "
                              f"got {tuple(indexes.shape)}")
+        features = all_gather_rows(features.detach()).to(self.slots.dtype)
+        indexes = all_gather_rows(indexes.to(self.slots.device))
         if indexes.numel() and (indexes.min() < 0 or indexes.max() >= self.num_samples):
             raise IndexError(f"memory indexes must lie in [0, {self.num_samples}), got "
                              f"[{int(indexes.min())}, {int(indexes.max())}]")
-        features = features.detach().to(self.slots.dtype)
-        indexes = indexes.to(self.slots.device)
         rank = _occurrence_rank(indexes)
         for r in range(int(rank.max()) + 1 if rank.numel() else 0):
             pick = rank == r

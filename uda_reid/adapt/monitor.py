@@ -11,28 +11,22 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 import numpy as np
 
 from uda_reid.adapt.label_quality import label_quality
-from uda_reid.engine.hooks import HookBase
+from uda_reid.engine.hooks import WriterHook
 
 SCORES = ("nmi", "ari", "pairwise_precision", "pairwise_recall", "pairwise_f")
 
 
-class LabelQualityHook(HookBase):
+class LabelQualityHook(WriterHook):
     """After every epoch: ``report() -> (H, N)`` pseudo-labels (or ``None``) scored against
     ``identities`` (N,); one record ``{"epoch", "granularities": [scores per row]}`` per
     epoch, and ``pseudo_labels/g<h>_<score>`` TensorBoard scalars in ``log_dir``."""
 
     def __init__(self, report: Callable[[], Optional[np.ndarray]], identities: np.ndarray,
                  log_dir: str) -> None:
+        super().__init__(log_dir, filename_suffix=".label_quality")
         self.report = report
         self.identities = np.asarray(identities, dtype=np.int64)
-        self.log_dir = log_dir
         self.rounds: List[Dict[str, Any]] = []
-        self.writer = None
-
-    def before_train(self) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(log_dir=self.log_dir, filename_suffix=".label_quality")
 
     def after_epoch(self) -> None:
         labels = self.report()
@@ -45,9 +39,6 @@ class LabelQualityHook(HookBase):
             for key in SCORES:
                 self.writer.add_scalar(f"pseudo_labels/g{h}_{key}", values[key], epoch)
         self.writer.flush()
-
-    def after_train(self) -> None:
-        self.writer.close()
 
     def state_dict(self) -> Dict[str, Any]:
         return {"rounds": self.rounds}

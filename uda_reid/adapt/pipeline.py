@@ -37,12 +37,14 @@ from uda_reid.data.transforms import build_transforms_from_config
 from uda_reid.engine.checkpoint import load_model_weights, read_checkpoint_meta
 from uda_reid.engine.defaults import (build_evaluator, build_trainer, check_output_dir,
                                       default_setup, resolve_device, resume_or_start, train)
-from uda_reid.engine.hooks import HookBase
+from uda_reid.engine.hooks import EpochMeans, HookBase
 from uda_reid.engine.logger import setup_logger
 from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
 from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
+from uda_reid.recipes import recipe_dir
+from uda_reid.utils.distributed import is_main_process
 
 import uda_reid.adapt.methods  # noqa: F401  (registers the methods)
 
@@ -53,7 +55,6 @@ logger = logging.getLogger(__name__)
 STAGE1_KEYS = ("MODEL", "INPUT", "DATASETS", "DATALOADER", "SOLVER", "SEED",
                "CUDNN_DETERMINISTIC")
 DEFAULT_OUTPUT_DIR = get_default_config().OUTPUT_DIR
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _pair_of(stem: str) -> Optional[Tuple[str, str]]:
@@ -66,12 +67,14 @@ def _pair_of(stem: str) -> Optional[Tuple[str, str]]:
 
 def default_config_file(source: Optional[str], target: Optional[str],
                         method: Optional[str]) -> Optional[Path]:
-    """The checkout's ``configs/<method>/<source>2<target>.yml`` for the pair (dataset names
-    or aliases, e.g. ``market2duke.yml`` for ``market1501`` -> ``dukemtmc``), if any."""
+    """The recipe ``<method>/<source>2<target>.yml`` for the pair (dataset names or aliases,
+    e.g. ``market2duke.yml`` for ``market1501`` -> ``dukemtmc``) under
+    :func:`uda_reid.recipes.recipe_dir`, if the method has one; a missing recipe folder is an
+    error (:class:`uda_reid.recipes.RecipeFolderError`)."""
     if not (source and target and method) or source not in DATASETS or target not in DATASETS:
         return None
     pair = (DATASETS.canonical(source), DATASETS.canonical(target))
-    for path in sorted((CONFIG_DIR / method.lower()).glob("*.yml")):
+    for path in sorted((recipe_dir() / method.lower()).glob("*.yml")):
         if _pair_of(path.stem) == pair:
             return path
     return None
@@ -150,21 +153,16 @@ class EpochCurvesHook(HookBase):
 
     def __init__(self) -> None:
         self.curves: Dict[int, Dict[str, float]] = {}
-        self._sums: Dict[str, float] = {}
-        self._count = 0
+        self._means = EpochMeans()
 
     def before_epoch(self) -> None:
-        self._sums, self._count = {}, 0
+        self._means.reset()
 
     def after_step(self) -> None:
-        values = dict(self.trainer.losses)
-        values.update(self.trainer.step.scalars())
-        for name, value in values.items():
-            self._sums[name] = self._sums.get(name, 0.0) + value
-        self._count += 1
+        self._means.add({**self.trainer.losses, **self.trainer.step.scalars()})
 
     def after_epoch(self) -> None:
-        self.curves[self.trainer.epoch + 1] = {k: v / self._count for k, v in self._sums.items()}
+        self.curves[self.trainer.epoch + 1] = self._means.means()
 
     def state_dict(self) -> Dict[str, Any]:
         return {"curves": self.curves}
@@ -242,7 +240,8 @@ def run_adaptation(cfg: Config, resume: bool = False, overwrite: bool = False
         results = _run_stages(cfg, method, labelled_target, camstyle_dir, output_dir,
                               inputs_dir, resume)
     finally:
-        shutil.rmtree(inputs_dir, ignore_errors=True)
+        if is_main_process():
+            shutil.rmtree(inputs_dir, ignore_errors=True)
     logger.info("%s", adaptation_summary(results, output_dir))
     return results
 

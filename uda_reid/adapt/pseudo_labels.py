@@ -32,13 +32,13 @@ from uda_reid.adapt.clustering import (
     build_backend,
     cluster,
 )
+from uda_reid.utils.distributed import main_process_result
 from uda_reid.utils.knn import ArrayLike, self_knn
 from uda_reid.utils.kreciprocal import (
     feature_pair_distance,
     half_neighbours,
-    jaccard_from_overlap,
     k_reciprocal_encoding,
-    min_overlap,
+    sparse_jaccard,
 )
 
 
@@ -63,10 +63,7 @@ def compute_jaccard_distance(features: ArrayLike, k1: int = 20, k2: int = 6,
     res = self_knn(x, k1, "l2", backend=search_option, use_gpu=use_gpu)
     pair_sq = feature_pair_distance(x, "l2", res.indices, res.scores)
     v = k_reciprocal_encoding(res.indices, k1, half_neighbours(k1), k2, pair_sq)
-    overlap = min_overlap(v)
-    dist = np.maximum(jaccard_from_overlap(overlap.data), 0.0).astype(np.float32)
-    # built from the arrays (not by arithmetic on the matrix) so explicit zeros stay stored
-    return sp.csr_matrix((dist, overlap.indices, overlap.indptr), shape=overlap.shape)
+    return sparse_jaccard(v)
 
 
 def cluster_centroids(features: ArrayLike, labels: np.ndarray) -> np.ndarray:
@@ -128,9 +125,11 @@ class PseudoLabeler:
     use_gpu: bool = False
 
     def __call__(self, features: ArrayLike) -> List[ClusterResult]:
-        return multi_granularity_labels(features, self.granularities, self.backend,
-                                        self.outliers, self.k1, self.k2, self.search_option,
-                                        self.use_gpu)
+        """The results per granularity; under torch.distributed they are computed once, on
+        rank 0, and every rank receives them (the ranks hold the same features)."""
+        return main_process_result(lambda: multi_granularity_labels(
+            features, self.granularities, self.backend, self.outliers, self.k1, self.k2,
+            self.search_option, self.use_gpu))
 
     @classmethod
     def from_config(cls, cfg) -> "PseudoLabeler":

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import os
-import time
-from typing import Any, Callable, Tuple
+from typing import Tuple
 
 import numpy as np
 
@@ -35,10 +34,3 @@ def sphere_blobs(num: int, dim: int, num_ids: int, noise: float = 3.0,
 def machine_note() -> str:
     """Cores and load average, printed with results (the machine may be shared)."""
     return f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start"
-
-
-def cpu_seconds(fn: Callable[[], Any]) -> Tuple[Any, float]:
-    """Run fn() and return its result and the process CPU time it used (all threads)."""
-    start = time.process_time()
-    result = fn()
-    return result, time.process_time() - start

@@ -93,7 +93,7 @@ def timed(fn: Callable[[], Any]) -> Tuple[Any, Measurement, float]:
 
 
 def scaled(m: Measurement, factor: float) -> Measurement:
-    return Measurement(m.seconds * factor, int(m.peak_bytes * factor))
+    return Measurement(m.seconds * factor, int(m.peak_bytes * factor), m.cpu_seconds * factor)
 
 
 @BENCHMARKS.register("eval")

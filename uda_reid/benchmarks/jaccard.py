@@ -2,19 +2,23 @@
 from __future__ import annotations
 
 import argparse
+from typing import Optional, Tuple
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from uda_reid.adapt.clustering import build_backend, cluster
 from uda_reid.adapt.label_quality import label_quality
 from uda_reid.adapt.pseudo_labels import compute_jaccard_distance, multi_granularity_labels
 from uda_reid.benchmarks import BENCHMARKS
-from uda_reid.benchmarks.blobs import cpu_seconds, machine_note, sphere_blobs
-from uda_reid.benchmarks.measure import format_row, measure
-from uda_reid.utils.knn import knn
+from uda_reid.benchmarks.blobs import machine_note, sphere_blobs
+from uda_reid.benchmarks.measure import at_threads, best_of, format_floor, format_row, measure
+from uda_reid.utils.knn import knn, self_knn
 
-SIZES = {"market-train": (12936, 751), "msmt-train": (32621, 1041)}  # images, identities
+SIZES = {  # images, identities
+    "6k": (6000, 350), "market-train": (12936, 751), "msmt-train": (32621, 1041),
+}
 
 
 def dense_reference(x: np.ndarray, k1: int, k2: int) -> np.ndarray:
@@ -56,51 +60,71 @@ def dense_reference(x: np.ndarray, k1: int, k2: int) -> np.ndarray:
     return np.maximum(jac, 0.0)
 
 
+def time_rows(x: np.ndarray, args: argparse.Namespace
+              ) -> Tuple[sp.csr_matrix, Optional[np.ndarray]]:
+    """Print ours, the k-NN searches it contains and (unless skipped) the reference at the
+    current thread count; return ours and the reference (None when skipped)."""
+    xn = torch.nn.functional.normalize(torch.from_numpy(x), dim=1)
+    ours, m_jac = best_of(lambda: compute_jaccard_distance(x, args.k1, args.k2, args.search),
+                          args.repeat)
+    _, m_self = best_of(lambda: self_knn(xn, args.k1, "l2", backend=args.search), args.repeat)
+    _, m_flat = best_of(lambda: knn(xn, xn, args.k1, "l2", backend="faiss"), args.repeat)
+    print(format_floor("jaccard distance", m_jac, m_self, f"self_knn {args.search}"))
+    print(format_floor("", m_jac, m_flat, "faiss IndexFlatL2"))
+    if args.no_reference:
+        return ours, None
+    reference, m_ref = measure(lambda: dense_reference(x, args.k1, args.k2))
+    print(format_row("jaccard distance", m_jac, m_ref))
+    return ours, reference
+
+
 @BENCHMARKS.register("jaccard")
 class JaccardBenchmark:
     """Jaccard distance and a 3-granularity DBSCAN pseudo-label round on synthetic features."""
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--size", choices=sorted(SIZES), default="market-train")
+        parser.add_argument("--size", choices=sorted(SIZES), default="6k")
         parser.add_argument("--dim", type=int, default=2048)
-        parser.add_argument("--k1", type=int, default=20)
+        parser.add_argument("--k1", type=int, default=30)
         parser.add_argument("--k2", type=int, default=6)
         parser.add_argument("--eps", type=float, nargs="+", default=[0.5, 0.6, 0.7])
         parser.add_argument("--noise", type=float, default=2.0)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--search", choices=["torch", "faiss"], default="torch",
+                            help="k-NN backend inside the Jaccard distance (CPU default: torch)")
+        parser.add_argument("--threads", type=int, nargs="+", default=[1],
+                            help="thread counts to time at, one after the other in this process")
+        parser.add_argument("--repeat", type=int, default=1,
+                            help="time ours and the k-NN searches this often, keep the fastest")
         parser.add_argument("--no-reference", action="store_true",
-                            help="skip the dense reference (about a minute at market-train size)")
+                            help="skip the dense reference (about 40 s per thread count at 6k)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         n, num_ids = SIZES[args.size]
+        if args.size == "msmt-train" and not args.no_reference:
+            print("dense reference: not run at msmt-train size (three dense (N, N) float32 "
+                  "matrices, 12.8 GB, and Python loops over every row)")
+            args.no_reference = True
         x, ids = sphere_blobs(n, args.dim, num_ids, noise=args.noise, seed=args.seed)
         print(f"jaccard --size {args.size}: {n} x {args.dim}, k1={args.k1} k2={args.k2}, "
-              f"torch threads {torch.get_num_threads()}, {machine_note()}")
-        (ours, cpu), m_jac = measure(lambda: cpu_seconds(lambda: compute_jaccard_distance(
-            x, args.k1, args.k2)))
-        print(f"  Jaccard process CPU time {cpu:.1f} s")
+              f"{machine_note()}")
+        for num in args.threads:
+            with at_threads(num):
+                ours, reference = time_rows(x, args)
         print(f"  sparse Jaccard: {ours.nnz} stored pairs ({ours.nnz / n:.1f} per row)")
         dbscan = build_backend("dbscan", min_samples=4)
         _, m_clu = measure(lambda: [cluster(dbscan, e, x, ours) for e in args.eps])
         rounds, m_round = measure(lambda: multi_granularity_labels(
-            x, args.eps, dbscan, k1=args.k1, k2=args.k2))
+            x, args.eps, dbscan, k1=args.k1, k2=args.k2, search_option=args.search))
         for eps, r in zip(args.eps, rounds):
             q = label_quality(r.labels, ids)
             print(f"  eps {eps}: {r.num_clusters} clusters, {r.num_outliers} outliers, "
                   f"NMI {q['nmi']:.3f} ARI {q['ari']:.3f} pairwise P/R "
                   f"{q['pairwise_precision']:.3f}/{q['pairwise_recall']:.3f}"
                   + (f"  [{r.degenerate}]" if r.degenerate else ""))
-        reference = m_ref = m_ref_clu = None
-        if args.size == "msmt-train":
-            print("  dense reference: not run at msmt-train size (three dense (N, N) float32 "
-                  "matrices, 12.8 GB, and Python loops over every row)")
-        elif not args.no_reference:
-            reference, m_ref = measure(lambda: dense_reference(x, args.k1, args.k2))
-            _, m_ref_clu = measure(lambda: [cluster(dbscan, e, x, reference) for e in args.eps])
-        print(format_row("jaccard distance", m_jac, m_ref))
-        print(format_row(f"dbscan x{len(args.eps)}", m_clu, m_ref_clu))
+        print(format_row(f"dbscan x{len(args.eps)}", m_clu, None))
         print(format_row(f"round: jaccard + dbscan x{len(args.eps)}", m_round, None))
         if reference is not None:
             dense = np.ones((n, n), np.float32)

@@ -10,16 +10,28 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from typing import Any, Dict, Mapping, Tuple, Union
+from typing import Any, Dict, List, Mapping, Tuple, Union
+from uda_reid.utils.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override is invalid; the message names the key and its origin."""
 
 
 def section(cls: type) -> type:
-    """Class decorator for config sections: a dataclass that rejects unknown attributes."""
+    """Class decorator for config sections: a dataclass that rejects unknown attributes
+    (assigning ``cfg.MODEL.BACKBONE.NAMEE`` is an ``AttributeError`` naming the closest keys)."""
+    cls.__setattr__ = _set_known_attribute
     return dataclasses.dataclass(cls)
+
+
+def _set_known_attribute(self: Any, name: str, value: Any) -> None:
+    fields = type(self).__dataclass_fields__
+    if name not in fields:
+        close = closest_keys(name, fields)
+        hint = f" Closest known keys: {', '.join(close)}." if close else ""
+        raise AttributeError(f"{type(self).__name__} has no config key '{name}'.{hint}")
+    object.__setattr__(self, name, value)
 
 
 def _field_types(cls: type) -> Dict[str, Any]:
@@ -95,14 +107,20 @@ def convert(value: Any, tp: Any, key: str, origin: str) -> Any:
     raise ConfigError(f"{where}: unsupported config type {_type_name(tp)}")
 
 
-def unknown_key_error(key: str, known: typing.Iterable[str], origin: str) -> ConfigError:
-    """The error for an unknown key, naming up to three close known keys."""
+def closest_keys(key: str, known: typing.Iterable[str]) -> List[str]:
+    """Up to three known (dotted) keys close to ``key``, else those with a close last part."""
     known = list(known)
     leaf = key.rsplit(".", 1)[-1]
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
     if not close:
         close = [k for k in known if k.rsplit(".", 1)[-1] in difflib.get_close_matches(
             leaf, [c.rsplit(".", 1)[-1] for c in known], n=3, cutoff=0.7)][:3]
+    return close
+
+
+def unknown_key_error(key: str, known: typing.Iterable[str], origin: str) -> ConfigError:
+    """The error for an unknown key, naming up to three close known keys."""
+    close = closest_keys(key, known)
     hint = f" Closest known keys: {', '.join(close)}." if close else ""
     return ConfigError(f"Unknown config key '{key}' (from {origin}).{hint}")
 

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from uda_reid.data.loaders import read_image
+from uda_reid.utils.distributed import on_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -28,27 +29,30 @@ def link_anonymously(files: Sequence[str], folder: Path, names: Sequence[str]) -
     """``files[i]`` as ``folder/names[i]`` + its suffix; returns the new paths.
 
     The folder is emptied first (a killed run's leftovers). Hard links cost no space; across
-    file systems the files are copied.
+    file systems the files are copied. Under torch.distributed rank 0 writes the folder and
+    every rank waits for it.
     """
     if len(files) != len(names):
         raise ValueError(f"{len(files)} files for {len(names)} names")
+    out = tuple(str(folder / f"{name}{Path(src).suffix}") for src, name in zip(files, names))
+    on_main_process(lambda: _link_all(files, out, folder))
+    return out
+
+
+def _link_all(files: Sequence[str], links: Sequence[str], folder: Path) -> None:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     copied = 0
-    out = []
-    for src, name in zip(files, names):
-        dst = folder / f"{name}{Path(src).suffix}"
+    for src, dst in zip(files, links):
         try:
             os.link(src, dst)
         except OSError:
             shutil.copyfile(src, dst)
             copied += 1
-        out.append(str(dst))
     if copied:
-        logger.info("%d of %d images copied to %s (no hard link possible)", copied, len(out),
+        logger.info("%d of %d images copied to %s (no hard link possible)", copied, len(links),
                     folder)
-    return tuple(out)
 
 
 class IndexedImages(Dataset):

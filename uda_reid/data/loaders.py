@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from uda_reid.data.datasets import Sample, build_dataset_from_config
 from uda_reid.data.datasets.base import Split, evaluation_splits, relabel, with_pids
-from uda_reid.data.samplers import build_batch_sampler, dist_rank_and_world_size
+from uda_reid.data.samplers import ShardSampler, build_batch_sampler
+from uda_reid.utils.distributed import dist_rank_and_world_size, is_distributed
 from uda_reid.data.transforms import build_transforms_from_config
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,14 @@ def build_batch_loader(dataset: Dataset, labels: Sequence[int], batch_size: int,
                       collate_fn=collate, persistent_workers=False)
 
 
+def build_shuffled_loader(dataset: Dataset, batch_size: int, num_workers: int = 0,
+                          seed: int = 0) -> DataLoader:
+    """Random full batches of all of ``dataset`` (``shuffle=True, drop_last=True``): a
+    :class:`~uda_reid.data.samplers.RandomBatchSampler` over every index, this rank's share."""
+    return build_batch_loader(dataset, [0] * len(dataset), batch_size, 1, num_workers, seed,
+                              sampler="random")
+
+
 def build_train_loader(samples: Sequence[Sample], transform: Callable, batch_size: int,
                        num_instances: int, num_workers: int = 0, seed: int = 0,
                        labels: Optional[Sequence[int]] = None, sampler: str = "pk",
@@ -86,10 +95,14 @@ def build_train_loader(samples: Sequence[Sample], transform: Callable, batch_siz
 
 def build_test_loader(query: Sequence[Sample], gallery: Sequence[Sample], transform: Callable,
                       batch_size: int, num_workers: int = 0) -> Tuple[DataLoader, int]:
-    """A sequential loader over query then gallery; returns it and the number of queries."""
-    loader = DataLoader(ImageDataset(list(query) + list(gallery), transform),
-                        batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate)
+    """A sequential loader over query then gallery; returns it and the number of queries.
+
+    Under torch.distributed it covers this rank's contiguous share (:class:`ShardSampler`);
+    :func:`uda_reid.evaluation.extract.extract_features` gathers the shares back in order."""
+    dataset = ImageDataset(list(query) + list(gallery), transform)
+    sampler = ShardSampler(len(dataset)) if is_distributed() else None
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=sampler,
+                        num_workers=num_workers, collate_fn=collate)
     return loader, len(query)
 
 
@@ -103,11 +116,12 @@ def combine_train_sets(datasets: Sequence) -> List[Sample]:
     return relabel(combined)
 
 
-def per_rank_batch_size(total: int) -> int:
-    """``SOLVER.IMS_PER_BATCH`` counts all ranks together (as in FastReID): this rank's share."""
+def per_rank_batch_size(total: int, key: str = "SOLVER.IMS_PER_BATCH") -> int:
+    """Batch sizes in the config (``key``) count all ranks together (as in FastReID): this
+    rank's share; a size the ranks cannot share equally is an error naming ``key``."""
     _, world_size = dist_rank_and_world_size()
     if total % world_size:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH={total} is not divisible by the {world_size} "
+        raise ValueError(f"{key}={total} is not divisible by the {world_size} "
                          f"distributed processes")
     return total // world_size
 

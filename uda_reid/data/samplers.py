@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
-import torch.distributed as dist
 from torch.utils.data import Sampler
 
-
-def dist_rank_and_world_size() -> Tuple[int, int]:
-    """``(rank, world_size)`` of the default process group, ``(0, 1)`` without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+from uda_reid.utils.distributed import dist_rank_and_world_size
 
 
 class EpochBatchSampler(Sampler[List[int]], ABC):
@@ -136,6 +130,30 @@ class RandomBatchSampler(EpochBatchSampler):
         order = self.indices[rng.permutation(len(self.indices))]
         n = self.num_epoch_batches() * self.batch_size
         return order[:n].reshape(-1, self.batch_size).tolist()
+
+
+class ShardSampler(Sampler[int]):
+    """This rank's contiguous share of ``0..num_samples-1`` (the first ``num_samples %
+    world_size`` ranks hold one more), so that the ranks' shares concatenated in rank order
+    are the dataset in order (sequential evaluation and feature extraction)."""
+
+    def __init__(self, num_samples: int, rank: Optional[int] = None,
+                 world_size: Optional[int] = None) -> None:
+        default_rank, default_world = dist_rank_and_world_size()
+        self.rank = default_rank if rank is None else rank
+        self.world_size = default_world if world_size is None else world_size
+        if num_samples < self.world_size:
+            raise ValueError(f"{num_samples} images cannot be shared by {self.world_size} "
+                             "distributed processes")
+        base, extra = divmod(num_samples, self.world_size)
+        self.start = self.rank * base + min(self.rank, extra)
+        self.stop = self.start + base + (self.rank < extra)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
 
 
 def build_batch_sampler(kind: str, labels: Sequence[int], batch_size: int, num_instances: int,

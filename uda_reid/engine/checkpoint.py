@@ -16,11 +16,13 @@ from torch import nn
 from uda_reid.models.weights import LoadReport, load_state_dict_report, read_state_dict
 from uda_reid.utils.atomic import atomic_save
 from uda_reid.utils.safe_load import WeightFileError, load_weights_file
+from uda_reid.utils.distributed import on_main_process
+from uda_reid.utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
     """A checkpoint was written by a run with a different identity (config)."""
 
 
@@ -60,9 +62,12 @@ class Checkpointer:
 
     def save(self, name: str, state: Mapping[str, Any]) -> Path:
         """Write ``state`` plus the identity and ``meta`` (e.g. ``num_classes``, read by the
-        test tool) atomically to ``directory/name``."""
+        test tool) atomically to ``directory/name`` (under torch.distributed: rank 0 writes,
+        every rank returns once the file is there)."""
         payload = dict(state, identity=self.identity, meta=self.meta)
-        return atomic_save(self.path(name), lambda tmp: torch.save(payload, tmp))
+        path = self.path(name)
+        on_main_process(lambda: atomic_save(path, lambda tmp: torch.save(payload, tmp)))
+        return path
 
     def load(self, name: str) -> Dict[str, Any]:
         """Read ``directory/name`` and check that it belongs to this run's identity."""

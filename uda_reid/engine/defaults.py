@@ -21,15 +21,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from uda_reid.config import Config, ConfigError, load_config, save_config
+from uda_reid.config import Config, load_config, save_config
 from uda_reid.config.schema import to_dict
 from uda_reid.data.datasets import DATASETS
 from uda_reid.data.loaders import build_test_set_from_config, build_train_loader_from_config
 from uda_reid.engine.checkpoint import (CheckpointMismatchError, Checkpointer, identity_diff,
                                        load_model_weights, read_checkpoint_meta)
-from uda_reid.engine.hooks import (CheckpointHook, EvalHook, FreezeHook, HookBase,
-                                   LRSchedulerHook, Metrics, ProgressHook, TensorBoardHook,
-                                   WallClockHook)
+from uda_reid.engine.distributed import init_distributed, prepare_ranks
+from uda_reid.engine.freeze import FreezeHook
+from uda_reid.engine.hooks import (CheckpointHook, EvalHook, HookBase, LRSchedulerHook,
+                                   Metrics, ProgressHook, TensorBoardHook, WallClockHook)
 from uda_reid.engine.logger import log_to_files, setup_logger
 from uda_reid.engine.lr_schedule import build_lr_scheduler
 from uda_reid.engine.optim import build_optimizer_from_config
@@ -45,6 +46,9 @@ from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
 from uda_reid.models.backbones.vit import side_info_domain
 from uda_reid.utils.atomic import atomic_write_json
+from uda_reid.utils.distributed import (barrier, is_main_process, main_process_result,
+                                        on_main_process)
+from uda_reid.utils.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +120,9 @@ def claim_output_dir(cfg: Config, resume: bool = False, overwrite: bool = False)
     """After :func:`check_output_dir`: with ``overwrite`` delete the previous run's outputs,
     then create ``OUTPUT_DIR``, log to ``log.txt`` (and stdout) and write ``config.yaml``."""
     check_output_dir(cfg, resume, overwrite)
+    barrier()  # under torch.distributed every rank has checked before rank 0 writes
     output_dir = Path(cfg.OUTPUT_DIR)
-    removed = clear_run_outputs(output_dir) if overwrite else []
+    removed = (on_main_process(lambda: clear_run_outputs(output_dir)) or []) if overwrite else []
     output_dir.mkdir(parents=True, exist_ok=True)
     setup_logger(output_dir)
     if removed:
@@ -125,13 +130,15 @@ def claim_output_dir(cfg: Config, resume: bool = False, overwrite: bool = False)
                        ", ".join(p.name for p in removed), output_dir)
     logger.info("Python %s, torch %s, CUDA available: %s", platform.python_version(),
                 torch.__version__, torch.cuda.is_available())
-    save_config(cfg, output_dir / "config.yaml")
+    on_main_process(lambda: save_config(cfg, output_dir / "config.yaml"))
     logger.info("Resolved config written to %s", output_dir / "config.yaml")
     return output_dir
 
 
 def default_setup(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
-    """:func:`claim_output_dir`, then seed every generator with ``SEED``."""
+    """Under a launcher (torchrun, SLURM) join the process group first (only rank 0 writes);
+    then :func:`claim_output_dir` and seed every generator with ``SEED``."""
+    init_distributed(cfg.MODEL.DEVICE)
     output_dir = claim_output_dir(cfg, resume, overwrite)
     seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
     return output_dir
@@ -152,13 +159,15 @@ def build_trainer(cfg: Config, model: nn.Module, step: TrainStep, iters_per_epoc
     The model must already be on ``MODEL.DEVICE``; ``meta`` is stored in every checkpoint.
     """
     device = resolve_device(cfg.MODEL.DEVICE)
+    prepare_ranks(model, cfg.SEED)
     optimizer = build_optimizer_from_config(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer, iters_per_epoch)
     checkpointer = Checkpointer(cfg.OUTPUT_DIR, config_identity(cfg), meta)
     hooks: List[HookBase] = [LRSchedulerHook(scheduler)]
     if cfg.SOLVER.FREEZE_ITERS > 0:
         hooks.append(FreezeHook(model, cfg.SOLVER.FREEZE_LAYERS, cfg.SOLVER.FREEZE_ITERS))
-    hooks += [WallClockHook(), ProgressHook(enabled=sys.stderr.isatty()), *extra_hooks]
+    hooks += [WallClockHook(), ProgressHook(enabled=sys.stderr.isatty() and is_main_process()),
+              *extra_hooks]
     if eval_fn is not None:
         hooks.append(EvalHook(eval_fn, cfg.TEST.EVAL_PERIOD,
                               checkpointer if keep_best else None, best_dataset))
@@ -202,23 +211,29 @@ def evaluate_dataset(cfg: Config, model: nn.Module, name: str, device: torch.dev
     with side_info_domain(model, side_info_domain_of(cfg, name)):
         feats, pids, camids, paths = extract_features(model, loader, cfg.TEST.FLIP, device)
     pids, camids = pids.numpy(), camids.numpy()
-    metrics = evaluate_splits(partial(evaluate_from_config, cfg), feats, pids, camids, splits)
-    q, g = splits[0]
-    ids = [pids[q], pids[g], camids[q], camids[g]]
-    dist, curve = metrics.pop("distmat"), metrics.pop("roc_curve", None)
-    logger.info("%s: %d queries, %d gallery images, %d queries with a valid match, %d without%s",
-                name, len(ids[0]), len(ids[1]), metrics.pop("num_valid_queries"),
-                metrics.pop("num_no_match"),
-                f" (metrics averaged over {len(splits)} query/gallery draws)"
-                if len(splits) > 1 else "")
-    if vis_count > 0 and vis_dir is not None:
-        out = vis_dir / name
-        paths = np.asarray(paths, dtype=object)
-        save_rank_lists(dist, list(paths[q]), list(paths[g]), *ids, out, num_queries=vis_count)
-        curve = curve or evaluate_roc(dist, *ids)
-        save_roc_plot(curve["fpr"], curve["tpr"], out / "roc.png")
-        logger.info("Rank lists and ROC curve of %s written to %s", name, out)
-    return metrics
+
+    def evaluate() -> Dict[str, float]:
+        metrics = evaluate_splits(partial(evaluate_from_config, cfg), feats, pids, camids,
+                                  splits)
+        q, g = splits[0]
+        ids = [pids[q], pids[g], camids[q], camids[g]]
+        dist, curve = metrics.pop("distmat"), metrics.pop("roc_curve", None)
+        logger.info("%s: %d queries, %d gallery images, %d queries with a valid match, "
+                    "%d without%s", name, len(ids[0]), len(ids[1]),
+                    metrics.pop("num_valid_queries"), metrics.pop("num_no_match"),
+                    f" (metrics averaged over {len(splits)} query/gallery draws)"
+                    if len(splits) > 1 else "")
+        if vis_count > 0 and vis_dir is not None:
+            out = vis_dir / name
+            names = np.asarray(paths, dtype=object)
+            save_rank_lists(dist, list(names[q]), list(names[g]), *ids, out,
+                            num_queries=vis_count)
+            curve = curve or evaluate_roc(dist, *ids)
+            save_roc_plot(curve["fpr"], curve["tpr"], out / "roc.png")
+            logger.info("Rank lists and ROC curve of %s written to %s", name, out)
+        return metrics
+
+    return main_process_result(evaluate)  # under torch.distributed: once, on rank 0
 
 
 def build_evaluator(cfg: Config, model: nn.Module,
@@ -243,6 +258,7 @@ def train(cfg: Config, resume: bool = False, extra_hooks: Sequence[HookBase] = (
     built before anything is written to ``OUTPUT_DIR`` (:func:`claim_output_dir`)."""
     setup_logger()  # set-up records wait for the folder (a previous run's log gets none)
     check_output_dir(cfg, resume, overwrite)
+    init_distributed(cfg.MODEL.DEVICE)  # under a launcher: the loaders take this rank's share
     seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
     device = resolve_device(cfg.MODEL.DEVICE)
     train_loader, num_classes = build_train_loader_from_config(cfg)
@@ -317,15 +333,16 @@ def test(cfg: Config, vis_count: int = 0, overwrite: bool = False) -> Metrics:
     return metrics
 
 
-# What a user can cause with a command line: a bad config, file, key, value or folder.
-USER_ERRORS = (ConfigError, CheckpointMismatchError, OSError, KeyError, ValueError)
+# What a user can cause with a command line: the project's own user errors (bad config key or
+# value, unknown name, dataset layout, weight file, checkpoint mismatch, output folder), a
+# missing or unreadable file (OSError) and an explicit ValueError for a bad config value. A
+# plain KeyError, AttributeError, TypeError or IndexError is a bug and keeps its traceback.
+USER_ERRORS = (UserError, OSError, ValueError)
 
 
 def describe_user_error(err: BaseException) -> str:
-    """The message of a user error: a ``KeyError``'s without the quotes ``str`` adds, and of an
-    error re-raised from a DataLoader worker only its last line (the original error)."""
-    if isinstance(err, KeyError) and len(err.args) == 1:
-        return str(err.args[0])
+    """The message of a user error; of an error re-raised from a DataLoader worker only its
+    last line (the original error)."""
     text = str(err)
     if "Original Traceback" in text:
         last = [line for line in text.splitlines() if line.strip()][-1]

@@ -1,15 +1,15 @@
-"""Trainer hooks: LR schedule, freezing, evaluation, checkpoints, TensorBoard, progress."""
+"""Trainer hooks: LR schedule, evaluation, checkpoints, TensorBoard, progress."""
 from __future__ import annotations
 
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 
 from uda_reid.engine.checkpoint import Checkpointer
 from uda_reid.engine.lr_schedule import WarmupLRScheduler
+from uda_reid.utils.distributed import is_main_process
+from uda_reid.utils.errors import UnknownNameError
 
 if TYPE_CHECKING:
     from uda_reid.engine.trainer import Trainer
@@ -42,6 +42,11 @@ class HookBase:
     def after_train(self) -> None:
         pass
 
+    @property
+    def state_name(self) -> str:
+        """The key of this hook's state in a checkpoint (its class name)."""
+        return type(self).__name__
+
     def state_dict(self) -> Dict[str, Any]:
         return {}
 
@@ -63,60 +68,6 @@ class LRSchedulerHook(HookBase):
 
     def before_step(self) -> None:
         self.scheduler.set_iteration(self.trainer.iter)
-
-
-class FreezeHook(HookBase):
-    """Freezes the named sub-modules during the first ``freeze_iters`` iterations.
-
-    Frozen means: parameters do not require gradients (so the optimiser leaves them and their
-    state untouched) and the modules are in eval mode (BatchNorm statistics do not move).
-    Afterwards the previous ``requires_grad`` and train/eval flags are restored.
-    """
-
-    def __init__(self, model: nn.Module, layer_names: Sequence[str], freeze_iters: int) -> None:
-        self.freeze_iters = freeze_iters
-        self.modules: List[nn.Module] = []
-        for name in layer_names:
-            try:
-                self.modules.append(model.get_submodule(name))
-            except AttributeError as err:
-                top = sorted(n for n, _ in model.named_children())
-                raise ValueError(f"SOLVER.FREEZE_LAYERS: the model has no module '{name}' "
-                                 f"(top-level modules: {', '.join(top)})") from err
-        self._saved: Optional[Tuple[List[Tuple[nn.Parameter, bool]],
-                                    List[Tuple[nn.Module, bool]]]] = None
-
-    @property
-    def frozen(self) -> bool:
-        return self._saved is not None
-
-    def before_step(self) -> None:
-        if self.trainer.iter < self.freeze_iters:
-            self._freeze()
-        elif self.frozen:
-            self._unfreeze()
-
-    def _freeze(self) -> None:
-        params = [p for m in self.modules for p in m.parameters()]
-        submodules = [s for m in self.modules for s in m.modules()]
-        if self._saved is None:
-            self._saved = ([(p, p.requires_grad) for p in params],
-                           [(s, s.training) for s in submodules])
-            logger.info("Freezing %d parameters until iteration %d", len(params),
-                        self.freeze_iters)
-        for p in params:
-            p.requires_grad_(False)
-        for s in submodules:
-            s.train(False)
-
-    def _unfreeze(self) -> None:
-        params, submodules = self._saved
-        for p, flag in params:
-            p.requires_grad_(flag)
-        for s, flag in submodules:
-            s.train(flag)
-        self._saved = None
-        logger.info("Unfroze the frozen layers at iteration %d", self.trainer.iter)
 
 
 class EvalHook(HookBase):
@@ -151,8 +102,8 @@ class EvalHook(HookBase):
                         ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
         dataset = self.best_dataset or next(iter(metrics))
         if dataset not in metrics or self.best_metric not in metrics[dataset]:
-            raise KeyError(f"Evaluation returned no {self.best_metric} for '{dataset}' "
-                           f"(got {sorted(metrics)})")
+            raise UnknownNameError(f"Evaluation returned no {self.best_metric} for '{dataset}' "
+                                   f"(got {sorted(metrics)})")
         value = metrics[dataset][self.best_metric]
         if value > self.best_value:
             self.best_value, self.best_epoch = value, epoch
@@ -193,18 +144,52 @@ def current_lr(trainer: "Trainer") -> float:
     return float(group["lr"])
 
 
-class TensorBoardHook(HookBase):
-    """Writes losses, LR and step scalars every ``period`` iterations and metrics per epoch."""
+class _NoWriter:
+    """What the ranks other than 0 write TensorBoard events with: nothing."""
 
-    def __init__(self, log_dir: os.PathLike | str, period: int = 20) -> None:
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def summary_writer(log_dir: os.PathLike | str, **kwargs: Any) -> Any:
+    """A TensorBoard ``SummaryWriter`` on ``log_dir`` (rank 0 only under torch.distributed;
+    the other ranks get a writer that discards)."""
+    if not is_main_process():
+        return _NoWriter()
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(log_dir), **kwargs)
+
+
+class WriterHook(HookBase):
+    """Base of the hooks writing TensorBoard events: ``writer`` (:func:`summary_writer` on
+    ``log_dir``, files ending in ``filename_suffix``) is open from ``before_train`` to
+    ``after_train``."""
+
+    def __init__(self, log_dir: os.PathLike | str, filename_suffix: str = "") -> None:
         self.log_dir = str(log_dir)
-        self.period = max(1, period)
+        self.filename_suffix = filename_suffix
         self.writer = None
 
     def before_train(self) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+        self.writer = summary_writer(self.log_dir, filename_suffix=self.filename_suffix)
 
-        self.writer = SummaryWriter(log_dir=self.log_dir)
+    def after_train(self) -> None:
+        self.writer.close()
+
+
+class TensorBoardHook(WriterHook):
+    """Writes losses, LR and step scalars every ``period`` iterations and metrics per epoch."""
+
+    def __init__(self, log_dir: os.PathLike | str, period: int = 20) -> None:
+        super().__init__(log_dir)
+        self.period = max(1, period)
 
     def after_step(self) -> None:
         trainer = self.trainer
@@ -223,9 +208,6 @@ class TensorBoardHook(HookBase):
             for name, value in values.items():
                 self.writer.add_scalar(f"{dataset}/{name}", value, epoch)
         self.writer.flush()
-
-    def after_train(self) -> None:
-        self.writer.close()
 
 
 class WallClockHook(HookBase):
@@ -249,14 +231,33 @@ class WallClockHook(HookBase):
         self.previous = float(state["elapsed"])
 
 
+class EpochMeans:
+    """Means of named scalars over the steps of one epoch (a name a step lacks counts 0)."""
+
+    def __init__(self) -> None:
+        self.sums: Dict[str, float] = {}
+        self.count = 0
+
+    def reset(self) -> None:
+        self.sums, self.count = {}, 0
+
+    def add(self, values: Mapping[str, float]) -> None:
+        """One step's values."""
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.count += 1
+
+    def means(self) -> Dict[str, float]:
+        return {name: total / self.count for name, total in self.sums.items()}
+
+
 class ProgressHook(HookBase):
     """A tqdm bar per epoch and a log line with the epoch's mean losses, LR and time."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self._bar = None
-        self._sums: Dict[str, float] = {}
-        self._count = 0
+        self._means = EpochMeans()
         self._start = 0.0
 
     def before_epoch(self) -> None:
@@ -265,19 +266,18 @@ class ProgressHook(HookBase):
         trainer = self.trainer
         self._bar = tqdm(total=trainer.iters_per_epoch, disable=not self.enabled, leave=False,
                          desc=f"epoch {trainer.epoch + 1}/{trainer.max_epoch}")
-        self._sums, self._count, self._start = {}, 0, time.perf_counter()
+        self._means.reset()
+        self._start = time.perf_counter()
 
     def after_step(self) -> None:
-        self._count += 1
-        for name, value in self.trainer.losses.items():
-            self._sums[name] = self._sums.get(name, 0.0) + value
+        self._means.add(self.trainer.losses)
         self._bar.update(1)
         self._bar.set_postfix(loss=f"{self.trainer.losses['total']:.3f}")
 
     def after_epoch(self) -> None:
         self._bar.close()
         trainer = self.trainer
-        means = ", ".join(f"{k} {v / self._count:.4f}" for k, v in self._sums.items())
+        means = ", ".join(f"{k} {v:.4f}" for k, v in self._means.means().items())
         logger.info("Epoch %d/%d done (iteration %d): %s, lr %.3g, %.1f s", trainer.epoch + 1,
                     trainer.max_epoch, trainer.iter + 1, means, current_lr(trainer),
                     time.perf_counter() - self._start)

@@ -12,6 +12,8 @@ from collections import deque
 from pathlib import Path
 from typing import Optional
 
+from uda_reid.utils.distributed import is_main_process
+
 FORMAT = "[%(asctime)s %(name)s %(levelname)s] %(message)s"
 
 
@@ -48,9 +50,11 @@ def setup_logger(output_dir: Optional[os.PathLike | str] = None, name: str = "ud
     """Configure ``name``'s logger with a stdout handler and ``output_dir/log.txt`` (appended
     to, so a resumed run continues the same log), or without ``output_dir`` a memory of the
     records that the next call with a folder writes first. Calling it again replaces the
-    handlers it added before."""
+    handlers it added before. Under torch.distributed only rank 0 writes the log file; the
+    other ranks print warnings and errors only."""
     log = logging.getLogger(name)
-    log.setLevel(level)
+    main = is_main_process()
+    log.setLevel(level if main else max(level, logging.WARNING))
     log.propagate = False
     pending = []
     for handler in [h for h in log.handlers if getattr(h, "_uda_reid", False)]:
@@ -63,7 +67,7 @@ def setup_logger(output_dir: Optional[os.PathLike | str] = None, name: str = "ud
     if output_dir is None:
         handlers.append(PendingRecords())
         handlers[-1].records.extend(pending)
-    else:
+    elif main:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         log_file = logging.FileHandler(Path(output_dir) / "log.txt", mode="a")
         log_file.setFormatter(formatter)

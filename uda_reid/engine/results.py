@@ -15,6 +15,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import torch
 
 from uda_reid.utils.atomic import atomic_write_json
+from uda_reid.utils.distributed import on_main_process
 
 REQUIRED_KEYS = ("task", "method", "source", "target", "seed", "git_commit", "finished_at",
                  "wall_seconds", "metrics", "stages")
@@ -87,9 +88,11 @@ def build_results(task: str, method: str, source: str, target: Optional[str], se
 
 
 def write_results(path: os.PathLike | str, results: Mapping[str, Any]) -> Path:
-    """Validate and write ``results`` atomically as JSON."""
+    """Validate and write ``results`` atomically as JSON (rank 0 only under
+    torch.distributed)."""
     validate_results(results, str(path))
-    return atomic_write_json(path, results)
+    on_main_process(lambda: atomic_write_json(path, results))
+    return Path(path)
 
 
 def read_results(path: os.PathLike | str) -> Dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import List, Sequence
+from uda_reid.utils.errors import UserError
 
 RUN_MARKERS = ("results.json", "last.pth", "config.yaml")
 # What a train / adapt run writes into its folder (TensorBoard files by pattern).
@@ -17,7 +18,7 @@ RUN_OUTPUTS = ("config.yaml", "log.txt", "last.pth", "best.pth", "results.json",
                "events.out.tfevents.*")
 
 
-class OutputFolderError(FileExistsError):
+class OutputFolderError(UserError, FileExistsError):
     """The output folder holds another run and neither resuming nor overwriting was asked."""
 
 

@@ -9,11 +9,16 @@ the optimiser step) and the hooks (evaluation, re-clustering, ...). Order of cal
         for iteration:  before_step -> step.run(model) -> backward/optimiser -> step.after_update
                         -> after_step
         after_epoch
-    after_train            (only when every epoch ran; an exception skips it)
+    after_train            (also when an epoch raised; the exception then propagates)
 
 A checkpoint (``state_dict``) taken in ``after_epoch`` holds everything a resumed run needs to
 continue bit-identically: model, optimiser, AMP scaler, the step's state (data samplers,
-memories), hook states, finished epochs, metric history and every RNG state.
+memories), hook states, finished epochs, metric history and every RNG state (every rank's
+under torch.distributed).
+
+Under torch.distributed (see :mod:`uda_reid.engine.distributed`) the gradients are averaged
+over the ranks between backward and optimiser step, the buffers taken from rank 0 after it, and
+the logged losses are the ranks' means.
 """
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, 
 import torch
 from torch import Tensor, nn
 
-from uda_reid.engine.seed import get_rng_states, set_rng_states
+from uda_reid.engine.distributed import (average_gradients, broadcast_buffers, mean_over_ranks,
+                                         restore_rng_states, rng_states)
 from uda_reid.models.reid_model import ReIDModel
 
 if TYPE_CHECKING:
@@ -220,6 +226,14 @@ class Trainer:
                     self.max_epoch, self.iters_per_epoch)
         self.model.train()
         self._call("before_train")
+        try:
+            self._run_epochs()
+        except BaseException:
+            self._after_train_after_failure()
+            raise
+        self._call("after_train")
+
+    def _run_epochs(self) -> None:
         for epoch in range(self.start_epoch, self.max_epoch):
             self.epoch = epoch
             self._call("before_epoch")
@@ -231,7 +245,16 @@ class Trainer:
                 self._call("after_step")
             self.completed_epochs = epoch + 1
             self._call("after_epoch")
-        self._call("after_train")
+
+    def _after_train_after_failure(self) -> None:
+        """Every hook's ``after_train`` once training failed (closing writers and files); a
+        hook that fails here is logged, so that the training's own exception propagates."""
+        for hook in self.hooks:
+            try:
+                hook.after_train()
+            except Exception:
+                logger.exception("%s.after_train failed after a training error",
+                                 type(hook).__name__)
 
     def run_step(self) -> None:
         """One optimisation step over the step's losses."""
@@ -246,17 +269,21 @@ class Trainer:
                                      f"{ {k: float(v.detach()) for k, v in losses.items()} }")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
+        average_gradients(p for group in self.optimizer.param_groups for p in group["params"])
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step.after_update(self.model)
+        broadcast_buffers(self.model)
         self.losses = {k: float(v.detach()) for k, v in losses.items()}
         self.losses["total"] = float(total.detach())
+        self.losses = mean_over_ranks(self.losses)
 
     def _keyed_hooks(self) -> Dict[str, "HookBase"]:
-        """Hooks keyed by class name (``EvalHook``, ``EvalHook.1`` for a second one)."""
+        """Hooks keyed by their ``state_name`` (``EvalHook``, ``EvalHook.1`` for a second
+        one)."""
         keyed: Dict[str, "HookBase"] = {}
         for hook in self.hooks:
-            name = type(hook).__name__
+            name = hook.state_name
             key, n = name, 0
             while key in keyed:
                 n += 1
@@ -278,7 +305,7 @@ class Trainer:
             "epoch": self.completed_epochs,
             "iteration": self.completed_epochs * self.iters_per_epoch,
             "metrics": self.metrics,
-            "rng": get_rng_states(),
+            "rng": rng_states(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -296,4 +323,4 @@ class Trainer:
         self.completed_epochs = self.start_epoch = int(state["epoch"])
         self.iter = int(state["iteration"])
         self.metrics = dict(state["metrics"])
-        set_rng_states(state["rng"])
+        restore_rng_states(state["rng"])

@@ -7,7 +7,9 @@ from typing import Iterable, Iterator, List, Tuple
 import torch
 from torch import Tensor, nn
 
+from uda_reid.data.samplers import ShardSampler
 from uda_reid.engine.trainer import forward_model, move_batch
+from uda_reid.utils.distributed import all_gather_objects, all_gather_rows
 
 
 @contextmanager
@@ -32,6 +34,10 @@ def extract_features(model: nn.Module, loader: Iterable, flip: bool = False,
     Returns ``features`` (N, D) float32 on the CPU, ``pids`` (N,), ``camids`` (N,) and the
     image paths (none for a path-free loader), in loader order. With ``flip`` the embedding is
     the mean of the image's and its horizontally flipped copy's embeddings.
+
+    A loader over this rank's share of a dataset (a :class:`ShardSampler`, as the test loaders
+    have under torch.distributed) is extracted here and the shares gathered from every rank, so
+    every rank returns the whole dataset in order.
     """
     device = torch.device(device)
     features, pids, camids, paths = [], [], [], []
@@ -48,4 +54,8 @@ def extract_features(model: nn.Module, loader: Iterable, flip: bool = False,
             paths.extend(batch.get("paths", ()))
     if not features:
         raise ValueError("The test loader yielded no images")
-    return torch.cat(features), torch.cat(pids), torch.cat(camids), paths
+    out = torch.cat(features), torch.cat(pids), torch.cat(camids)
+    if isinstance(getattr(loader, "sampler", None), ShardSampler):
+        out = tuple(all_gather_rows(t) for t in out)
+        paths = [p for shard in all_gather_objects(paths) for p in shard]
+    return (*out, paths)

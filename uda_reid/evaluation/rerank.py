@@ -16,6 +16,8 @@ exact blockwise pass (``uda_reid.utils.knn.self_knn``), the encodings are sparse
 """
 from __future__ import annotations
 
+from typing import Tuple
+
 import numpy as np
 import torch
 
@@ -26,7 +28,7 @@ from uda_reid.utils.kreciprocal import (
     half_neighbours,
     jaccard_from_overlap,
     k_reciprocal_encoding,
-    min_overlap,
+    overlap_blocks,
 )
 
 RERANK_METRICS = ("euclidean", "cosine")
@@ -47,14 +49,11 @@ def _rerank_core(ranks: np.ndarray, pair_distance: PairDistance, original_qg: np
     """
     num_q = original_qg.shape[0]
     v = k_reciprocal_encoding(ranks, k1 + 1, half_neighbours(k1), k2, pair_distance)
-    overlap = min_overlap(v, np.arange(num_q))[:, num_q:].tocoo()
     out = original_qg
     out *= lambda_value
-    out += 1.0 - lambda_value
-    # pairs without shared neighbours have Jaccard distance 1, already in ``out``
-    out[overlap.row, overlap.col] -= (
-        (1.0 - lambda_value) * (1.0 - jaccard_from_overlap(overlap.data))
-    ).astype(np.float32)
+    # pairs without shared neighbours have overlap 0 and Jaccard distance 1
+    for lo, hi, overlap in overlap_blocks(v, np.arange(num_q), col_start=num_q):
+        out[lo:hi] += (1.0 - lambda_value) * jaccard_from_overlap(overlap)
     return out
 
 
@@ -103,6 +102,37 @@ def _as_float32(name: str, a: ArrayLike) -> np.ndarray:
     return a.astype(np.float32, copy=False)
 
 
+def _dense_inputs(q_g_dist: ArrayLike, q_q_dist: ArrayLike, g_g_dist: ArrayLike) -> _DenseBlocks:
+    q_g, q_q, g_g = (_as_float32(n, a) for n, a in
+                     (("q_g_dist", q_g_dist), ("q_q_dist", q_q_dist), ("g_g_dist", g_g_dist)))
+    nq, ng = q_g.shape
+    if q_q.shape != (nq, nq) or g_g.shape != (ng, ng):
+        raise ValueError(f"re_ranking: shapes q_g {q_g.shape}, q_q {q_q.shape}, g_g {g_g.shape} "
+                         f"do not fit (Q, G), (Q, Q), (G, G)")
+    return _DenseBlocks(q_g, q_q, g_g)
+
+
+def dense_neighbours(q_g_dist: ArrayLike, q_q_dist: ArrayLike, g_g_dist: ArrayLike, k: int,
+                     block_size: int = 1024) -> Tuple[np.ndarray, np.ndarray]:
+    """The k-NN search of ``re_ranking``: the nearest-first ranks (N, k) int64 of every point
+    under the column-normalised squared distance, and the squared column maxima (N,).
+
+    The inputs are as for ``re_ranking``; they are read a (N, block_size) column block at a time.
+    """
+    blocks = _dense_inputs(q_g_dist, q_q_dist, g_g_dist)
+    nq, n = blocks.nq, blocks.n
+    col_max = np.square(blocks.column_abs_max())
+    k = min(k, n)
+    ranks = np.empty((n, k), np.int64)
+    starts = list(range(0, nq, block_size)) + list(range(nq, n, block_size))
+    for c0 in starts:
+        c1 = min(c0 + block_size, nq if c0 < nq else n)
+        # rows c0:c1 of the transposed, column-normalised original distance
+        rows = np.square(blocks.columns(c0, c1)).T / col_max[c0:c1, None]
+        ranks[c0:c1] = torch.topk(torch.from_numpy(rows), k, dim=1, largest=False).indices.numpy()
+    return ranks, col_max
+
+
 def re_ranking(q_g_dist: ArrayLike, q_q_dist: ArrayLike, g_g_dist: ArrayLike, k1: int = 20,
                k2: int = 6, lambda_value: float = 0.3, block_size: int = 1024) -> np.ndarray:
     """Re-ranked (Q, G) float32 distances from dense distances, as the authors' code.
@@ -112,27 +142,14 @@ def re_ranking(q_g_dist: ArrayLike, q_q_dist: ArrayLike, g_g_dist: ArrayLike, k1
     the sparse encodings. The order of exactly tied distances may differ from numpy's argsort.
     """
     _check_params(k1, k2, lambda_value)
-    q_g, q_q, g_g = (_as_float32(n, a) for n, a in
-                     (("q_g_dist", q_g_dist), ("q_q_dist", q_q_dist), ("g_g_dist", g_g_dist)))
-    nq, ng = q_g.shape
-    if q_q.shape != (nq, nq) or g_g.shape != (ng, ng):
-        raise ValueError(f"re_ranking: shapes q_g {q_g.shape}, q_q {q_q.shape}, g_g {g_g.shape} "
-                         f"do not fit (Q, G), (Q, Q), (G, G)")
-    blocks = _DenseBlocks(q_g, q_q, g_g)
-    col_max = np.square(blocks.column_abs_max())
-    k = min(max(k1 + 1, k2), blocks.n)
-    ranks = np.empty((blocks.n, k), np.int64)
-    starts = list(range(0, nq, block_size)) + list(range(nq, blocks.n, block_size))
-    for c0 in starts:
-        c1 = min(c0 + block_size, nq if c0 < nq else blocks.n)
-        # rows c0:c1 of the transposed, column-normalised original distance
-        rows = np.square(blocks.columns(c0, c1)).T / col_max[c0:c1, None]
-        ranks[c0:c1] = torch.topk(torch.from_numpy(rows), k, dim=1, largest=False).indices.numpy()
+    blocks = _dense_inputs(q_g_dist, q_q_dist, g_g_dist)
+    ranks, col_max = dense_neighbours(blocks.q_g, blocks.q_q, blocks.g_g, max(k1 + 1, k2),
+                                      block_size)
 
     def original(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return np.square(blocks.entries(cols, rows)) / col_max[rows]
 
-    original_qg = np.square(q_g) / col_max[:nq, None]
+    original_qg = np.square(blocks.q_g) / col_max[:blocks.nq, None]
     return _rerank_core(ranks, original, original_qg, k1, k2, lambda_value)
 
 

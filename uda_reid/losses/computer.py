@@ -13,6 +13,7 @@ import torch
 
 from uda_reid.losses.functional import circle_loss, cross_entropy_smooth, triplet_loss
 from uda_reid.losses.registry import LOSSES
+from uda_reid.utils.errors import UnknownNameError
 
 Output = Union[torch.Tensor, List[torch.Tensor]]
 Outputs = Dict[str, Output]
@@ -39,8 +40,8 @@ def over_branches(value: Output, fn: Callable[[torch.Tensor], torch.Tensor]) -> 
 def output(outputs: Outputs, key: str, loss: str) -> Output:
     """``outputs[key]`` with an error naming the loss that needs it."""
     if key not in outputs:
-        raise KeyError(f"{loss} needs the model output '{key}'; the model returned "
-                       f"{sorted(outputs)}")
+        raise UnknownNameError(f"{loss} needs the model output '{key}'; the model returned "
+                               f"{sorted(outputs)}")
     return outputs[key]
 
 

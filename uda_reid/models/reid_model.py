@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from uda_reid.models.registry import BACKBONES, HEADS, POOLINGS
+from uda_reid.models.sync_batchnorm import convert_sync_batchnorm
 from uda_reid.models.weights import load_pretrained
+from uda_reid.utils.distributed import is_distributed
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +41,15 @@ class ReIDModel(nn.Module):
 
 def build_model(cfg, num_classes: int) -> ReIDModel:
     """``MODEL.BACKBONE.NAME`` + ``MODEL.POOLING.NAME`` + ``MODEL.HEADS.NAME`` for
-    ``num_classes`` training ids; ``MODEL.WEIGHTS`` (a local file) is loaded with a report."""
+    ``num_classes`` training ids; ``MODEL.WEIGHTS`` (a local file) is loaded with a report.
+    With ``MODEL.SYNC_BN`` in a distributed run every BatchNorm is a ``SyncBatchNorm``."""
     backbone = BACKBONES.get(cfg.MODEL.BACKBONE.NAME)(cfg)
     channels = backbone.out_channels
     pooling = POOLINGS.get(cfg.MODEL.POOLING.NAME)(cfg, channels)
     head = HEADS.get(cfg.MODEL.HEADS.NAME)(cfg, channels, num_classes)
     model = ReIDModel(backbone, pooling, head)
+    if cfg.MODEL.SYNC_BN and is_distributed():
+        convert_sync_batchnorm(model)
     if cfg.MODEL.WEIGHTS:
         load_pretrained(model, cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS")
     return model

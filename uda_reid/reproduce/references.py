@@ -10,8 +10,8 @@ import re
 import yaml
 
 from uda_reid.data.datasets import DATASETS
+from uda_reid.recipes import recipe_file
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "configs" / "reproduce" / "references.yml"
 METRIC_KEYS = ("mAP", "rank1", "rank5", "rank10", "mINP")
 # "<owner>/<repository> <file in it>", then any detail
 SOURCE_PATTERN = re.compile(r"(?P<repo>[\w.-]+/[\w.-]+) (?P<file>[\w./-]+)")
@@ -27,9 +27,11 @@ class Reference:
     ref: str
 
 
-def load_references(path: str | Path = DEFAULT_PATH) -> List[Reference]:
-    """Every entry of the file; an entry without a source (``ref``: repository and file), pair
-    or metric is an error naming its position."""
+def load_references(path: Optional[str | Path] = None) -> List[Reference]:
+    """Every entry of the file (default: the recipes' ``reproduce/references.yml``); an entry
+    without a source (``ref``: repository and file), pair or metric is an error naming its
+    position."""
+    path = recipe_file("reproduce", "references.yml") if path is None else path
     data = yaml.safe_load(Path(path).read_text())
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a list of entries")

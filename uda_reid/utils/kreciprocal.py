@@ -14,13 +14,15 @@ points, nearest first, i itself normally first):
 4. Local query expansion: V(i) <- mean of V over i's first k2 neighbours (when k2 != 1).
 5. Jaccard: overlap(i, j) = sum_l min(V(i, l), V(j, l)); distance 1 - overlap / (2 - overlap).
 
-Every step is a sparse-matrix operation: sets are CSR indicator matrices (N, N), the expansion
-test is one sparse product, the query expansion another, and the overlap is a sparse
-"min-product" computed through the inverted index (columns of V). Nothing is (N, N) dense.
+Every step is a vectorised sparse operation: sets are CSR indicator matrices (N, N), the
+expansion test is one sparse product, the query expansion another, and the overlap is a
+"min-product" enumerated through the inverted index (columns of V) and summed by ``bincount``
+into dense blocks of a few rows (at most ~1 M cells each; small blocks are reused from the heap
+instead of faulting in fresh pages). Nothing is (N, N) dense.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -95,42 +97,71 @@ def k_reciprocal_encoding(ranks: np.ndarray, n_main: int, n_half: int, k2: int,
     return v
 
 
-def min_overlap(v: sp.csr_matrix, rows: Optional[np.ndarray] = None,
-                max_pairs: int = 1 << 22) -> sp.csr_matrix:
-    """Sparse overlap O (R, N) float64 with O[r, j] = sum_l min(v[rows[r], l], v[j, l]).
+def overlap_blocks(v: sp.csr_matrix, rows: Optional[np.ndarray] = None, col_start: int = 0,
+                   max_cells: int = 1 << 20) -> Iterator[Tuple[int, int, np.ndarray]]:
+    """Dense overlaps of ``rows`` of v with rows ``col_start:`` of v, a block of rows at a time.
 
-    Only pairs of rows that share a column of v are stored (all others are 0). The pairs are
-    enumerated through the columns of v (an inverted index) in chunks of at most about
-    ``max_pairs`` terms, and summed by the CSR constructor.
+    Yields ``(lo, hi, block)``: block (hi - lo, N - col_start) float64 with
+    block[r, j] = sum_l min(v[rows[lo + r], l], v[col_start + j, l]), 0 where the two rows share
+    no column. The terms are enumerated through the columns of v (an inverted index: each
+    stored v[i, l] meets every stored v[j, l]) and summed by one ``bincount`` into the block;
+    a block holds at most about ``max_cells`` cells.
     """
     num = v.shape[0]
     rows = np.arange(num) if rows is None else np.asarray(rows)
+    width = num - col_start
     sub = v[rows].tocsr()
-    vt = v.tocsc()
+    vt = v[col_start:].tocsc()
     col_count = np.diff(vt.indptr)
-    # terms (pairs) produced before each row of sub; rows are cut into chunks of ~max_pairs
-    before = np.concatenate([[0], np.cumsum(col_count[sub.indices])])[sub.indptr]
-    cuts = np.searchsorted(before, np.arange(max_pairs, before[-1], max_pairs))
-    edges = np.unique(np.concatenate([[0], cuts, [len(rows)]]))
-    pieces = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    step = max(1, max_cells // max(width, 1))
+    for lo in range(0, len(rows), step):
+        hi = min(lo + step, len(rows))
         e0, e1 = sub.indptr[lo], sub.indptr[hi]
         cols, vals = sub.indices[e0:e1], sub.data[e0:e1]
-        local = np.repeat(np.arange(hi - lo), np.diff(sub.indptr[lo:hi + 1]))
         cnt = col_count[cols]
-        starts = np.cumsum(cnt) - cnt
-        pos = np.repeat(vt.indptr[cols] - starts, cnt) + np.arange(cnt.sum())
-        mins = np.minimum(np.repeat(vals, cnt), vt.data[pos]).astype(np.float64)
-        pieces.append(sp.csr_matrix((mins, (np.repeat(local, cnt), vt.indices[pos])),
-                                    shape=(hi - lo, num)))
-    if not pieces:
-        return sp.csr_matrix((len(rows), num))
-    return sp.vstack(pieces, format="csr")
+        ends = np.cumsum(cnt)
+        # position in vt of every term: a run of col_count[l] entries per stored (r, l)
+        pos = np.arange(ends[-1] if len(ends) else 0)
+        pos += np.repeat(vt.indptr[cols] - (ends - cnt), cnt)
+        row_base = np.repeat(np.arange(0, (hi - lo) * width, width), np.diff(sub.indptr[lo:hi + 1]))
+        flat = np.repeat(row_base, cnt)
+        flat += vt.indices[pos]
+        mins = np.repeat(vals, cnt)
+        np.minimum(mins, vt.data[pos], out=mins)
+        block = np.bincount(flat, mins, minlength=(hi - lo) * width)
+        yield lo, hi, block.reshape(hi - lo, width)
 
 
 def jaccard_from_overlap(overlap: np.ndarray) -> np.ndarray:
     """Jaccard distance 1 - o / (2 - o) of overlaps o of encodings that each sum to 1."""
     return 1.0 - overlap / (2.0 - overlap)
+
+
+def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20) -> sp.csr_matrix:
+    """(N, N) float32 CSR Jaccard distance between the rows of v (N, N), each summing to 1.
+
+    A pair is stored when its rows share a column of v (overlap > 0); absent pairs have
+    distance 1. Values are clipped at 0; column indices ascend within each row.
+    """
+    num = v.shape[0]
+    col_count = np.diff(v.tocsc().indptr).astype(np.int64)
+    # every stored pair comes from at least one term: sum_l count_l^2 bounds the pairs. The
+    # buffers are reserved at that size and shrunk in place, so only used pages are touched.
+    capacity = int(min(np.square(col_count).sum(), num * num))
+    data, indices = np.empty(capacity, np.float32), np.empty(capacity, np.int32)
+    indptr = np.zeros(num + 1, np.int64)
+    filled = 0
+    for lo, hi, block in overlap_blocks(v, None, 0, max_cells):
+        stored = block != 0
+        flat = np.flatnonzero(stored)
+        end = filled + len(flat)
+        indices[filled:end] = flat % num
+        data[filled:end] = np.maximum(jaccard_from_overlap(block.ravel()[flat]), 0.0)
+        indptr[lo + 1:hi + 1] = filled + np.cumsum(np.count_nonzero(stored, axis=1))
+        filled = end
+    data.resize(filled, refcheck=False)
+    indices.resize(filled, refcheck=False)
+    return sp.csr_matrix((data, indices, indptr), shape=(num, num))
 
 
 def feature_pair_distance(x: torch.Tensor, metric: str, ranks: Optional[np.ndarray] = None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple, TypeVar
+from uda_reid.utils.errors import UnknownNameError
 
 T = TypeVar("T")
 
@@ -47,7 +48,8 @@ class Registry:
             known = sorted(set(self._entries) | set(self._aliases))
             close = difflib.get_close_matches(key, known, n=3)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise KeyError(f"No {self.name} named '{name}'.{hint} Known: {', '.join(known)}")
+            raise UnknownNameError(f"No {self.name} named '{name}'.{hint} "
+                                   f"Known: {', '.join(known)}")
         return key
 
     def get(self, name: str) -> object:

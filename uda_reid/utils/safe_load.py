@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from uda_reid.utils.errors import UserError
 
 # NumPy array reconstruction (an ndarray from its shape, dtype and raw bytes) for the boolean and
 # numeric dtypes; object arrays stay refused.
@@ -23,7 +24,7 @@ NUMPY_ARRAY_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype,
                                key=lambda t: t.__name__)]
 
 
-class WeightFileError(ValueError):
+class WeightFileError(UserError, ValueError):
     """A weight or checkpoint file that cannot be read (or may not be read safely)."""
 
 

@@ -19,9 +19,16 @@ report counts degenerate and idle rounds.
 
 The labels each epoch trains on are reported (:meth:`ClusterAdaptation.pseudo_labels`); their
 quality against the hidden identities is the pipeline's monitoring, out of the method's reach.
+
+Options (ADAPT.MLT): re-clustering every ``RECLUSTER_PERIOD`` epochs; label transport
+(``TRANSPORT``: the epochs in between re-assign each granularity's labels by Sinkhorn-Knopp
+from the classifier's predictions, or each batch is re-assigned among its classes); domain-
+specific BatchNorm for the mixed batch (``DSBN``); a mean teacher (``MEAN_TEACHER``) whose
+features and classifiers give the pseudo-labels and which is evaluated and checkpointed.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -29,21 +36,29 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from uda_reid.adapt.base import AdaptContext, AdaptMethod
 from uda_reid.adapt.clustering import ClusterResult
+from uda_reid.adapt.mean_teacher import MeanTeacher, MeanTeacherHook
 from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
 from uda_reid.adapt.pseudo_labels import PseudoLabeler, cluster_centroids
 from uda_reid.adapt.registry import METHODS
-from uda_reid.adapt.sampling import ShuffledBatchSampler
-from uda_reid.data.loaders import build_batch_loader, collate
-from uda_reid.engine.hooks import HookBase
+from uda_reid.adapt.transport import (TransportOptions, transport_batch_labels,
+                                      transport_epoch_labels)
+from uda_reid.data.loaders import (build_batch_loader, build_shuffled_loader, collate,
+                                   per_rank_batch_size)
+from uda_reid.data.samplers import ShardSampler
+from uda_reid.engine.hooks import HookBase, WriterHook
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.losses.computer import over_branches
 from uda_reid.losses.functional import cross_entropy_smooth, triplet_loss
+from uda_reid.models.domain_bn import (convert_domain_batchnorm, domain_sections,
+                                       other_domain_modules)
+from uda_reid.utils.distributed import any_rank, dist_rank_and_world_size
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +105,15 @@ class PseudoLabelStep(TrainStep):
                  triplet_margin: float = 0.3, triplet_scale: float = 1.0,
                  source_loader: Optional[Iterable] = None, flip: bool = False,
                  num_workers: int = 0,
-                 seed: int = 0, device: torch.device | str = "cpu") -> None:
+                 seed: int = 0, device: torch.device | str = "cpu",
+                 recluster_period: int = 1, transport: TransportOptions = TransportOptions(),
+                 domain_bn: bool = False, teacher: Optional[nn.Module] = None,
+                 teacher_classifiers: Optional[PseudoClassifiers] = None,
+                 source_scale: float = 1.0) -> None:
+        """teacher: the model whose features (and ``teacher_classifiers``' predictions) give
+        the pseudo-labels (default ``model``); domain_bn: the mixed batch's target and source
+        rows go through their own BatchNorms; source_scale: weight of the source CE (0: the
+        source rows only pass through the model, no source loss, not in the triplet)."""
         if len(labeler.granularities) != classifiers.num_heads:
             raise ValueError(f"{len(labeler.granularities)} granularities but "
                              f"{classifiers.num_heads} classifiers")
@@ -102,6 +125,13 @@ class PseudoLabelStep(TrainStep):
                              f"ADAPT.MLT.NUM_INSTANCES={num_instances}")
         if feature_key not in FEATURE_KEYS.values():
             raise ValueError(f"feature_key must be one of {sorted(FEATURE_KEYS.values())}")
+        if recluster_period < 1:
+            raise ValueError(f"ADAPT.MLT.RECLUSTER_PERIOD must be >= 1, got {recluster_period}")
+        if domain_bn and source_loader is None:
+            raise ValueError("ADAPT.MLT.DSBN needs source batches in the forward pass "
+                             "(ADAPT.MLT.MIXTURE True)")
+        if (teacher is None) != (teacher_classifiers is None):
+            raise ValueError("give the teacher together with its classifiers")
         self.model = model
         self.labeler = labeler
         self.classifiers = classifiers
@@ -118,23 +148,31 @@ class PseudoLabelStep(TrainStep):
         self.num_workers = num_workers
         self.seed = seed
         self.device = torch.device(device)
+        self.recluster_period = recluster_period
+        self.transport = transport
+        self.domain_bn = domain_bn
+        self.teacher = teacher
+        self.teacher_classifiers = teacher_classifiers
+        self.source_scale = source_scale
         self.labels = np.full((classifiers.num_heads, len(train_images)), -1, dtype=np.int64)
         self.rounds: List[Dict[str, Any]] = []
         self.target: Optional[BatchStream] = None
 
     def __len__(self) -> int:
-        return max(1, len(self.train_images) // self.batch_size)
+        return max(1, len(self.train_images) // (self.batch_size * dist_rank_and_world_size()[1]))
 
     # ----------------------------------------------------------------- the round
     def pseudo_label_round(self, epoch: int) -> Dict[str, Any]:
         """Cluster the current features, update labels and classifiers; returns the round's
         record (also appended to ``rounds``)."""
         start = time.perf_counter()
-        features = extract_features(self.model, self.feature_loader, self.flip, self.device)[0]
+        features = self._labelling_features()
         results = self.labeler(features)
         self.labels, actions = update_round_labels(results, self.labels, features,
                                                    self.classifiers)
-        record: Dict[str, Any] = {"epoch": epoch + 1, "granularities": []}
+        if self.teacher_classifiers is not None:  # the teacher classifies the new classes too
+            self.teacher_classifiers.load_state_dict(self.classifiers.state_dict())
+        record: Dict[str, Any] = {"epoch": epoch + 1, "round": "cluster", "granularities": []}
         for h, (g, result, action) in enumerate(zip(self.labeler.granularities, results,
                                                     actions)):
             entry: Dict[str, Any] = {
@@ -159,6 +197,44 @@ class PseudoLabelStep(TrainStep):
         self.rounds.append(record)
         return record
 
+    def _labelling_features(self) -> torch.Tensor:
+        """(N, D) features of the target training images from the teacher (or the model)."""
+        model = self.teacher if self.teacher is not None else self.model
+        return extract_features(model, self.feature_loader, self.flip, self.device)[0]
+
+    def transport_round(self, epoch: int) -> Dict[str, Any]:
+        """Re-assign every labelled granularity by label transport over the whole target set
+        (classifier logits of the l2-normalised features); returns the round's record."""
+        start = time.perf_counter()
+        x = F.normalize(self._labelling_features(), dim=1).to(self.device)
+        classifiers = (self.teacher_classifiers if self.teacher_classifiers is not None
+                       else self.classifiers)
+        record: Dict[str, Any] = {"epoch": epoch + 1, "round": "transport", "granularities": []}
+        for h, g in enumerate(self.labeler.granularities):
+            old = self.labels[h]
+            if not (old >= 0).any():
+                continue
+            with torch.no_grad():
+                logits = classifiers(h, x)
+            new, result = transport_epoch_labels(logits, old, self.transport)
+            self.labels[h] = new
+            kept = new[new >= 0]
+            entry: Dict[str, Any] = {
+                "granularity": float(g), "num_clusters": int(len(np.unique(kept))),
+                "num_outliers": int((new < 0).sum()),
+                "changed": float((new != old)[old >= 0].mean()),
+                "iterations": result.iterations, "error": result.error, "notes": result.notes}
+            record["granularities"].append(entry)
+            for note in result.notes:
+                logger.warning("Round %d, granularity %s, transport: %s", epoch + 1, g, note)
+            logger.info("Round %d, granularity %s: transport changed %.1f%% of the labels "
+                        "(%d clusters used, %d iterations, marginal error %.2e)", epoch + 1, g,
+                        100 * entry["changed"], entry["num_clusters"], result.iterations,
+                        result.error)
+        record["seconds"] = time.perf_counter() - start
+        self.rounds.append(record)
+        return record
+
     def _target_loader(self, epoch: int) -> Iterable:
         """PK batches over the sampler granularity's labels, or shuffled batches when they
         cannot fill one (no labels, too few clusters)."""
@@ -169,13 +245,17 @@ class PseudoLabelStep(TrainStep):
         except ValueError as err:
             logger.warning("Round %d: no PK batches over the pseudo-labels (%s); target "
                            "batches are drawn at random this round", epoch + 1, err)
-        sampler = ShuffledBatchSampler(len(self.train_images), self.batch_size, self.seed + epoch)
-        return torch.utils.data.DataLoader(self.train_images, batch_sampler=sampler,
-                                           num_workers=self.num_workers, collate_fn=collate)
+        return build_shuffled_loader(self.train_images, self.batch_size, self.num_workers,
+                                     self.seed + epoch)
 
     # ----------------------------------------------------------------- the step
     def begin_epoch(self, epoch: int) -> None:
-        self.pseudo_label_round(epoch)
+        if epoch % self.recluster_period == 0:
+            self.pseudo_label_round(epoch)
+        else:
+            if self.transport.mode == "epoch":
+                self.transport_round(epoch)
+            self.target = BatchStream(self._target_loader(epoch), self.device)
         if self.source is not None:
             self.source.begin_epoch(epoch)
 
@@ -188,21 +268,23 @@ class PseudoLabelStep(TrainStep):
         ce = []
         for h in range(self.classifiers.num_heads):
             rows = labels[h] >= 0
-            if rows.any():
+            if any_rank(bool(rows.any())):
                 ce.append(over_branches(outputs[self.feature_key], lambda x: cross_entropy_smooth(
                     self.classifiers(h, x[:b][rows]), labels[h][rows], self.ce_epsilon)))
         if ce:
             losses["loss_target_ce"] = self.ce_scale * torch.stack(ce).mean()
         tri_labels = labels[self.triplet_granularity]
-        if source_pids is not None:
-            losses["loss_source_ce"] = over_branches(outputs["logits"], lambda x: (
-                cross_entropy_smooth(x[b:], source_pids, self.ce_epsilon)))
+        if source_pids is not None and self.source_scale > 0:
+            losses["loss_source_ce"] = self.source_scale * over_branches(
+                outputs["logits"], lambda x: cross_entropy_smooth(x[b:], source_pids,
+                                                                  self.ce_epsilon))
             # disjoint label spaces: source ids after every possible target class
             tri_labels = torch.cat([tri_labels, source_pids + self.classifiers.capacity])
         rows = tri_labels >= 0
-        if rows.sum() > 1:
+        n = len(tri_labels)  # without source losses the source rows stay out of the triplet
+        if any_rank(bool(rows.sum() > 1)):
             losses["loss_triplet"] = self.triplet_scale * over_branches(
-                outputs["features"], lambda x: triplet_loss(x[rows], tri_labels[rows],
+                outputs["features"], lambda x: triplet_loss(x[:n][rows], tri_labels[rows],
                                                             self.triplet_margin))
         return losses
 
@@ -224,13 +306,33 @@ class PseudoLabelStep(TrainStep):
         if self.source is None and not (labels >= 0).any():
             return {}
         images, camids, source_pids = batch["images"], batch["camids"], None
+        sections = contextlib.nullcontext()
         if self.source is not None:
             source = self.source.next()
+            if self.domain_bn:
+                sections = domain_sections(model, [("target", len(images)),
+                                                   ("source", len(source["images"]))])
             images = torch.cat([images, source["images"]])
             camids = torch.cat([camids, source["camids"]])
             source_pids = source["pids"]
-        outputs = forward_model(model, {"images": images, "camids": camids})
+        with sections:
+            outputs = forward_model(model, {"images": images, "camids": camids})
+        if self.transport.mode == "batch":
+            labels = self.batch_transport(outputs, labels)
         return self.losses(outputs, labels, source_pids)
+
+    def batch_transport(self, outputs: Dict[str, Any], labels: torch.Tensor) -> torch.Tensor:
+        """Labels (H, B) of the batch's target rows re-assigned by transport among the batch's
+        classes, from the detached logits of the model's first branch."""
+        x = outputs[self.feature_key]
+        x = (x if isinstance(x, torch.Tensor) else x[0])[:labels.shape[1]].detach()
+        refined = labels.clone()
+        for h in range(self.classifiers.num_heads):
+            if (labels[h] >= 0).any():
+                with torch.no_grad():
+                    logits = self.classifiers(h, x)
+                refined[h] = transport_batch_labels(logits, labels[h], self.transport)
+        return refined
 
     def scalars(self) -> Dict[str, float]:
         """The last round's cluster counts, per granularity index."""
@@ -259,38 +361,32 @@ class PseudoLabelStep(TrainStep):
 
 class FreshClassifierStateHook(HookBase):
     """Drops the optimiser state (momenta, Adam moments) of the pseudo-label classifiers
-    before each round: row k is a new class after re-clustering."""
+    before each re-clustering (every ``period`` epochs): row k is a new class afterwards."""
 
-    def __init__(self, classifiers: PseudoClassifiers) -> None:
+    def __init__(self, classifiers: PseudoClassifiers, period: int = 1) -> None:
         self.classifiers = classifiers
+        self.period = period
 
     def before_epoch(self) -> None:
+        if self.trainer.epoch % self.period:
+            return
         for param in self.classifiers.parameters():
             self.trainer.optimizer.state.pop(param, None)
 
 
-class RoundTensorBoardHook(HookBase):
+class RoundTensorBoardHook(WriterHook):
     """Writes each round's cluster counts to TensorBoard, one point per epoch:
     ``pseudo_labels/g<index>_<key>`` (e.g. ``pseudo_labels/g0_num_clusters``)."""
 
     def __init__(self, step: PseudoLabelStep, log_dir: str) -> None:
+        super().__init__(log_dir, filename_suffix=".pseudo_labels")
         self.step = step
-        self.log_dir = log_dir
-        self.writer = None
-
-    def before_train(self) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(log_dir=self.log_dir, filename_suffix=".pseudo_labels")
 
     def after_epoch(self) -> None:
         for name, value in self.step.scalars().items():
             self.writer.add_scalar(f"pseudo_labels/{name.replace('pseudo', 'g', 1)}", value,
                                    self.trainer.epoch + 1)
         self.writer.flush()
-
-    def after_train(self) -> None:
-        self.writer.close()
 
 
 def retrieval_dim(model: nn.Module, loader: Iterable, device: torch.device) -> int:
@@ -310,7 +406,10 @@ class ClusterAdaptation(AdaptMethod):
     def __init__(self, labeler: PseudoLabeler, granularity_index: int = 0,
                  ce_epsilon: float = 0.1, ce_scale: float = 1.0, triplet_margin: float = 0.3,
                  triplet_scale: float = 1.0, num_instances: int = 4, cls_scale: float = 0.0,
-                 mixture: bool = False, source_batch_size: int = 0) -> None:
+                 mixture: bool = False, source_batch_size: int = 0, recluster_period: int = 1,
+                 transport: TransportOptions = TransportOptions(), domain_bn: bool = False,
+                 mean_teacher: bool = False, teacher_momentum: float = 0.999,
+                 teacher_ramp: bool = True, source_scale: float = 1.0) -> None:
         if not 0 <= granularity_index < len(labeler.granularities):
             raise ValueError(f"ADAPT.MLT.TRIPLET_GRANULARITY={granularity_index} is not an index "
                              f"of the granularities {labeler.granularities}")
@@ -326,6 +425,16 @@ class ClusterAdaptation(AdaptMethod):
         self.cls_scale = cls_scale
         self.mixture = mixture
         self.source_batch_size = source_batch_size
+        if domain_bn and not mixture:
+            raise ValueError("ADAPT.MLT.DSBN needs ADAPT.MLT.MIXTURE True (source and target "
+                             "images in one forward pass)")
+        self.recluster_period = recluster_period
+        self.transport = transport
+        self.domain_bn = domain_bn
+        self.use_mean_teacher = mean_teacher
+        self.teacher_momentum, self.teacher_ramp = teacher_momentum, teacher_ramp
+        self.source_scale = source_scale
+        self.teacher: Optional[MeanTeacher] = None
         self.step: Optional[PseudoLabelStep] = None
 
     @classmethod
@@ -333,7 +442,17 @@ class ClusterAdaptation(AdaptMethod):
         m = adapt.MLT
         return cls(PseudoLabeler.from_config(adapt.CLUSTER), m.TRIPLET_GRANULARITY,
                    m.CE_EPSILON, m.CE_SCALE, m.TRIPLET_MARGIN, m.TRIPLET_SCALE, m.NUM_INSTANCES,
-                   m.CLS_SCALE, m.MIXTURE, m.SOURCE_IMS_PER_BATCH)
+                   m.CLS_SCALE, m.MIXTURE, m.SOURCE_IMS_PER_BATCH, m.RECLUSTER_PERIOD,
+                   TransportOptions.from_config(m), m.DSBN, m.MEAN_TEACHER, m.TEACHER_MOMENTUM,
+                   m.TEACHER_RAMP, m.SOURCE_SCALE)
+
+    def prepare_model(self, model: nn.Module) -> None:
+        """With DSBN, every BatchNorm gets a target (main, exported) and a source set; the
+        source sets are training-only modules."""
+        if self.domain_bn:
+            count = convert_domain_batchnorm(model, "target", ("source",))
+            self.training_modules = (*type(self).training_modules, *other_domain_modules(model))
+            logger.info("DSBN: %d BatchNorm layers now keep target and source statistics", count)
 
     def build_step(self, ctx: AdaptContext) -> PseudoLabelStep:
         """The step; its classifiers join the model (``model.pseudo_classifiers``) so that the
@@ -343,30 +462,45 @@ class ClusterAdaptation(AdaptMethod):
             raise ValueError(f"MODEL.HEADS.NECK_FEAT must be one of {sorted(FEATURE_KEYS)}, "
                              f"got {s.neck_feat!r}")
         feature_loader = DataLoader(ctx.target.dataset(s.test_transform),
-                                    batch_size=s.test_batch_size, shuffle=False,
+                                    batch_size=s.test_batch_size,
+                                    sampler=ShardSampler(len(ctx.target)),
                                     num_workers=s.num_workers, collate_fn=collate)
         dim = retrieval_dim(ctx.model, feature_loader, ctx.device)
         classifiers = PseudoClassifiers(len(self.labeler.granularities), len(ctx.target),
                                         dim, self.cls_scale).to(ctx.device)
         ctx.model.add_module(self.training_modules[0], classifiers)
+        teacher = teacher_classifiers = None
+        if self.use_mean_teacher:  # a copy of the model with its classifiers
+            self.teacher = MeanTeacher(ctx.model, self.teacher_momentum, self.teacher_ramp)
+            teacher = self.teacher.teacher
+            teacher_classifiers = teacher.get_submodule(self.training_modules[0])
+        batch_size = per_rank_batch_size(s.batch_size, "ADAPT.SOLVER.IMS_PER_BATCH")
         source_loader = None
         if self.mixture:
+            source_batch_size = (per_rank_batch_size(self.source_batch_size,
+                                                     "ADAPT.MLT.SOURCE_IMS_PER_BATCH")
+                                 if self.source_batch_size else batch_size)
             source_loader = build_batch_loader(
-                ctx.source.dataset(s.train_transform), ctx.source.pids,
-                self.source_batch_size or s.batch_size, self.num_instances, s.num_workers,
-                s.seed)
+                ctx.source.dataset(s.train_transform), ctx.source.pids, source_batch_size,
+                self.num_instances, s.num_workers, s.seed)
         self.step = PseudoLabelStep(
             ctx.model, self.labeler, classifiers, ctx.target.dataset(s.train_transform),
-            feature_loader, s.batch_size, self.num_instances, FEATURE_KEYS[s.neck_feat],
+            feature_loader, batch_size, self.num_instances, FEATURE_KEYS[s.neck_feat],
             self.granularity_index, self.ce_epsilon, self.ce_scale, self.triplet_margin,
-            self.triplet_scale, source_loader, s.flip, s.num_workers, s.seed, ctx.device)
+            self.triplet_scale, source_loader, s.flip, s.num_workers, s.seed, ctx.device,
+            self.recluster_period, self.transport, self.domain_bn, teacher, teacher_classifiers,
+            self.source_scale)
         return self.step
 
     def hooks(self, ctx: AdaptContext) -> List[HookBase]:
         if self.step is None:
             raise RuntimeError("hooks() needs build_step() first")
-        return [FreshClassifierStateHook(self.step.classifiers),
-                RoundTensorBoardHook(self.step, str(ctx.output_dir))]
+        hooks: List[HookBase] = [FreshClassifierStateHook(self.step.classifiers,
+                                                          self.recluster_period),
+                                 RoundTensorBoardHook(self.step, str(ctx.output_dir))]
+        if self.teacher is not None:
+            hooks.append(MeanTeacherHook(self.teacher))
+        return hooks
 
     def pseudo_labels(self) -> Optional[np.ndarray]:
         return None if self.step is None else self.step.labels.copy()
@@ -377,6 +511,6 @@ class ClusterAdaptation(AdaptMethod):
         without any update (nothing to train on)."""
         rounds = self.step.rounds if self.step is not None else []
         return {"rounds": rounds,
-                "degenerate_rounds": sum(any(g["degenerate"] for g in r["granularities"])
+                "degenerate_rounds": sum(any(g.get("degenerate") for g in r["granularities"])
                                          for r in rounds),
                 "idle_rounds": sum(bool(r.get("idle")) for r in rounds)}

@@ -9,16 +9,16 @@ import torch
 from torch import nn
 
 from uda_reid.adapt.base import AdaptContext, AdaptMethod, StageSettings
-from uda_reid.adapt.camstyle_data import build_shuffled_loader
-from uda_reid.adapt.freeze import FrozenNormsHook, freeze_modules
 from uda_reid.adapt.guard import SourceImages
 from uda_reid.adapt.invariance import invariance_loss, use_neighbors
 from uda_reid.adapt.memory import ExemplarMemory, momentum_schedule
 from uda_reid.adapt.registry import METHODS
-from uda_reid.data.loaders import build_batch_loader, per_rank_batch_size
+from uda_reid.data.loaders import build_batch_loader, build_shuffled_loader, per_rank_batch_size
+from uda_reid.engine.freeze import FrozenNormsHook, freeze_modules
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
 from uda_reid.models.backbones.vit import side_info_domain
+from uda_reid.utils.distributed import batch_mean
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ def _global(value):
 
 def cross_entropy_on_logits(outputs: Dict[str, torch.Tensor], pids: torch.Tensor) -> torch.Tensor:
     """ECN's source loss: plain cross-entropy of the source classifier."""
-    return nn.functional.cross_entropy(_global(outputs["logits"]), pids)
+    return batch_mean(nn.functional.cross_entropy(_global(outputs["logits"]), pids,
+                                                  reduction="none"))
 
 
 class ECNObjective(nn.Module):
@@ -143,8 +144,8 @@ def build_source_loader(source: SourceImages, settings: StageSettings,
     shuffled (``"random"``, the original's) or identity-balanced (``"pk"``)."""
     dataset = source.dataset(settings.train_transform)
     if sampler == "random":
-        return build_shuffled_loader(dataset, settings.batch_size, settings.num_workers,
-                                     settings.seed)
+        return build_shuffled_loader(dataset, per_rank_batch_size(settings.batch_size),
+                                     settings.num_workers, settings.seed)
     if sampler == "pk":
         return build_batch_loader(dataset, source.pids, per_rank_batch_size(settings.batch_size),
                                   settings.num_instances, settings.num_workers, settings.seed)
@@ -211,8 +212,10 @@ class ECN(AdaptMethod):
                            "the target images are used in their own camera style only")
         s = ctx.settings
         target = ctx.target.dataset(s.train_transform, camstyle=self.camstyle)
-        target_loader = build_shuffled_loader(target, self.target_batch_size or s.batch_size,
-                                              s.num_workers, s.seed)
+        batch_size = (per_rank_batch_size(self.target_batch_size,
+                                          "ADAPT.ECN.TARGET_IMS_PER_BATCH")
+                      if self.target_batch_size else per_rank_batch_size(s.batch_size))
+        target_loader = build_shuffled_loader(target, batch_size, s.num_workers, s.seed)
         objective = ECNObjective(ExemplarMemory(len(ctx.target), embedding_dim),
                                  self.source_loss_fn(s), self.lam, self.temperature, self.knn,
                                  self.neighbor_start_epoch, self.momentum_per_epoch)

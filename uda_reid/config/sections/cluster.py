@@ -24,5 +24,8 @@ class ClusterConfig:
     NUM_CLUSTERS: Tuple[int, ...] = (500,)  # kmeans, one value per granularity
     KMEANS_ITERS: int = 20
     KMEANS_REDO: int = 1  # k-means++-seeded runs, the best objective is kept
+    # True: spherical k-means (unit-norm centroids, cosine assignment); False: plain k-means
+    # on the l2-normalised features (faiss.Kmeans as UDAStrongBaseline's sbs_trainkmeans.py)
+    KMEANS_SPHERICAL: bool = True
     SEED: int = 0  # kmeans initialisation
     OUTLIERS: str = "drop"  # drop | singleton

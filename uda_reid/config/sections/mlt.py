@@ -25,3 +25,30 @@ class MLTConfig:
     # the model's own source classifier and the triplet train on it.
     MIXTURE: bool = False
     SOURCE_IMS_PER_BATCH: int = 0  # 0: ADAPT.SOLVER.IMS_PER_BATCH
+    # Weight of the source CE of the mixture; 0: the source rows only pass through the model
+    # (e.g. to train the source BatchNorm of DSBN), no source loss, not in the triplet.
+    SOURCE_SCALE: float = 1.0
+    # Re-cluster at the start of every RECLUSTER_PERIOD-th epoch (1: every epoch). Between
+    # re-clusterings the labels stay, or are refined by the label transport.
+    RECLUSTER_PERIOD: int = 1
+    # Label transport (Sinkhorn-Knopp, uda_reid/adapt/transport.py): "none"; "epoch": at the
+    # start of every epoch that does not re-cluster, each granularity's labels become the
+    # balanced assignment of the classifier's predictions over the whole target set (the
+    # published schedule); "batch": within every batch, among the batch's own classes with
+    # their batch counts as marginals, from the student's detached logits.
+    TRANSPORT: str = "none"
+    TRANSPORT_EPSILON: float = 0.04  # kernel exp(logits / epsilon); published lambda 25 = 1/0.04
+    TRANSPORT_ITERS: int = 1000  # at most this many Sinkhorn iterations
+    TRANSPORT_TOL: float = 1e-3  # stop once every cluster's mass is within this relative error
+    # Per-epoch target cluster masses: "equal" (equipartition, published) or "sizes" (the
+    # current cluster sizes).
+    TRANSPORT_MARGINALS: str = "equal"
+    # Domain-specific BatchNorm (needs MIXTURE): source and target rows of the mixed batch
+    # normalised with their own statistics and affine parameters; the target's are evaluated
+    # and exported.
+    DSBN: bool = False
+    # Mean teacher: EMA of the model's weights and buffers after every step; pseudo-labels,
+    # transport, evaluation and checkpoints use the teacher.
+    MEAN_TEACHER: bool = False
+    TEACHER_MOMENTUM: float = 0.999
+    TEACHER_RAMP: bool = True  # alpha = min(1 - 1 / (step + 1), momentum) (UDAStrongBaseline)

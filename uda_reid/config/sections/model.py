@@ -38,6 +38,7 @@ class HeadsConfig:
     SCALE: float = 1.0
     MARGIN: float = 0.0
     NUM_CLASSES: int = 0  # 0: taken from the training data
+    DROPOUT: float = 0.5  # ecn head: dropout of its source and target branches
 
 
 @section
@@ -73,6 +74,9 @@ class LossesConfig:
 class ModelConfig:
     DEVICE: str = "auto"  # auto | cpu | cuda | cuda:N
     WEIGHTS: str = ""
+    # under torch.distributed: every BatchNorm (backbone and neck) normalises over the global
+    # batch (all processes' images); no effect in one process
+    SYNC_BN: bool = False
     BACKBONE: BackboneConfig = field(default_factory=BackboneConfig)
     POOLING: PoolingConfig = field(default_factory=PoolingConfig)
     HEADS: HeadsConfig = field(default_factory=HeadsConfig)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from uda_reid.utils.errors import UserError
 
 Sample = Tuple[str, int, int, int]  # (image path, person id, camera id (0-based), index)
 # (query indexes, gallery indexes) into ``query + gallery``: one evaluation of a test protocol
@@ -16,7 +17,7 @@ SYNTHETIC_HINT = ("No real dataset is needed to try uda-reid: the synthetic doma
                   "'synth-market' and 'synth-duke' generate themselves under DATASETS.ROOT.")
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(UserError, FileNotFoundError):
     """A dataset folder, list file or file name does not match the expected layout."""
 
 

@@ -30,6 +30,7 @@ from PIL import Image
 from uda_reid.data.synthetic.domains import DOMAINS, SCALES, DomainSpec, ScaleSpec
 from uda_reid.data.synthetic.render import render_image, sample_identity
 from uda_reid.utils.atomic import atomic_write_json
+from uda_reid.utils.errors import UnknownNameError
 
 logger = logging.getLogger(__name__)
 
@@ -181,10 +182,10 @@ def ensure_domain(root: str | Path, name: str, scale: str = "default", seed: int
     also by content when ``verify_checksums``.
     """
     if name not in DOMAINS:
-        raise KeyError(f"Unknown synthetic domain '{name}'; known: {', '.join(DOMAINS)}")
+        raise UnknownNameError(f"Unknown synthetic domain '{name}'; known: {', '.join(DOMAINS)}")
     if scale not in SCALES:
-        raise KeyError(f"Unknown synthetic scale '{scale}' (DATASETS.SYNTH_SCALE); "
-                       f"known: {', '.join(SCALES)}")
+        raise UnknownNameError(f"Unknown synthetic scale '{scale}' (DATASETS.SYNTH_SCALE); "
+                               f"known: {', '.join(SCALES)}")
     folder = domain_folder(root, name, scale, seed)
     if manifest_ok(folder, verify_checksums):
         return folder

@@ -6,6 +6,7 @@ from typing import Optional
 from torch import nn
 
 from uda_reid.models.weight_names import pretrained_file
+from uda_reid.models.sync_batchnorm import convert_sync_batchnorm
 from uda_reid.models.weights import load_pretrained
 
 NORMS = ("bn", "syncbn")
@@ -17,7 +18,7 @@ def convert_norm(module: nn.Module, norm: str) -> nn.Module:
     key = norm.lower()
     if key not in NORMS:
         raise ValueError(f"MODEL.BACKBONE.NORM must be 'BN' or 'syncBN', got {norm!r}")
-    return nn.SyncBatchNorm.convert_sync_batchnorm(module) if key == "syncbn" else module
+    return convert_sync_batchnorm(module) if key == "syncbn" else module
 
 
 def finish_backbone(model: nn.Module, opts, weights_into: Optional[nn.Module] = None

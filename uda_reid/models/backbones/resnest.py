@@ -15,6 +15,7 @@ from torch import nn
 
 from uda_reid.models.backbones._common import finish_backbone
 from uda_reid.models.registry import BACKBONES
+from uda_reid.utils.errors import UnknownNameError
 
 TIMM_NAMES = {"resnest50": "resnest50d", "resnest101": "resnest101e",
               "resnest200": "resnest200e", "resnest269": "resnest269e"}
@@ -26,7 +27,7 @@ class ResNeStBackbone(nn.Module):
     def __init__(self, name: str = "resnest50", last_stride: int = 1) -> None:
         super().__init__()
         if name not in TIMM_NAMES:
-            raise KeyError(f"Unknown ResNeSt '{name}'; known: {', '.join(TIMM_NAMES)}")
+            raise UnknownNameError(f"Unknown ResNeSt '{name}'; known: {', '.join(TIMM_NAMES)}")
         if last_stride not in (1, 2):
             raise ValueError(f"MODEL.BACKBONE.LAST_STRIDE must be 1 or 2, got {last_stride}")
         self.net = timm.create_model(TIMM_NAMES[name], pretrained=False, num_classes=0,

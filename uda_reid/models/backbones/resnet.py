@@ -15,6 +15,7 @@ from torch import nn
 from uda_reid.models.backbones._common import finish_backbone
 from uda_reid.models.layers import IBN, NonLocalBlock
 from uda_reid.models.registry import BACKBONES
+from uda_reid.utils.errors import UnknownNameError
 
 ARCHS: Dict[str, Callable[..., nn.Module]] = {
     "resnet18": torchvision.models.resnet18, "resnet34": torchvision.models.resnet34,
@@ -69,7 +70,7 @@ class ResNetBackbone(nn.Module):
                  with_nl: bool = False) -> None:
         super().__init__()
         if arch not in ARCHS:
-            raise KeyError(f"Unknown ResNet arch '{arch}'; known: {', '.join(ARCHS)}")
+            raise UnknownNameError(f"Unknown ResNet arch '{arch}'; known: {', '.join(ARCHS)}")
         net = ARCHS[arch](weights=None)
         set_last_stride(net.layer4, last_stride)
         if with_ibn:

@@ -21,6 +21,7 @@ from uda_reid.models.backbones.vit_layers import (OverlappingPatchEmbed, SideInf
 from uda_reid.models.registry import BACKBONES
 from uda_reid.models.weight_names import pretrained_file
 from uda_reid.models.weights import LoadReport, load_state_dict_report, read_state_dict
+from uda_reid.utils.errors import UnknownNameError
 
 if TYPE_CHECKING:
     from uda_reid.config import Config
@@ -203,7 +204,7 @@ VIT_SPECS: Dict[str, ViTSpec] = {
 def build_vit(name: str, **kwargs: object) -> VisionTransformerReID:
     """The registered variant ``name`` (patch size 16) with the given TransReID options."""
     if name not in VIT_SPECS:
-        raise KeyError(f"No ViT variant '{name}'; known: {', '.join(VIT_SPECS)}")
+        raise UnknownNameError(f"No ViT variant '{name}'; known: {', '.join(VIT_SPECS)}")
     spec = VIT_SPECS[name]
     return VisionTransformerReID(embed_dim=spec.embed_dim, depth=spec.depth,
                                  num_heads=spec.num_heads, **kwargs)

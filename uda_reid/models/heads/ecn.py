@@ -67,8 +67,9 @@ class ECNHead(nn.Module):
 
 @HEADS.register("ecn", aliases=("ecnhead",))
 def build_ecn_head(cfg, in_channels: int, num_classes: int) -> ECNHead:
-    """``MODEL.HEADS.EMBEDDING_DIM`` (0: the original's 4096) and ``NECK_FEAT`` (retrieval
-    feature: ``before`` = pool5 as the original, ``after`` = the normalised BN output)."""
+    """``MODEL.HEADS.EMBEDDING_DIM`` (0: the original's 4096), ``DROPOUT`` and ``NECK_FEAT``
+    (retrieval feature: ``before`` = pool5 as the original, ``after`` = the normalised BN
+    output)."""
     heads = cfg.MODEL.HEADS
-    return ECNHead(in_channels, num_classes, heads.EMBEDDING_DIM or 4096,
-                   eval_feature=heads.NECK_FEAT)
+    return ECNHead(in_channels, num_classes, heads.EMBEDDING_DIM or 4096, heads.DROPOUT,
+                   heads.NECK_FEAT)

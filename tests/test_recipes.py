@@ -1,0 +1,43 @@
+"""Recipe folder lookup: the checkout's configs/, an explicit UDA_REID_CONFIGS, a clear error."""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from uda_reid import recipes
+from uda_reid.adapt.pipeline import default_config_file
+from uda_reid.engine.defaults import run_tool
+from uda_reid.recipes import RecipeFolderError, recipe_dir
+from uda_reid.reproduce.references import load_references
+
+CHECKOUT = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_the_checkout_configs_folder_is_the_default(monkeypatch):
+    monkeypatch.delenv(recipes.ENV_VAR, raising=False)
+    assert recipe_dir() == CHECKOUT
+
+
+def test_an_explicit_folder_is_used_for_method_recipes_and_references(tmp_path, monkeypatch):
+    (tmp_path / "ecn").mkdir()
+    (tmp_path / "ecn" / "market2duke.yml").write_text("SEED: 7\n")
+    (tmp_path / "reproduce").mkdir()
+    shutil.copy(CHECKOUT / "reproduce" / "references.yml", tmp_path / "reproduce")
+    monkeypatch.setenv(recipes.ENV_VAR, str(tmp_path))
+    assert default_config_file("market", "duke", "ecn") == tmp_path / "ecn" / "market2duke.yml"
+    assert default_config_file("market", "duke", "mlt") is None  # no recipe for the method
+    assert load_references() == load_references(CHECKOUT / "reproduce" / "references.yml")
+
+
+def test_a_missing_recipe_folder_is_an_error_not_the_defaults(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(recipes.ENV_VAR, raising=False)
+    monkeypatch.setattr(recipes, "CHECKOUT_CONFIGS", tmp_path / "site-packages" / "configs")
+    with pytest.raises(RecipeFolderError, match="No recipe folder.*UDA_REID_CONFIGS"):
+        default_config_file("market", "duke", "ecn")
+    with pytest.raises(RecipeFolderError):
+        load_references()
+    assert run_tool(lambda: default_config_file("market", "duke", "ecn")) == 2
+    assert capsys.readouterr().err.startswith("error: No recipe folder: ")
+    monkeypatch.setenv(recipes.ENV_VAR, str(tmp_path / "nowhere"))
+    with pytest.raises(RecipeFolderError, match=r"UDA_REID_CONFIGS=.*nowhere: no such folder"):
+        recipe_dir()
