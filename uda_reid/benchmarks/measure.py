@@ -81,6 +81,14 @@ def format_floor(name: str, ours: Measurement, floor: Measurement, floor_name: s
             f"(CPU x{ours.cpu_seconds / max(floor.cpu_seconds, 1e-9):5.2f})")
 
 
+def memory_ratio(reference_bytes: int, ours_bytes: int, floor: int = 2**20) -> str:
+    """``x<ratio>`` of two peak allocations, or ``-`` when ours stays under ``floor`` bytes (a
+    ratio against a near-zero peak says nothing)."""
+    if ours_bytes < floor:
+        return "-"
+    return f"x{reference_bytes / ours_bytes:6.1f}"
+
+
 def format_row(name: str, ours: Measurement, reference: Measurement | None) -> str:
     """One printed line: time and memory of ours, and ratios against the reference."""
     line = f"{name:<28s} ours {ours.seconds:8.3f} s {ours.peak_bytes / 2**30:7.3f} GiB"
@@ -89,6 +97,6 @@ def format_row(name: str, ours: Measurement, reference: Measurement | None) -> s
             f" | reference {reference.seconds:8.3f} s {reference.peak_bytes / 2**30:7.3f} GiB"
             f" | speed-up x{reference.seconds / max(ours.seconds, 1e-9):6.1f}"
             f" (CPU x{reference.cpu_seconds / max(ours.cpu_seconds, 1e-9):6.1f})"
-            f" memory x{reference.peak_bytes / max(ours.peak_bytes, 1):6.1f}"
+            f" memory {memory_ratio(reference.peak_bytes, ours.peak_bytes)}"
         )
     return line
