@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from uda_reid.adapt.methods.cluster import PseudoLabelStep
+from tiny_runs import tiny_stage1
 
 # loaded from its file: putting tools/ on sys.path would shadow the camstyle package with
 # tools/camstyle.py for every test collected afterwards
@@ -26,11 +27,7 @@ QUALITY = {"nmi", "ari", "pairwise_precision", "pairwise_recall", "pairwise_f", 
 def run_tool(data_root, out, method, *extra):
     argv = ["--source", "synth-market", "--target", TARGET, "--method", method,
             "--output-dir", str(out),
-            "DATASETS.ROOT", str(data_root), "DATASETS.SYNTH_SCALE", "tiny",
-            "ADAPT.SOURCE_CACHE", str(Path(data_root) / "source_models"), "MODEL.DEVICE", "cpu",
-            "INPUT.SIZE_TRAIN", "(32, 16)", "INPUT.SIZE_TEST", "(32, 16)",
-            "MODEL.HEADS.EMBEDDING_DIM", "32", "DATALOADER.NUM_WORKERS", "0",
-            "SOLVER.IMS_PER_BATCH", "16", "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "2",
+            *tiny_stage1(data_root, Path(data_root) / "source_models"),
             "ADAPT.SOLVER.IMS_PER_BATCH", "8", "ADAPT.SOLVER.MAX_EPOCH", "2",
             "ADAPT.SOLVER.ITERS_PER_EPOCH", "2", "ADAPT.SOLVER.STEPS", "[1]",
             "ADAPT.MLT.NUM_INSTANCES", "2", "ADAPT.MLT.SOURCE_IMS_PER_BATCH", "8",

@@ -12,6 +12,7 @@ from uda_reid.adapt.camstyle_data import CamStyleMissingError
 from uda_reid.adapt.methods.ecn import ECNStep
 from uda_reid.adapt.pipeline import build_adapt_config, run_adaptation, source_cache_dir
 from uda_reid.data.datasets import build_dataset
+from tiny_runs import tiny_stage1
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ecn" / "synth-market2synth-duke.yml"
 TARGET = "synth-duke"
@@ -28,11 +29,7 @@ def data_root(tmp_path_factory):
 def tiny_config(data_root, out, method="ecn", *extra):
     return build_adapt_config(
         "synth-market", TARGET, method, str(CONFIG), str(out),
-        ["DATASETS.ROOT", str(data_root), "DATASETS.SYNTH_SCALE", "tiny",
-         "ADAPT.SOURCE_CACHE", str(Path(data_root) / "source_models"), "MODEL.DEVICE", "cpu",
-         "INPUT.SIZE_TRAIN", "(32, 16)", "INPUT.SIZE_TEST", "(32, 16)",
-         "MODEL.HEADS.EMBEDDING_DIM", "32", "DATALOADER.NUM_WORKERS", "0",
-         "SOLVER.IMS_PER_BATCH", "16", "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "2",
+        [*tiny_stage1(data_root, Path(data_root) / "source_models"),
          "ADAPT.SOLVER.IMS_PER_BATCH", "16", "ADAPT.SOLVER.MAX_EPOCH", "2",
          "ADAPT.SOLVER.ITERS_PER_EPOCH", "2", "ADAPT.SOLVER.STEPS", "[1]",
          "ADAPT.SOLVER.CHECKPOINT_PERIOD", "1", "ADAPT.ECN.TARGET_IMS_PER_BATCH", "16",

@@ -24,6 +24,7 @@ from uda_reid.config.root import Config
 from uda_reid.data.datasets import build_dataset
 from uda_reid.data.loaders import collate
 from uda_reid.engine.hooks import HookBase
+from tiny_runs import tiny_stage1
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ecn" / "synth-market2synth-duke.yml"
 SOURCE, TARGET = "synth-market", "synth-duke"
@@ -126,11 +127,7 @@ def thief_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     cfg = build_adapt_config(
         SOURCE, TARGET, "identity-thief", str(CONFIG), str(out / "adapt"),
-        ["DATASETS.ROOT", str(root), "DATASETS.SYNTH_SCALE", "tiny",
-         "ADAPT.SOURCE_CACHE", str(out / "source_models"), "MODEL.DEVICE", "cpu",
-         "INPUT.SIZE_TRAIN", "(32, 16)", "INPUT.SIZE_TEST", "(32, 16)",
-         "MODEL.HEADS.EMBEDDING_DIM", "32", "DATALOADER.NUM_WORKERS", "0",
-         "SOLVER.IMS_PER_BATCH", "16", "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "2",
+        [*tiny_stage1(root, out / "source_models"),
          "ADAPT.SOLVER.IMS_PER_BATCH", "16", "ADAPT.SOLVER.MAX_EPOCH", "2",
          "ADAPT.SOLVER.ITERS_PER_EPOCH", "1", "ADAPT.ECN.TARGET_IMS_PER_BATCH", "16",
          "ADAPT.ECN.CAMSTYLE", "True", "TEST.EVAL_PERIOD", "2"])

@@ -19,6 +19,7 @@ from uda_reid.adapt.guard import slot_order
 from uda_reid.adapt.methods.cluster_contrast import ClusterContrast, ClusterContrastStep
 from uda_reid.data.datasets import build_dataset
 from uda_reid.data.loaders import collate
+from tiny_runs import tiny_stage1
 
 _spec = importlib.util.spec_from_file_location(
     "adapt_tool_cc", Path(__file__).resolve().parents[1] / "tools" / "adapt.py")
@@ -96,11 +97,7 @@ def test_memory_initialises_updates_and_checkpoints_with_a_new_cluster_count():
 def run_tool(data_root, cache, out, *extra):
     argv = ["--source", "synth-market", "--target", TARGET, "--method", "cluster_contrast",
             "--output-dir", str(out),
-            "DATASETS.ROOT", str(data_root), "DATASETS.SYNTH_SCALE", "tiny",
-            "ADAPT.SOURCE_CACHE", str(cache), "MODEL.DEVICE", "cpu",
-            "INPUT.SIZE_TRAIN", "(32, 16)", "INPUT.SIZE_TEST", "(32, 16)",
-            "MODEL.HEADS.EMBEDDING_DIM", "32", "DATALOADER.NUM_WORKERS", "0",
-            "SOLVER.IMS_PER_BATCH", "16", "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "2",
+            *tiny_stage1(data_root, cache),
             "ADAPT.SOLVER.OPT", "Adam", "ADAPT.SOLVER.BASE_LR", "3.5e-4",
             "ADAPT.SOLVER.IMS_PER_BATCH", "8", "ADAPT.SOLVER.MAX_EPOCH", "2",
             "ADAPT.SOLVER.ITERS_PER_EPOCH", "2", "ADAPT.SOLVER.STEPS", "[1]",

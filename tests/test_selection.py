@@ -13,6 +13,7 @@ from uda_reid.config import ConfigError, get_default_config
 from uda_reid.reproduce.selection import best_rows, require_development, sweep_clustering
 
 from tool_loading import load_tool
+from tiny_runs import tiny_stage1
 
 select_tool = load_tool("select_cluster")
 
@@ -98,11 +99,7 @@ def test_tool_refuses_the_reporting_draw_before_any_work(tmp_path, capsys):
 def test_tool_scores_match_the_cluster_methods_first_round(tmp_path):
     out = tmp_path / "select"
     argv = ["--k1", "6", "--eps", "0.4,0.6", "--adapt-top", "1", "--output-dir", str(out),
-            "DATASETS.ROOT", str(tmp_path / "data"), "DATASETS.SYNTH_SCALE", "tiny",
-            "ADAPT.SOURCE_CACHE", str(tmp_path / "source_models"), "MODEL.DEVICE", "cpu",
-            "INPUT.SIZE_TRAIN", "(32, 16)", "INPUT.SIZE_TEST", "(32, 16)",
-            "MODEL.HEADS.EMBEDDING_DIM", "32", "DATALOADER.NUM_WORKERS", "0",
-            "SOLVER.IMS_PER_BATCH", "16", "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "2",
+            *tiny_stage1(tmp_path / "data", tmp_path / "source_models"),
             "ADAPT.SOLVER.IMS_PER_BATCH", "8", "ADAPT.SOLVER.MAX_EPOCH", "1",
             "ADAPT.SOLVER.ITERS_PER_EPOCH", "1", "ADAPT.SOLVER.STEPS", "[1]",
             "ADAPT.MLT.NUM_INSTANCES", "2", "ADAPT.CLUSTER.K2", "2",
