@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import field
 
 from uda_reid.config.schema import section
-from uda_reid.config.sections.adapt import AdaptConfig
+from uda_reid.config.sections.adapt import AdaptConfig, adapt_config
 from uda_reid.config.sections.camstyle import CamStyleConfig
 from uda_reid.config.sections.data import DataloaderConfig, DatasetsConfig, InputConfig
 from uda_reid.config.sections.model import ModelConfig
@@ -20,7 +20,7 @@ class Config:
     DATALOADER: DataloaderConfig = field(default_factory=DataloaderConfig)
     SOLVER: SolverConfig = field(default_factory=SolverConfig)
     TEST: TestConfig = field(default_factory=TestConfig)
-    ADAPT: AdaptConfig = field(default_factory=AdaptConfig)
+    ADAPT: AdaptConfig = field(default_factory=adapt_config)
     CAMSTYLE: CamStyleConfig = field(default_factory=CamStyleConfig)
     OUTPUT_DIR: str = "output"
     SEED: int = 0

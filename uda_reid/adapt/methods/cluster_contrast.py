@@ -21,12 +21,22 @@ from uda_reid.adapt.cluster_memory import ClusterMemory
 from uda_reid.adapt.methods.cluster import FEATURE_KEYS, target_feature_loader
 from uda_reid.adapt.pseudo_labels import PseudoLabeler, cluster_centroids
 from uda_reid.adapt.registry import METHODS
+from uda_reid.config.sections.adapt import method_options
 from uda_reid.data.loaders import build_batch_loader, per_rank_batch_size
 from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.losses.computer import over_branches
 
 logger = logging.getLogger(__name__)
+
+
+@method_options("CC")
+class ClusterContrastConfig:
+    # Cluster Contrast (alibaba/cluster-contrast-reid); clustering is ADAPT.CLUSTER's.
+    TEMPERATURE: float = 0.05  # examples/cluster_contrast_train_usl.py --temp
+    MOMENTUM: float = 0.1  # centroid momentum (README.md commands; the script's default is 0.2)
+    MODE: str = "mean"  # mean (cm.py CM) | hardest (cm.py CM_Hard, --use-hard)
+    NUM_INSTANCES: int = 16  # images per pseudo-identity in a PK batch (README.md commands)
 
 
 class ClusterContrastStep(TrainStep):

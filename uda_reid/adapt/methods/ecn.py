@@ -13,6 +13,7 @@ from uda_reid.adapt.guard import SourceImages
 from uda_reid.adapt.invariance import invariance_loss, use_neighbors
 from uda_reid.adapt.memory import ExemplarMemory, momentum_schedule
 from uda_reid.adapt.registry import METHODS
+from uda_reid.config.sections.adapt import method_options
 from uda_reid.data.loaders import build_batch_loader, build_shuffled_loader, per_rank_batch_size
 from uda_reid.engine.freeze import FrozenNormsHook, freeze_modules
 from uda_reid.engine.hooks import HookBase
@@ -21,6 +22,27 @@ from uda_reid.models.backbones.vit import side_info_domain
 from uda_reid.utils.distributed import batch_mean
 
 logger = logging.getLogger(__name__)
+
+
+@method_options("ECN")
+class ECNConfig:
+    # Defaults from zhunzhong07/ECN main.py / reid/loss/invariance.py / reid/trainers.py.
+    LAMBDA: float = 0.3  # (1-lambda)*L_source + lambda*L_target (--lmd)
+    TEMPERATURE: float = 0.05  # --inv-beta
+    KNN: int = 6  # --knn; 0 turns neighbourhood invariance off
+    NEIGHBOR_START_EPOCH: int = 5  # the original uses epoch > 4 (0-based)
+    MOMENTUM_PER_EPOCH: float = 0.01  # memory update rate alpha = 0.01 * epoch (--inv-alpha)
+    CAMSTYLE: bool = True  # camera invariance from <target root>/bounding_box_train_camstyle
+    TARGET_IMS_PER_BATCH: int = 0  # 0: ADAPT.SOLVER.IMS_PER_BATCH (the original: 128 and 128)
+    # Stage 2's source branch: "ce" the original's plain cross-entropy, or "model" the stage-1
+    # losses of MODEL.LOSSES; batches "random" (shuffled, the original) or "pk" (identities x
+    # DATALOADER.NUM_INSTANCE images).
+    SOURCE_LOSS: str = "ce"
+    SOURCE_SAMPLER: str = "random"
+    # Module-name prefixes that do not train, their BatchNorms kept in eval mode (original:
+    # conv1 .. layer2 of the ResNet).
+    FROZEN: Tuple[str, ...] = ("backbone.conv1", "backbone.bn1", "backbone.layer1",
+                               "backbone.layer2")
 
 SourceLoss = Callable[[Dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 

@@ -1,43 +1,24 @@
-"""ADAPT section: target-domain adaptation (stage 1 source model, stage 2 the method)."""
+"""ADAPT section: target-domain adaptation (stage 1 source model, stage 2 the method).
+
+The shared parts (stage-2 solver, clustering, pseudo-label training) are fields of
+:class:`AdaptConfig`; a method's own options are a section declared in the method's module with
+``@method_options("KEY")``, which adds it as ``ADAPT.KEY``: adding a method never edits this
+file. :func:`adapt_config` builds the section with every registered method's options.
+"""
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import field
-from typing import Tuple
+from typing import Any, Callable, Dict, Mapping, Tuple, Type
 
-from uda_reid.config.schema import section
+from uda_reid.config.schema import merge_mapping, section, to_dict
 from uda_reid.config.sections.cluster import ClusterConfig
 from uda_reid.config.sections.mlt import MLTConfig
 from uda_reid.config.sections.solver import SolverConfig
 
-
-@section
-class ECNConfig:
-    # Defaults from zhunzhong07/ECN main.py / reid/loss/invariance.py / reid/trainers.py.
-    LAMBDA: float = 0.3  # (1-lambda)*L_source + lambda*L_target (--lmd)
-    TEMPERATURE: float = 0.05  # --inv-beta
-    KNN: int = 6  # --knn; 0 turns neighbourhood invariance off
-    NEIGHBOR_START_EPOCH: int = 5  # the original uses epoch > 4 (0-based)
-    MOMENTUM_PER_EPOCH: float = 0.01  # memory update rate alpha = 0.01 * epoch (--inv-alpha)
-    CAMSTYLE: bool = True  # camera invariance from <target root>/bounding_box_train_camstyle
-    TARGET_IMS_PER_BATCH: int = 0  # 0: ADAPT.SOLVER.IMS_PER_BATCH (the original: 128 and 128)
-    # Stage 2's source branch: "ce" the original's plain cross-entropy, or "model" the stage-1
-    # losses of MODEL.LOSSES; batches "random" (shuffled, the original) or "pk" (identities x
-    # DATALOADER.NUM_INSTANCE images).
-    SOURCE_LOSS: str = "ce"
-    SOURCE_SAMPLER: str = "random"
-    # Module-name prefixes that do not train, their BatchNorms kept in eval mode (original:
-    # conv1 .. layer2 of the ResNet).
-    FROZEN: Tuple[str, ...] = ("backbone.conv1", "backbone.bn1", "backbone.layer1",
-                               "backbone.layer2")
-
-
-@section
-class ClusterContrastConfig:
-    # Cluster Contrast (alibaba/cluster-contrast-reid); clustering is ADAPT.CLUSTER's.
-    TEMPERATURE: float = 0.05  # examples/cluster_contrast_train_usl.py --temp
-    MOMENTUM: float = 0.1  # centroid momentum (README.md commands; the script's default is 0.2)
-    MODE: str = "mean"  # mean (cm.py CM) | hardest (cm.py CM_Hard, --use-hard)
-    NUM_INSTANCES: int = 16  # images per pseudo-identity in a PK batch (README.md commands)
+# ADAPT.<key> -> the registered method's options section (filled by @method_options).
+METHOD_OPTIONS: Dict[str, type] = {}
 
 
 @section
@@ -49,7 +30,49 @@ class AdaptConfig:
     SOURCE_CACHE: str = "output/source_models"
     # Optimiser and schedule of stage 2 (SOLVER is stage 1's).
     SOLVER: SolverConfig = field(default_factory=SolverConfig)
-    ECN: ECNConfig = field(default_factory=ECNConfig)
     CLUSTER: ClusterConfig = field(default_factory=ClusterConfig)
     MLT: MLTConfig = field(default_factory=MLTConfig)
-    CC: ClusterContrastConfig = field(default_factory=ClusterContrastConfig)
+
+    def __reduce__(self) -> Tuple[Callable[[Mapping[str, Any]], "AdaptConfig"], tuple]:
+        # the class holding the methods' sections is built at run time: rebuild it by value
+        return adapt_config_from_dict, (to_dict(self),)
+
+
+def method_options(key: str) -> Callable[[type], type]:
+    """Class decorator: ``cls`` becomes a config section, available as ``ADAPT.<key>``."""
+
+    if key != key.upper() or not key.isidentifier():
+        raise ValueError(f"method options key {key!r} must be an upper-case identifier")
+
+    def register(cls: type) -> type:
+        if key in AdaptConfig.__dataclass_fields__:
+            raise KeyError(f"ADAPT.{key} is a shared field of the ADAPT section")
+        if key in METHOD_OPTIONS and METHOD_OPTIONS[key].__qualname__ != cls.__qualname__:
+            raise KeyError(f"ADAPT.{key} is already registered by {METHOD_OPTIONS[key]}")
+        METHOD_OPTIONS[key] = section(cls)
+        return METHOD_OPTIONS[key]
+
+    return register
+
+
+@functools.lru_cache(maxsize=None)
+def _adapt_class(options: Tuple[Tuple[str, type], ...]) -> Type[AdaptConfig]:
+    fields = [(key, cls, field(default_factory=cls)) for key, cls in options]
+    made = dataclasses.make_dataclass("AdaptConfig", fields, bases=(AdaptConfig,))
+    made.__module__, made.__doc__ = __name__, AdaptConfig.__doc__
+    return made
+
+
+def adapt_config() -> AdaptConfig:
+    """A default ``ADAPT`` section with the options of every registered method (the built-in
+    methods of :mod:`uda_reid.adapt.methods` are imported, and so registered, first)."""
+    import uda_reid.adapt.methods  # noqa: F401  (registers the built-in methods' options)
+
+    return _adapt_class(tuple(sorted(METHOD_OPTIONS.items())))()
+
+
+def adapt_config_from_dict(data: Mapping[str, Any]) -> AdaptConfig:
+    """An ``ADAPT`` section holding ``data`` (a :func:`to_dict` of one)."""
+    adapt = adapt_config()
+    merge_mapping(adapt, data, "a copied ADAPT section", "ADAPT.")
+    return adapt
