@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from uda_reid.adapt.base import AdaptContext, AdaptMethod, StageSettings
-from uda_reid.adapt.camstyle_data import check_camstyle_dir
+from uda_reid.adapt.camstyle_data import CamStyleFolder, check_camstyle_dir
 from uda_reid.adapt.guard import GuardedHook, method_inputs
 from uda_reid.adapt.monitor import LabelQualityHook
 from uda_reid.adapt.registry import METHODS
@@ -229,15 +229,15 @@ def run_adaptation(cfg: Config, resume: bool = False, overwrite: bool = False
     check_output_dir(cfg, resume, overwrite)
     method = build_method(cfg)
     labelled_target = build_dataset_from_config(cfg, cfg.ADAPT.TARGET)
-    camstyle_dir = None
+    camstyle = None
     if method.uses_camstyle:  # checked before stage 1: a missing folder fails at once
-        camstyle_dir = check_camstyle_dir(labelled_target.root, labelled_target.train,
+        camstyle = check_camstyle_dir(labelled_target.root, labelled_target.train,
                                           labelled_target.num_cameras, cfg.ADAPT.TARGET,
                                           dataset_options(cfg.DATASETS))
     output_dir = default_setup(cfg, resume, overwrite)
     inputs_dir = output_dir / "method_inputs"
     try:
-        results = _run_stages(cfg, method, labelled_target, camstyle_dir, output_dir,
+        results = _run_stages(cfg, method, labelled_target, camstyle, output_dir,
                               inputs_dir, resume)
     finally:
         if is_main_process():
@@ -247,13 +247,15 @@ def run_adaptation(cfg: Config, resume: bool = False, overwrite: bool = False
 
 
 def _run_stages(cfg: Config, method: AdaptMethod, labelled_target: ReIDDataset,
-                camstyle_dir: Optional[Path], output_dir: Path, inputs_dir: Path, resume: bool
+                camstyle: Optional[CamStyleFolder], output_dir: Path, inputs_dir: Path,
+                resume: bool
                 ) -> Dict[str, Any]:
     start = time.perf_counter()
     device = resolve_device(cfg.MODEL.DEVICE)
     source_name, target_name = cfg.ADAPT.SOURCE, cfg.ADAPT.TARGET
-    if camstyle_dir is not None:
-        logger.info("Camera-style images of %s: %s", target_name, camstyle_dir)
+    if camstyle is not None:
+        logger.info("Camera-style images of %s: %s (%s)", target_name, camstyle.path,
+                    camstyle.naming)
 
     model, source_info = train_or_load_source(cfg, device)
     direct = build_evaluator(cfg, model, (target_name, source_name))()
@@ -268,7 +270,7 @@ def _run_stages(cfg: Config, method: AdaptMethod, labelled_target: ReIDDataset,
     stage_cfg = adapt_stage_config(cfg)
     source, target, identities = method_inputs(build_dataset_from_config(cfg, source_name),
                                                labelled_target, inputs_dir, cfg.SEED,
-                                               camstyle_dir)
+                                               camstyle)
     ctx = AdaptContext(model, source, target, stage_settings(stage_cfg), device, output_dir)
     method.prepare_model(model)
     step = method.build_step(ctx)
