@@ -136,6 +136,7 @@ class ECNStep(TrainStep):
 
 SOURCE_LOSSES = ("ce", "model")
 SOURCE_SAMPLERS = ("random", "pk")
+PROTOCOLS = ("one_stage", "two_stage")
 
 
 def build_source_loader(source: SourceImages, settings: StageSettings,
@@ -158,19 +159,23 @@ class ECN(AdaptMethod):
     random camera-style images (or the plain images with ``camstyle=False``).
 
     source_loss: ``"ce"`` (plain cross-entropy, the original's) or ``"model"`` (the stage-1
-    losses); source_sampler: ``"random"`` (the original's) or ``"pk"``."""
+    losses); source_sampler: ``"random"`` (the original's) or ``"pk"``; protocol:
+    ``"one_stage"`` (the original's: from the initial weights, ``frozen`` kept at them) or
+    ``"two_stage"`` (from the stage-1 source model)."""
 
     def __init__(self, lam: float = 0.3, temperature: float = 0.05, knn: int = 6,
                  neighbor_start_epoch: int = 5, momentum_per_epoch: float = 0.01,
                  camstyle: bool = True, target_batch_size: int = 0,
                  frozen: Sequence[str] = (), source_loss: str = "ce",
-                 source_sampler: str = "random") -> None:
+                 source_sampler: str = "random", protocol: str = "one_stage") -> None:
         if source_loss not in SOURCE_LOSSES:
             raise ValueError(f"ADAPT.ECN.SOURCE_LOSS must be one of {SOURCE_LOSSES}, "
                              f"got {source_loss!r}")
         if source_sampler not in SOURCE_SAMPLERS:
             raise ValueError(f"ADAPT.ECN.SOURCE_SAMPLER must be one of {SOURCE_SAMPLERS}, "
                              f"got {source_sampler!r}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"ADAPT.ECN.PROTOCOL must be one of {PROTOCOLS}, got {protocol!r}")
         self.lam = lam
         self.temperature = temperature
         self.knn = knn
@@ -181,16 +186,22 @@ class ECN(AdaptMethod):
         self.frozen = tuple(frozen)
         self.source_loss = source_loss
         self.source_sampler = source_sampler
+        self.protocol = protocol
 
     @classmethod
     def from_config(cls, adapt) -> "ECN":
         e = adapt.ECN
         return cls(e.LAMBDA, e.TEMPERATURE, e.KNN, e.NEIGHBOR_START_EPOCH, e.MOMENTUM_PER_EPOCH,
-                   e.CAMSTYLE, e.TARGET_IMS_PER_BATCH, e.FROZEN, e.SOURCE_LOSS, e.SOURCE_SAMPLER)
+                   e.CAMSTYLE, e.TARGET_IMS_PER_BATCH, e.FROZEN, e.SOURCE_LOSS, e.SOURCE_SAMPLER,
+                   e.PROTOCOL)
 
     @property
     def uses_camstyle(self) -> bool:
         return self.camstyle
+
+    @property
+    def needs_source_model(self) -> bool:
+        return self.protocol == "two_stage"
 
     def prepare_model(self, model: nn.Module) -> None:
         frozen = freeze_modules(model, self.frozen)

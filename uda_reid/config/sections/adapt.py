@@ -29,6 +29,11 @@ class ECNConfig:
     # conv1 .. layer2 of the ResNet).
     FROZEN: Tuple[str, ...] = ("backbone.conv1", "backbone.bn1", "backbone.layer1",
                                "backbone.layer2")
+    # "one_stage" (the original): the model starts from its initial weights (the pretrained
+    # backbone, MODEL.BACKBONE.PRETRAIN; a fresh head), FROZEN stays at them, and the source and
+    # target losses train together from the first step under ADAPT.SOLVER; no source model
+    # is trained (SOLVER is unused). "two_stage": ECN starts from the stage-1 source model.
+    PROTOCOL: str = "one_stage"
 
 
 @section
