@@ -90,6 +90,9 @@ def test_one_stage_without_pretrained_weights_stops_before_writing(tmp_path):
     cfg = one_stage_config(tmp_path, tmp_path / "out", "MODEL.BACKBONE.PRETRAIN", "False")
     with pytest.raises(ConfigError, match="PRETRAIN is False.*PROTOCOL two_stage"):
         run_adaptation(cfg)
+    cfg = one_stage_config(tmp_path, tmp_path / "out")  # no weight file at PRETRAIN_PATH
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'imagenet.pth'} not found"):
+        run_adaptation(cfg)
     assert not (tmp_path / "out").exists()
 
 

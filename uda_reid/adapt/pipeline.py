@@ -46,6 +46,7 @@ from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
 from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
+from uda_reid.models.weight_names import pretrained_file
 from uda_reid.recipes import recipe_dir
 from uda_reid.utils.distributed import is_main_process
 
@@ -217,13 +218,20 @@ def initial_model(cfg: Config, num_classes: int, device: torch.device
 
 def check_one_stage(cfg: Config, method: AdaptMethod) -> None:
     """A method that trains in one stage starts from pretrained backbone weights (its frozen
-    layers keep them): ``MODEL.BACKBONE.PRETRAIN`` off is a :class:`ConfigError`."""
-    if not method.needs_source_model and not cfg.MODEL.BACKBONE.PRETRAIN:
+    layers keep them): ``MODEL.BACKBONE.PRETRAIN`` off is a :class:`ConfigError`, an absent
+    weight file a :class:`FileNotFoundError` naming it, before anything is written."""
+    if method.needs_source_model:
+        return
+    key = f"ADAPT.{cfg.ADAPT.METHOD.upper()}.PROTOCOL"
+    if not cfg.MODEL.BACKBONE.PRETRAIN:
         raise ConfigError(
-            f"ADAPT.{cfg.ADAPT.METHOD.upper()}.PROTOCOL one_stage starts from pretrained "
-            "backbone weights, but MODEL.BACKBONE.PRETRAIN is False: turn it on with "
-            "PRETRAIN_PATH or PRETRAIN_NAME, or start from a source model with "
-            f"ADAPT.{cfg.ADAPT.METHOD.upper()}.PROTOCOL two_stage")
+            f"{key} one_stage starts from pretrained backbone weights, but "
+            "MODEL.BACKBONE.PRETRAIN is False: turn it on with PRETRAIN_PATH or PRETRAIN_NAME, "
+            f"or start from a source model with {key} two_stage")
+    path = Path(pretrained_file(cfg.MODEL.BACKBONE))
+    if not path.is_file():
+        raise FileNotFoundError(f"MODEL.BACKBONE.PRETRAIN_PATH: {path} not found ({key} "
+                                "one_stage starts from these weights)")
 
 
 def stage_settings(stage: Config) -> StageSettings:
