@@ -1,11 +1,11 @@
 """Stand-in camera-style images for tests: a per-camera colour transform of each image."""
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import Callable, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 
-from uda_reid.adapt.camstyle_data import CAMSTYLE_DIR, camstyle_path
+from uda_reid.adapt.camstyle_data import CAMSTYLE_DIR, fake_name
 
 
 def camera_gain(camid: int) -> np.ndarray:
@@ -14,8 +14,10 @@ def camera_gain(camid: int) -> np.ndarray:
 
 
 def write_standins(root: Path, samples: Sequence[Tuple[str, int, int, int]],
-                   num_cameras: int) -> Path:
-    """Write ``<root>/bounding_box_train_camstyle/<stem>_fake_<c>to<c'>.jpg`` for all c' != c."""
+                   num_cameras: int,
+                   name: Callable[[str, int, int], str] = fake_name) -> Path:
+    """Write ``<root>/bounding_box_train_camstyle/<name(stem, c, c')>`` for all c' != c
+    (default: ``<stem>_fake_<c>to<c'>.jpg``)."""
     folder = Path(root) / CAMSTYLE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     for path, _, camid, _ in samples:
@@ -24,5 +26,5 @@ def write_standins(root: Path, samples: Sequence[Tuple[str, int, int, int]],
             if other != camid:
                 styled = np.clip(pixels * camera_gain(other) / camera_gain(camid), 0, 255)
                 Image.fromarray(styled.astype(np.uint8)).save(
-                    camstyle_path(folder, path, camid, other), quality=95)
+                    folder / name(Path(path).stem, camid, other), quality=95)
     return folder

@@ -136,3 +136,40 @@ def test_ecn_on_a_vit_with_sie_reads_target_cameras_with_the_target_policy():
     out = objective(model, source, target, epoch=0)  # cameras 6, 7 exist only in the target
     assert torch.isfinite(out["loss_target"]) and torch.isfinite(out["loss_source"])
     assert model.backbone.sie.domain == "source"  # restored after the target forward
+
+
+def test_without_neighbourhood_invariance_the_target_loss_stays_exemplar_ce_after_the_switch():
+    torch.manual_seed(0)
+    model = TinyModel().eval()
+    memory = ExemplarMemory(5, 4)
+    memory.slots.copy_(F.normalize(torch.randn(5, 4), dim=1))
+    source, target = batches()
+    with torch.no_grad():
+        sims = memory.similarities(model(target["images"])["embedding"])
+    exemplar = F.cross_entropy(sims / 0.05, target["indexes"])
+    off = ECNObjective(memory, lam=0.3, knn=0, neighbor_start_epoch=5)(model, source, target, 7)
+    assert off["loss_target"].item() == pytest.approx(0.3 * exemplar.item(), rel=1e-5)
+    assert off["stat_neighbors"].item() == 0.0
+    on = ECNObjective(memory, lam=0.3, knn=2, neighbor_start_epoch=5)(model, source, target, 7)
+    assert on["stat_neighbors"].item() == 1.0
+    assert abs(on["loss_target"].item() - off["loss_target"].item()) > 1e-3
+
+
+def test_lambda_zero_is_source_only_without_a_target_forward():
+    torch.manual_seed(0)
+    model, reference = TinyModel(), TinyModel()
+    reference.load_state_dict(model.state_dict())
+    memory = ExemplarMemory(5, 4)
+    slots = memory.slots.clone()
+    objective = ECNObjective(memory, lam=0.0, knn=2)
+    source, target = batches()
+    losses = objective(model, source, target, epoch=6)
+    assert set(losses) == {"loss_source", "stat_source_ce", "stat_source_acc"}
+    expected = F.cross_entropy(reference(source["images"])["logits"], source["pids"])
+    assert losses["loss_source"].item() == pytest.approx(expected.item(), rel=1e-6)
+    # the BatchNorm saw the source batch only (a target forward would have moved it again)
+    bn, ref_bn = model.backbone[2], reference.backbone[2]
+    assert torch.equal(bn.running_mean, ref_bn.running_mean) and bn.num_batches_tracked == 1
+    objective.update_memory(epoch=6)
+    assert torch.equal(memory.slots, slots)
+    assert not objective.uses_target and ECNObjective(memory, lam=0.3).uses_target

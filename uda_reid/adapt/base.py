@@ -70,6 +70,12 @@ class AdaptMethod:
         checks and prepares the camera-style images before stage 1)."""
         return False
 
+    @property
+    def needs_source_model(self) -> bool:
+        """Whether the method starts from the stage-1 source model (trained or reused); if not,
+        it trains the model from its initial weights in one stage."""
+        return True
+
     def prepare_model(self, model: nn.Module) -> None:
         """Change the model before its optimiser is built (e.g. freeze early stages)."""
 

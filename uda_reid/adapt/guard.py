@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from uda_reid.adapt.camstyle_data import camstyle_path
+from uda_reid.adapt.camstyle_data import CamStyleFolder
 from uda_reid.data.anonymous import IndexedImages, link_anonymously
 from uda_reid.data.datasets.base import relabel
 from uda_reid.engine.hooks import HookBase
@@ -96,13 +96,14 @@ def slot_order(num_images: int, seed: int) -> np.ndarray:
 
 
 def _style_files(samples: Sequence[Tuple[str, int, int, int]], num_cameras: int,
-                 camstyle_dir: Path, folder: Path, own: Sequence[str]) -> List[List[str]]:
+                 camstyle: CamStyleFolder, folder: Path, own: Sequence[str]
+                 ) -> List[List[str]]:
     """(N, C) anonymous files of each slot's image in each camera's style."""
     sources, names, cells = [], [], []
     for slot, (path, _, camid, _) in enumerate(samples):
         for cam in range(num_cameras):
             if cam != camid:
-                sources.append(str(camstyle_path(camstyle_dir, path, camid, cam)))
+                sources.append(str(camstyle.image(path, camid, cam)))
                 names.append(f"{slot:06d}_to{cam + 1}")
                 cells.append((slot, cam))
     grid = [[own[slot]] * num_cameras for slot in range(len(samples))]
@@ -112,11 +113,12 @@ def _style_files(samples: Sequence[Tuple[str, int, int, int]], num_cameras: int,
 
 
 def method_inputs(source, target, folder: Path, seed: int,
-                  camstyle_dir: Optional[Path] = None
+                  camstyle: Optional[CamStyleFolder] = None
                   ) -> Tuple[SourceImages, TargetImages, np.ndarray]:
     """The method's views of the ``source`` and ``target`` datasets (``.name``, ``.train``,
-    ``.num_cameras``), their images linked under ``folder``; and the target identities (N,)
-    in slot order, for the pipeline's monitoring only."""
+    ``.num_cameras``), their images linked under ``folder`` (with the ``camstyle`` folder's
+    images of every target image in every other camera); and the target identities (N,) in
+    slot order, for the pipeline's monitoring only."""
     labelled = relabel(source.train)
     source_files = link_anonymously([s[0] for s in labelled], folder / "source",
                                     [f"{i:06d}" for i in range(len(labelled))])
@@ -130,8 +132,8 @@ def method_inputs(source, target, folder: Path, seed: int,
     files = link_anonymously([s[0] for s in samples], folder / "target",
                              [f"{slot:06d}" for slot in range(len(samples))])
     styles = None
-    if camstyle_dir is not None:
-        styles = _style_files(samples, int(target.num_cameras), camstyle_dir,
+    if camstyle is not None:
+        styles = _style_files(samples, int(target.num_cameras), camstyle,
                               folder / "target_styles", files)
     target_view = TargetImages(target.name, files, [s[2] for s in samples],
                                int(target.num_cameras), styles)

@@ -2,7 +2,10 @@
 
 Stage 1 trains the source-supervised model, or reuses the one cached under
 ``ADAPT.SOURCE_CACHE/<source>-<hash of the stage-1 config>``, and evaluates it on the target
-(direct transfer) and on the source's own test set. Stage 2 runs the method
+(direct transfer) and on the source's own test set. A method that trains in one stage
+(``needs_source_model`` False, e.g. ``ADAPT.ECN.PROTOCOL one_stage``) starts instead from the
+model's initial weights (the pretrained backbone and a fresh head), evaluated the same way.
+Stage 2 runs the method
 (``ADAPT.METHOD``) on the target training images *without their identities* (the method gets
 the pieces of an :class:`AdaptContext`, never the config), evaluating on the target
 query/gallery every ``TEST.EVAL_PERIOD`` epochs as monitoring: the reported model is the last
@@ -24,7 +27,7 @@ import torch
 from torch import nn
 
 from uda_reid.adapt.base import AdaptContext, AdaptMethod, StageSettings
-from uda_reid.adapt.camstyle_data import check_camstyle_dir
+from uda_reid.adapt.camstyle_data import CamStyleFolder, check_camstyle_dir
 from uda_reid.adapt.guard import GuardedHook, method_inputs
 from uda_reid.adapt.monitor import LabelQualityHook
 from uda_reid.adapt.registry import METHODS
@@ -43,6 +46,7 @@ from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
 from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
+from uda_reid.models.weight_names import pretrained_file
 from uda_reid.recipes import recipe_dir
 from uda_reid.utils.distributed import is_main_process
 
@@ -198,6 +202,38 @@ def train_or_load_source(cfg: Config, device: torch.device) -> Tuple[nn.Module, 
     return model, {"cache": str(cache), "reused": reused, "num_classes": num_classes}
 
 
+def initial_model(cfg: Config, num_classes: int, device: torch.device
+                  ) -> Tuple[nn.Module, Dict[str, Any]]:
+    """The one-stage start: the model of ``cfg`` with its initial weights (the pretrained
+    backbone, a head for the ``num_classes`` source identities, drawn from ``SEED``) on
+    ``device``, and facts about it for ``results.json``."""
+    backbone = cfg.MODEL.BACKBONE
+    logger.info("One stage: %s from %s, a fresh head for %d source identities", backbone.NAME,
+                backbone.PRETRAIN_NAME or backbone.PRETRAIN_PATH, num_classes)
+    seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
+    model = build_model(cfg, num_classes).to(device)
+    return model, {"weights": backbone.PRETRAIN_NAME or backbone.PRETRAIN_PATH,
+                   "num_classes": num_classes}
+
+
+def check_one_stage(cfg: Config, method: AdaptMethod) -> None:
+    """A method that trains in one stage starts from pretrained backbone weights (its frozen
+    layers keep them): ``MODEL.BACKBONE.PRETRAIN`` off is a :class:`ConfigError`, an absent
+    weight file a :class:`FileNotFoundError` naming it, before anything is written."""
+    if method.needs_source_model:
+        return
+    key = f"ADAPT.{cfg.ADAPT.METHOD.upper()}.PROTOCOL"
+    if not cfg.MODEL.BACKBONE.PRETRAIN:
+        raise ConfigError(
+            f"{key} one_stage starts from pretrained backbone weights, but "
+            "MODEL.BACKBONE.PRETRAIN is False: turn it on with PRETRAIN_PATH or PRETRAIN_NAME, "
+            f"or start from a source model with {key} two_stage")
+    path = Path(pretrained_file(cfg.MODEL.BACKBONE))
+    if not path.is_file():
+        raise FileNotFoundError(f"MODEL.BACKBONE.PRETRAIN_PATH: {path} not found ({key} "
+                                "one_stage starts from these weights)")
+
+
 def stage_settings(stage: Config) -> StageSettings:
     """The shared settings a method gets, from the stage-2 config."""
     return StageSettings(
@@ -228,16 +264,17 @@ def run_adaptation(cfg: Config, resume: bool = False, overwrite: bool = False
     setup_logger()  # set-up records wait for the folder (a previous run's log gets none)
     check_output_dir(cfg, resume, overwrite)
     method = build_method(cfg)
+    check_one_stage(cfg, method)
     labelled_target = build_dataset_from_config(cfg, cfg.ADAPT.TARGET)
-    camstyle_dir = None
+    camstyle = None
     if method.uses_camstyle:  # checked before stage 1: a missing folder fails at once
-        camstyle_dir = check_camstyle_dir(labelled_target.root, labelled_target.train,
+        camstyle = check_camstyle_dir(labelled_target.root, labelled_target.train,
                                           labelled_target.num_cameras, cfg.ADAPT.TARGET,
                                           dataset_options(cfg.DATASETS))
     output_dir = default_setup(cfg, resume, overwrite)
     inputs_dir = output_dir / "method_inputs"
     try:
-        results = _run_stages(cfg, method, labelled_target, camstyle_dir, output_dir,
+        results = _run_stages(cfg, method, labelled_target, camstyle, output_dir,
                               inputs_dir, resume)
     finally:
         if is_main_process():
@@ -247,28 +284,35 @@ def run_adaptation(cfg: Config, resume: bool = False, overwrite: bool = False
 
 
 def _run_stages(cfg: Config, method: AdaptMethod, labelled_target: ReIDDataset,
-                camstyle_dir: Optional[Path], output_dir: Path, inputs_dir: Path, resume: bool
+                camstyle: Optional[CamStyleFolder], output_dir: Path, inputs_dir: Path,
+                resume: bool
                 ) -> Dict[str, Any]:
     start = time.perf_counter()
     device = resolve_device(cfg.MODEL.DEVICE)
     source_name, target_name = cfg.ADAPT.SOURCE, cfg.ADAPT.TARGET
-    if camstyle_dir is not None:
-        logger.info("Camera-style images of %s: %s", target_name, camstyle_dir)
+    if camstyle is not None:
+        logger.info("Camera-style images of %s: %s (%s)", target_name, camstyle.path,
+                    camstyle.naming)
 
-    model, source_info = train_or_load_source(cfg, device)
+    source_data = build_dataset_from_config(cfg, source_name)
+    if method.needs_source_model:
+        start_name, what = "source", "Stage 1 (source model)"
+        model, source_info = train_or_load_source(cfg, device)
+    else:
+        start_name, what = "initial", "Initial model (no training)"
+        model, source_info = initial_model(cfg, source_data.num_train_pids, device)
     direct = build_evaluator(cfg, model, (target_name, source_name))()
     for name, values in direct.items():
-        logger.info("Stage 1 (source model) on %s: %s", name,
+        logger.info("%s on %s: %s", what, name,
                     ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
-    stages: List[Dict[str, Any]] = [dict(name="source", metrics=direct, **source_info)]
+    stages: List[Dict[str, Any]] = [dict(name=start_name, metrics=direct, **source_info)]
     final = {target_name: direct[target_name]}
 
     # Stage 2 starts from the same random state whether stage 1 was trained or reused.
     seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
     stage_cfg = adapt_stage_config(cfg)
-    source, target, identities = method_inputs(build_dataset_from_config(cfg, source_name),
-                                               labelled_target, inputs_dir, cfg.SEED,
-                                               camstyle_dir)
+    source, target, identities = method_inputs(source_data, labelled_target, inputs_dir,
+                                               cfg.SEED, camstyle)
     ctx = AdaptContext(model, source, target, stage_settings(stage_cfg), device, output_dir)
     method.prepare_model(model)
     step = method.build_step(ctx)

@@ -6,19 +6,26 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
+# The first stage's row: the source model (direct transfer) or, for a one-stage method, the
+# untrained initial model.
+STARTS = {"source": "source only (direct)", "initial": "initial weights (untrained)"}
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:5.1f}"
 
 
 def adaptation_summary(results: Mapping[str, Any], output_dir: Path) -> str:
-    """Source-only (direct transfer) vs adapted target mAP / rank-1 from ``results``
+    """Source-only (direct transfer; or the initial model of a one-stage run) vs adapted
+    target mAP / rank-1 from ``results``
     (``results.json``'s content), their change in points, the wall time, the output files and
     the next commands."""
     target, method = results["target"], results["method"]
     before = results["stages"][0]["metrics"][target]
     after = results["metrics"][target]
     adapted = len(results["stages"]) > 1
-    rows = [("source only (direct)", before)]
+    start = results["stages"][0]["name"]
+    rows = [(STARTS.get(start, start), before)]
     if adapted:
         rows.append((f"adapted ({method}, last)", after))
     width = max(len(name) for name, _ in rows)

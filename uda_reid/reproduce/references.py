@@ -13,8 +13,20 @@ from uda_reid.data.datasets import DATASETS
 from uda_reid.recipes import recipe_file
 
 METRIC_KEYS = ("mAP", "rank1", "rank5", "rank10", "mINP")
-# "<owner>/<repository> <file in it>", then any detail
-SOURCE_PATTERN = re.compile(r"(?P<repo>[\w.-]+/[\w.-]+) (?P<file>[\w./-]+)")
+# "<owner>/<repository> <file in it>" or a paper's "arXiv:<id> <Table|Figure> <n>", then any
+# detail; citation() gives the part before the detail
+SOURCE_PATTERN = re.compile(r"(?P<repo>[\w.-]+/[\w.-]+) (?P<file>[\w./-]+)"
+                            r"|(?P<paper>arXiv:\d{4}\.\d{4,5}) (?P<where>(?:Table|Figure) \d+)")
+
+
+def citation(ref: str) -> str:
+    """``"<owner>/<repository> <file>"`` or ``"arXiv:<id> Table <n>"``: where ``ref`` points."""
+    match = SOURCE_PATTERN.match(ref)
+    if match is None:
+        raise ValueError(f"ref {ref!r} must start with '<owner>/<repository> <file>' or "
+                         "'arXiv:<id> Table <n>'")
+    return (f"{match['repo']} {match['file']}" if match["repo"]
+            else f"{match['paper']} {match['where']}")
 
 
 @dataclass(frozen=True)
@@ -41,9 +53,10 @@ def load_references(path: Optional[str | Path] = None) -> List[Reference]:
         for key in ("method", "source", "target", "ref"):
             if not entry.get(key):
                 raise ValueError(f"{where}: missing '{key}'")
-        if not SOURCE_PATTERN.match(str(entry["ref"])):
-            raise ValueError(f"{where}: ref {entry['ref']!r} must start with "
-                             "'<owner>/<repository> <file>'")
+        try:
+            citation(str(entry["ref"]))
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
         unknown = set(entry) - {"method", "ours", "source", "target", "ref", *METRIC_KEYS}
         if unknown:
             raise ValueError(f"{where}: unknown keys {sorted(unknown)}")

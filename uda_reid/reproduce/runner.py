@@ -2,28 +2,59 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Tuple
 
 from uda_reid.reproduce.table import Cell, Runner
 
+# ECN's ablation (Zhong et al., CVPR 2019, Table 2): table methods that run the ``ecn`` recipe
+# of the pair with the target terms switched - exemplar (E), camera (C: the camera-style
+# images) and neighbourhood (N: KNN > 0, the recipe's value) invariance; ``ecn_source`` is the
+# same network and schedule with the source loss alone (LAMBDA 0).
+ECN_ABLATION = ("ecn_source", "ecn_e", "ecn_ec", "ecn_en", "ecn_ecn")
+# name -> (method whose recipe runs, KEY VALUE overrides applied after the table's own)
+VARIANTS = {
+    "ecn_source": ("ecn", ("ADAPT.ECN.LAMBDA", "0.0", "ADAPT.ECN.CAMSTYLE", "False",
+                           "ADAPT.ECN.KNN", "0")),
+    "ecn_e": ("ecn", ("ADAPT.ECN.CAMSTYLE", "False", "ADAPT.ECN.KNN", "0")),
+    "ecn_ec": ("ecn", ("ADAPT.ECN.CAMSTYLE", "True", "ADAPT.ECN.KNN", "0")),
+    "ecn_en": ("ecn", ("ADAPT.ECN.CAMSTYLE", "False")),
+    "ecn_ecn": ("ecn", ("ADAPT.ECN.CAMSTYLE", "True")),
+}
+REAL_PAIRS = ["market:duke", "duke:market", "market:msmt", "duke:msmt"]
+SYNTHETIC_PAIRS = ["synth-market:synth-duke", "synth-duke:synth-market"]
 TABLES = {
-    "uda": {"pairs": ["market:duke", "duke:market", "market:msmt", "duke:msmt"],
-            "methods": ["direct", "ecn", "cluster", "mlt"]},
-    "synthetic": {"pairs": ["synth-market:synth-duke", "synth-duke:synth-market"],
-                  "methods": ["direct", "ecn", "cluster", "mlt"]},
+    "uda": {"pairs": REAL_PAIRS, "methods": ["direct", "ecn", "cluster", "mlt"]},
+    "synthetic": {"pairs": SYNTHETIC_PAIRS, "methods": ["direct", "ecn", "cluster", "mlt"]},
+    "ecn_ablation": {"pairs": ["duke:market", "market:duke"], "methods": list(ECN_ABLATION)},
+    "synthetic_ecn_ablation": {"pairs": SYNTHETIC_PAIRS, "methods": list(ECN_ABLATION)},
 }
 
 
+def recipe_of(method: str) -> Tuple[str, Tuple[str, ...]]:
+    """The method whose recipe a table method runs and the overrides that make it the cell's
+    (:data:`VARIANTS`; any other name is a method of its own, without overrides)."""
+    return VARIANTS.get(method, (method, ()))
+
+
+def cell_config(cell: Cell, folder: Path, overrides: Sequence[str], source_cache: Path):
+    """The cell's config, built like ``tools/adapt.py`` builds it: the recipe of the cell's
+    method (:func:`recipe_of`) for the pair, ``overrides``, the variant's switches, the
+    cell's seed and the shared source-model cache."""
+    from uda_reid.adapt.pipeline import build_adapt_config
+
+    method, switches = recipe_of(cell.method)
+    return build_adapt_config(cell.source, cell.target, method, None, str(folder),
+                              [*overrides, *switches, "SEED", str(cell.seed),
+                               "ADAPT.SOURCE_CACHE", str(source_cache)])
+
+
 def adapt_runner(overrides: Sequence[str], source_cache: Path) -> Runner:
-    """A runner building each cell's config like ``tools/adapt.py`` (the method's recipe for
-    the pair, then ``overrides``), with the cell's seed and a shared source-model cache, so
-    cells that need the same source model train it once."""
-    from uda_reid.adapt.pipeline import build_adapt_config, run_adaptation
+    """A runner building each cell's config with :func:`cell_config`, so cells that need the
+    same source model train it once."""
+    from uda_reid.adapt.pipeline import run_adaptation
 
     def run(cell: Cell, folder: Path) -> dict:
-        cfg = build_adapt_config(cell.source, cell.target, cell.method, None, str(folder),
-                                 [*overrides, "SEED", str(cell.seed),
-                                  "ADAPT.SOURCE_CACHE", str(source_cache)])
+        cfg = cell_config(cell, folder, overrides, source_cache)
         started = (folder / "last.pth").is_file()  # else a failed try left nothing to keep
         return run_adaptation(cfg, resume=started, overwrite=not started)
 

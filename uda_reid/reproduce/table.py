@@ -132,7 +132,7 @@ def table_markdown(rows: Sequence[Row], references: Sequence[Reference]) -> str:
         paper, delta, ref = "-", "-", "-"
         if r.reference is not None:
             pm = r.reference.metrics
-            paper = f"{pm.get('mAP', float('nan')):.1f} / {pm.get('rank1', float('nan')):.1f}"
+            paper = " / ".join(f"{pm[k]:.1f}" if k in pm else "-" for k in ("mAP", "rank1"))
             if "mAP" in r.ours and "mAP" in pm:
                 delta = f"{r.ours['mAP'][0] - pm['mAP']:+.1f}"
             ref = f"{r.reference.method}: {r.reference.ref}"

@@ -43,6 +43,11 @@ class ECNConfig:
     # conv1 .. layer2 of the ResNet).
     FROZEN: Tuple[str, ...] = ("backbone.conv1", "backbone.bn1", "backbone.layer1",
                                "backbone.layer2")
+    # "one_stage" (the original): the model starts from its initial weights (the pretrained
+    # backbone, MODEL.BACKBONE.PRETRAIN; a fresh head), FROZEN stays at them, and the source and
+    # target losses train together from the first step under ADAPT.SOLVER; no source model
+    # is trained (SOLVER is unused). "two_stage": ECN starts from the stage-1 source model.
+    PROTOCOL: str = "one_stage"
 
 SourceLoss = Callable[[Dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
@@ -78,31 +83,44 @@ class ECNObjective(nn.Module):
         self.momentum_per_epoch = momentum_per_epoch
         self._pending: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
 
+    @property
+    def uses_target(self) -> bool:
+        """False for ``lam`` 0, ECN's source-only baseline: no target image is forwarded (its
+        batch statistics would otherwise adapt the BatchNorms to the target)."""
+        return self.lam > 0
+
     def forward(self, model: nn.Module, source: Dict[str, torch.Tensor],
-                target: Dict[str, torch.Tensor], epoch: int) -> Dict[str, torch.Tensor]:
-        """Weighted losses ``loss_source``, ``loss_target`` (their sum is ECN's total loss) and
-        detached monitoring scalars. source/target: batches with ``images`` (B, 3, H, W)."""
+                target: Optional[Dict[str, torch.Tensor]], epoch: int
+                ) -> Dict[str, torch.Tensor]:
+        """Weighted losses ``loss_source``, ``loss_target`` (their sum is ECN's total loss; no
+        ``loss_target`` without :attr:`uses_target`) and detached monitoring scalars.
+        source/target: batches with ``images`` (B, 3, H, W)."""
         out_s = forward_model(model, source)
         loss_s = self.source_loss(out_s, source["pids"])
+        with torch.no_grad():
+            accuracy = (_global(out_s["logits"]).argmax(1) == source["pids"]).float().mean()
+        out = {"loss_source": (1.0 - self.lam) * loss_s, "stat_source_ce": loss_s.detach(),
+               "stat_source_acc": accuracy}
+        if not self.uses_target:
+            return out
         with side_info_domain(model, "target"):  # SIE backbones: the target's cameras
             out_t = forward_model(model, target)
         feats = _global(out_t["embedding"])
         indexes = target["indexes"].to(feats.device)
         sims = self.memory.similarities(feats)
-        neighbors = use_neighbors(epoch, self.neighbor_start_epoch)
+        neighbors = self.knn > 0 and use_neighbors(epoch, self.neighbor_start_epoch)
         loss_t = invariance_loss(sims, indexes, self.temperature, self.knn, neighbors)
         self._pending = (feats.detach(), indexes)
         with torch.no_grad():
             own = sims.gather(1, indexes.view(-1, 1)).squeeze(1)
-            accuracy = (_global(out_s["logits"]).argmax(1) == source["pids"]).float().mean()
-        return {"loss_source": (1.0 - self.lam) * loss_s, "loss_target": self.lam * loss_t,
-                "stat_source_ce": loss_s.detach(), "stat_target_inv": loss_t.detach(),
-                "stat_source_acc": accuracy, "stat_own_slot_sim": own.mean(),
-                "stat_neighbors": torch.tensor(float(neighbors))}
+        return {**out, "loss_target": self.lam * loss_t, "stat_target_inv": loss_t.detach(),
+                "stat_own_slot_sim": own.mean(), "stat_neighbors": torch.tensor(float(neighbors))}
 
     @torch.no_grad()
     def update_memory(self, epoch: int) -> None:
         """Write the last forward's target features into their slots (after the step)."""
+        if not self.uses_target:
+            return
         if self._pending is None:
             raise RuntimeError("update_memory() called without a preceding forward()")
         feats, indexes = self._pending
@@ -111,15 +129,17 @@ class ECNObjective(nn.Module):
 
 
 class ECNStep(TrainStep):
-    """One ECN iteration: a labelled source batch and a (camera-styled) target batch; the memory
-    is written after the optimiser step. ``len`` = source batches per epoch."""
+    """One ECN iteration: a labelled source batch and a (camera-styled) target batch (none
+    without a ``target_loader``: the source-only baseline); the memory is written after the
+    optimiser step. ``len`` = source batches per epoch."""
 
-    def __init__(self, objective: ECNObjective, source_loader: Iterable, target_loader: Iterable,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(self, objective: ECNObjective, source_loader: Iterable,
+                 target_loader: Optional[Iterable], device: torch.device | str = "cpu") -> None:
         self.objective = objective.to(device)
         self.source_loader = source_loader
-        self.source = BatchStream(source_loader, device)
-        self.target = BatchStream(target_loader, device)
+        self.streams = {"source": BatchStream(source_loader, device)}
+        if target_loader is not None:
+            self.streams["target"] = BatchStream(target_loader, device)
         self.epoch = 0
         self._stats: Dict[str, torch.Tensor] = {}
 
@@ -128,11 +148,12 @@ class ECNStep(TrainStep):
 
     def begin_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        self.source.begin_epoch(epoch)
-        self.target.begin_epoch(epoch)
+        for stream in self.streams.values():
+            stream.begin_epoch(epoch)
 
     def run(self, model: nn.Module) -> Dict[str, torch.Tensor]:
-        out = self.objective(model, self.source.next(), self.target.next(), self.epoch)
+        batches = {name: stream.next() for name, stream in self.streams.items()}
+        out = self.objective(model, batches["source"], batches.get("target"), self.epoch)
         self._stats = {k[len("stat_"):]: v for k, v in out.items() if k.startswith("stat_")}
         return {k: v for k, v in out.items() if k.startswith("loss_")}
 
@@ -147,17 +168,18 @@ class ECNStep(TrainStep):
         return values
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"objective": self.objective.state_dict(), "source": self.source.state_dict(),
-                "target": self.target.state_dict()}
+        return {"objective": self.objective.state_dict(),
+                **{name: stream.state_dict() for name, stream in self.streams.items()}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.objective.load_state_dict(state["objective"])
-        self.source.load_state_dict(state.get("source", {}))
-        self.target.load_state_dict(state.get("target", {}))
+        for name, stream in self.streams.items():
+            stream.load_state_dict(state.get(name, {}))
 
 
 SOURCE_LOSSES = ("ce", "model")
 SOURCE_SAMPLERS = ("random", "pk")
+PROTOCOLS = ("one_stage", "two_stage")
 
 
 def build_source_loader(source: SourceImages, settings: StageSettings,
@@ -180,19 +202,23 @@ class ECN(AdaptMethod):
     random camera-style images (or the plain images with ``camstyle=False``).
 
     source_loss: ``"ce"`` (plain cross-entropy, the original's) or ``"model"`` (the stage-1
-    losses); source_sampler: ``"random"`` (the original's) or ``"pk"``."""
+    losses); source_sampler: ``"random"`` (the original's) or ``"pk"``; protocol:
+    ``"one_stage"`` (the original's: from the initial weights, ``frozen`` kept at them) or
+    ``"two_stage"`` (from the stage-1 source model)."""
 
     def __init__(self, lam: float = 0.3, temperature: float = 0.05, knn: int = 6,
                  neighbor_start_epoch: int = 5, momentum_per_epoch: float = 0.01,
                  camstyle: bool = True, target_batch_size: int = 0,
                  frozen: Sequence[str] = (), source_loss: str = "ce",
-                 source_sampler: str = "random") -> None:
+                 source_sampler: str = "random", protocol: str = "one_stage") -> None:
         if source_loss not in SOURCE_LOSSES:
             raise ValueError(f"ADAPT.ECN.SOURCE_LOSS must be one of {SOURCE_LOSSES}, "
                              f"got {source_loss!r}")
         if source_sampler not in SOURCE_SAMPLERS:
             raise ValueError(f"ADAPT.ECN.SOURCE_SAMPLER must be one of {SOURCE_SAMPLERS}, "
                              f"got {source_sampler!r}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"ADAPT.ECN.PROTOCOL must be one of {PROTOCOLS}, got {protocol!r}")
         self.lam = lam
         self.temperature = temperature
         self.knn = knn
@@ -203,16 +229,22 @@ class ECN(AdaptMethod):
         self.frozen = tuple(frozen)
         self.source_loss = source_loss
         self.source_sampler = source_sampler
+        self.protocol = protocol
 
     @classmethod
     def from_config(cls, adapt) -> "ECN":
         e = adapt.ECN
         return cls(e.LAMBDA, e.TEMPERATURE, e.KNN, e.NEIGHBOR_START_EPOCH, e.MOMENTUM_PER_EPOCH,
-                   e.CAMSTYLE, e.TARGET_IMS_PER_BATCH, e.FROZEN, e.SOURCE_LOSS, e.SOURCE_SAMPLER)
+                   e.CAMSTYLE, e.TARGET_IMS_PER_BATCH, e.FROZEN, e.SOURCE_LOSS, e.SOURCE_SAMPLER,
+                   e.PROTOCOL)
 
     @property
     def uses_camstyle(self) -> bool:
-        return self.camstyle
+        return self.camstyle and self.lam > 0
+
+    @property
+    def needs_source_model(self) -> bool:
+        return self.protocol == "two_stage"
 
     def prepare_model(self, model: nn.Module) -> None:
         frozen = freeze_modules(model, self.frozen)
@@ -227,22 +259,28 @@ class ECN(AdaptMethod):
         embedding_dim = getattr(getattr(ctx.model, "head", None), "embedding_dim", None)
         if embedding_dim is None:
             raise ValueError("ECN needs a head with a target embedding (MODEL.HEADS.NAME ecn)")
+        s = ctx.settings
+        objective = ECNObjective(ExemplarMemory(len(ctx.target), embedding_dim),
+                                 self.source_loss_fn(s), self.lam, self.temperature, self.knn,
+                                 self.neighbor_start_epoch, self.momentum_per_epoch)
+        source_loader = build_source_loader(ctx.source, s, self.source_sampler)
+        if not objective.uses_target:
+            logger.warning("ECN with ADAPT.ECN.LAMBDA 0: the source-only baseline (no target "
+                           "image is read)")
+            return ECNStep(objective, source_loader, None, ctx.device)
         if self.camstyle:
             logger.info("ECN camera invariance: target images in random camera styles")
         else:
             logger.warning("ECN runs WITHOUT camera invariance (ADAPT.ECN.CAMSTYLE False): "
                            "the target images are used in their own camera style only")
-        s = ctx.settings
+        if self.knn <= 0:
+            logger.warning("ECN runs WITHOUT neighbourhood invariance (ADAPT.ECN.KNN 0)")
         target = ctx.target.dataset(s.train_transform, camstyle=self.camstyle)
         batch_size = (per_rank_batch_size(self.target_batch_size,
                                           "ADAPT.ECN.TARGET_IMS_PER_BATCH")
                       if self.target_batch_size else per_rank_batch_size(s.batch_size))
         target_loader = build_shuffled_loader(target, batch_size, s.num_workers, s.seed)
-        objective = ECNObjective(ExemplarMemory(len(ctx.target), embedding_dim),
-                                 self.source_loss_fn(s), self.lam, self.temperature, self.knn,
-                                 self.neighbor_start_epoch, self.momentum_per_epoch)
-        return ECNStep(objective, build_source_loader(ctx.source, s, self.source_sampler),
-                       target_loader, ctx.device)
+        return ECNStep(objective, source_loader, target_loader, ctx.device)
 
     def hooks(self, ctx: AdaptContext) -> List[HookBase]:
         return [FrozenNormsHook(self.frozen)] if self.frozen else []
