@@ -1,11 +1,13 @@
 """From query/gallery features to ReID metrics: distances, query expansion, re-ranking,
-rank metrics and ROC, with explicit options or from the ``TEST`` config section."""
+rank metrics and ROC, with explicit options or from the ``TEST`` section."""
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, NamedTuple, Sequence, Tuple, Union
 
 import numpy as np
 
+from uda_reid.config.sections.test import (QueryExpansionConfig, RerankConfig, RocConfig,
+                                           TestConfig)
 from uda_reid.evaluation.distances import compute_distance
 from uda_reid.evaluation.protocol import ArrayLike
 from uda_reid.evaluation.query_expansion import database_augmentation, query_expansion
@@ -14,23 +16,42 @@ from uda_reid.evaluation.roc import evaluate_roc
 
 
 class RerankOptions(NamedTuple):
-    enabled: bool = False
-    k1: int = 20
-    k2: int = 6
-    lambda_value: float = 0.3
+    """k-reciprocal re-ranking options; defaults and meaning: ``TEST.RERANK``."""
+
+    enabled: bool = RerankConfig.ENABLED
+    k1: int = RerankConfig.K1
+    k2: int = RerankConfig.K2
+    lambda_value: float = RerankConfig.LAMBDA
+
+    @classmethod
+    def from_config(cls, opts: RerankConfig) -> "RerankOptions":
+        return cls(opts.ENABLED, opts.K1, opts.K2, opts.LAMBDA)
 
 
 class QueryExpansionOptions(NamedTuple):
-    enabled: bool = False
-    k: int = 5
-    alpha: float = 0.0
-    database: bool = False  # database-side augmentation of the gallery first
+    """Query expansion options (``database``: expand the gallery first); defaults and
+    meaning: ``TEST.QE``."""
+
+    enabled: bool = QueryExpansionConfig.ENABLED
+    k: int = QueryExpansionConfig.K
+    alpha: float = QueryExpansionConfig.ALPHA
+    database: bool = QueryExpansionConfig.DATABASE
+
+    @classmethod
+    def from_config(cls, opts: QueryExpansionConfig) -> "QueryExpansionOptions":
+        return cls(opts.ENABLED, opts.K, opts.ALPHA, opts.DATABASE)
 
 
 class RocOptions(NamedTuple):
-    enabled: bool = False
-    fprs: Tuple[float, ...] = (1e-4, 1e-3, 1e-2)
-    fastreid_compat: bool = False
+    """ROC options; defaults and meaning: ``TEST.ROC``."""
+
+    enabled: bool = RocConfig.ENABLED
+    fprs: Tuple[float, ...] = RocConfig.FPRS
+    fastreid_compat: bool = RocConfig.FASTREID_COMPAT
+
+    @classmethod
+    def from_config(cls, opts: RocConfig) -> "RocOptions":
+        return cls(opts.ENABLED, tuple(opts.FPRS), opts.FASTREID_COMPAT)
 
 
 def retrieval_distance(qf: ArrayLike, gf: ArrayLike, metric: str = "cosine",
@@ -93,18 +114,23 @@ def evaluate_features(qf: ArrayLike, gf: ArrayLike, q_pids: ArrayLike, g_pids: A
     return results
 
 
+def evaluate_from_section(opts: TestConfig, qf: ArrayLike, gf: ArrayLike, q_pids: ArrayLike,
+                          g_pids: ArrayLike, q_camids: ArrayLike, g_camids: ArrayLike
+                          ) -> Dict[str, Any]:
+    """:func:`evaluate_features` with the options of the ``TEST`` section (METRIC, RERANK.*,
+    QE.*, ROC.*, MAX_RANK, SKIP_NO_MATCH, PROTOCOL)."""
+    return evaluate_features(
+        qf, gf, q_pids, g_pids, q_camids, g_camids, metric=opts.METRIC,
+        rerank=RerankOptions.from_config(opts.RERANK),
+        qe=QueryExpansionOptions.from_config(opts.QE), roc=RocOptions.from_config(opts.ROC),
+        max_rank=opts.MAX_RANK, skip_no_match=opts.SKIP_NO_MATCH, protocol=opts.PROTOCOL)
+
+
 def evaluate_from_config(cfg: Any, qf: ArrayLike, gf: ArrayLike, q_pids: ArrayLike,
                          g_pids: ArrayLike, q_camids: ArrayLike, g_camids: ArrayLike
                          ) -> Dict[str, Any]:
-    """:func:`evaluate_features` with the options of ``cfg.TEST`` (METRIC, RERANK.*, QE.*,
-    ROC.*, MAX_RANK, SKIP_NO_MATCH, PROTOCOL)."""
-    t = cfg.TEST
-    return evaluate_features(
-        qf, gf, q_pids, g_pids, q_camids, g_camids, metric=t.METRIC,
-        rerank=RerankOptions(t.RERANK.ENABLED, t.RERANK.K1, t.RERANK.K2, t.RERANK.LAMBDA),
-        qe=QueryExpansionOptions(t.QE.ENABLED, t.QE.K, t.QE.ALPHA, t.QE.DATABASE),
-        roc=RocOptions(t.ROC.ENABLED, tuple(t.ROC.FPRS), t.ROC.FASTREID_COMPAT),
-        max_rank=t.MAX_RANK, skip_no_match=t.SKIP_NO_MATCH, protocol=t.PROTOCOL)
+    """Entry point for the run flows: :func:`evaluate_from_section` of ``cfg.TEST``."""
+    return evaluate_from_section(cfg.TEST, qf, gf, q_pids, g_pids, q_camids, g_camids)
 
 
 def evaluate_splits(evaluate: Callable[..., Dict[str, Any]], feats: ArrayLike, pids: ArrayLike,
