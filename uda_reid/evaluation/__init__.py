@@ -14,5 +14,6 @@ from uda_reid.evaluation.roc import evaluate_roc
 
 __all__ = ["QueryExpansionOptions", "RerankOptions", "RocOptions", "compute_distance",
            "database_augmentation", "dsr_distance", "evaluate_distances", "evaluate_features",
-           "evaluate_from_config", "evaluate_from_section", "evaluate_rank", "evaluate_splits", "evaluate_roc", "query_expansion",
-           "re_ranking", "re_ranking_features", "retrieval_distance"]
+           "evaluate_from_config", "evaluate_from_section", "evaluate_rank", "evaluate_splits",
+           "evaluate_roc", "query_expansion", "re_ranking", "re_ranking_features",
+           "retrieval_distance"]

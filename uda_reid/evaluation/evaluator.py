@@ -2,7 +2,8 @@
 rank metrics and ROC, with explicit options or from the ``TEST`` section."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, NamedTuple, Sequence, Tuple, Union
+import dataclasses
+from typing import Any, Callable, Dict, NamedTuple, Sequence, Tuple, Type, TypeVar, Union
 
 import numpy as np
 
@@ -23,10 +24,6 @@ class RerankOptions(NamedTuple):
     k2: int = RerankConfig.K2
     lambda_value: float = RerankConfig.LAMBDA
 
-    @classmethod
-    def from_config(cls, opts: RerankConfig) -> "RerankOptions":
-        return cls(opts.ENABLED, opts.K1, opts.K2, opts.LAMBDA)
-
 
 class QueryExpansionOptions(NamedTuple):
     """Query expansion options (``database``: expand the gallery first); defaults and
@@ -37,10 +34,6 @@ class QueryExpansionOptions(NamedTuple):
     alpha: float = QueryExpansionConfig.ALPHA
     database: bool = QueryExpansionConfig.DATABASE
 
-    @classmethod
-    def from_config(cls, opts: QueryExpansionConfig) -> "QueryExpansionOptions":
-        return cls(opts.ENABLED, opts.K, opts.ALPHA, opts.DATABASE)
-
 
 class RocOptions(NamedTuple):
     """ROC options; defaults and meaning: ``TEST.ROC``."""
@@ -49,12 +42,21 @@ class RocOptions(NamedTuple):
     fprs: Tuple[float, ...] = RocConfig.FPRS
     fastreid_compat: bool = RocConfig.FASTREID_COMPAT
 
-    @classmethod
-    def from_config(cls, opts: RocConfig) -> "RocOptions":
-        return cls(opts.ENABLED, tuple(opts.FPRS), opts.FASTREID_COMPAT)
+
+Options = TypeVar("Options", RerankOptions, QueryExpansionOptions, RocOptions)
 
 
-def retrieval_distance(qf: ArrayLike, gf: ArrayLike, metric: str = "cosine",
+def options_from_section(options: Type[Options], section: Any) -> Options:
+    """The ``options`` tuple of a ``TEST`` subsection (``TEST.RERANK`` -> :class:`RerankOptions`):
+    the section's keys, in order, are the tuple's fields."""
+    values = [getattr(section, f.name) for f in dataclasses.fields(section)]
+    if len(values) != len(options._fields):
+        raise TypeError(f"{type(section).__name__} has {len(values)} keys, {options.__name__} "
+                        f"{len(options._fields)} fields")
+    return options(*values)
+
+
+def retrieval_distance(qf: ArrayLike, gf: ArrayLike, metric: str = TestConfig.METRIC,
                        rerank: Sequence = RerankOptions(),
                        qe: Sequence = QueryExpansionOptions()) -> np.ndarray:
     """(Q, D), (G, D) features -> (Q, G) float32 distances after optional query expansion
@@ -75,9 +77,10 @@ def retrieval_distance(qf: ArrayLike, gf: ArrayLike, metric: str = "cosine",
 
 def evaluate_distances(distmat: ArrayLike, q_pids: ArrayLike, g_pids: ArrayLike,
                        q_camids: ArrayLike, g_camids: ArrayLike,
-                       roc: Union[bool, Sequence] = False, max_rank: int = 50,
-                       skip_no_match: bool = True, protocol: str = "market1501"
-                       ) -> Dict[str, Any]:
+                       roc: Union[bool, Sequence] = False,
+                       max_rank: int = TestConfig.MAX_RANK,
+                       skip_no_match: bool = TestConfig.SKIP_NO_MATCH,
+                       protocol: str = TestConfig.PROTOCOL) -> Dict[str, Any]:
     """Metrics of a (Q, G) distance matrix: ``mAP``, ``mINP``, ``rank1``/``rank5``/``rank10``
     (fractions), ``num_valid_queries``, ``num_no_match``; with ``roc`` (a bool or
     (enabled, fprs, fastreid_compat)) also ``TPR@FPR=1e-04``-style keys and ``roc_curve``
@@ -99,12 +102,14 @@ def evaluate_distances(distmat: ArrayLike, q_pids: ArrayLike, g_pids: ArrayLike,
 
 
 def evaluate_features(qf: ArrayLike, gf: ArrayLike, q_pids: ArrayLike, g_pids: ArrayLike,
-                      q_camids: ArrayLike, g_camids: ArrayLike, metric: str = "cosine",
+                      q_camids: ArrayLike, g_camids: ArrayLike,
+                      metric: str = TestConfig.METRIC,
                       rerank: Sequence = RerankOptions(),
                       qe: Sequence = QueryExpansionOptions(),
-                      roc: Union[bool, Sequence] = False, max_rank: int = 50,
-                      skip_no_match: bool = True, protocol: str = "market1501"
-                      ) -> Dict[str, Any]:
+                      roc: Union[bool, Sequence] = False,
+                      max_rank: int = TestConfig.MAX_RANK,
+                      skip_no_match: bool = TestConfig.SKIP_NO_MATCH,
+                      protocol: str = TestConfig.PROTOCOL) -> Dict[str, Any]:
     """Features (Q, D), (G, D) -> :func:`evaluate_distances` results plus ``distmat``, the
     (Q, G) float32 distances they were computed from (see :func:`retrieval_distance`)."""
     distmat = retrieval_distance(qf, gf, metric, rerank, qe)
@@ -121,8 +126,9 @@ def evaluate_from_section(opts: TestConfig, qf: ArrayLike, gf: ArrayLike, q_pids
     QE.*, ROC.*, MAX_RANK, SKIP_NO_MATCH, PROTOCOL)."""
     return evaluate_features(
         qf, gf, q_pids, g_pids, q_camids, g_camids, metric=opts.METRIC,
-        rerank=RerankOptions.from_config(opts.RERANK),
-        qe=QueryExpansionOptions.from_config(opts.QE), roc=RocOptions.from_config(opts.ROC),
+        rerank=options_from_section(RerankOptions, opts.RERANK),
+        qe=options_from_section(QueryExpansionOptions, opts.QE),
+        roc=options_from_section(RocOptions, opts.ROC),
         max_rank=opts.MAX_RANK, skip_no_match=opts.SKIP_NO_MATCH, protocol=opts.PROTOCOL)
 
 

@@ -1,8 +1,9 @@
 """The training objective: named, weighted losses over the model's training outputs.
 
-A registered loss builder maps the ``MODEL.LOSSES`` section onto a :class:`WeightedLoss` (output name, term,
-scale). :class:`LossComputer` evaluates the terms on the model's training dict
-(``logits``, ``features``, ``embedding``; each a tensor or a JPM list ``[global, locals...]``).
+A registered loss builder maps the ``MODEL.LOSSES`` section onto a :class:`WeightedLoss`
+(output name, term, scale). :class:`LossComputer` evaluates the terms on the model's training
+dict (``logits``, ``features``, ``embedding``; each a tensor or a JPM list
+``[global, locals...]``).
 """
 from __future__ import annotations
 
