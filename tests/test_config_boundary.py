@@ -2,8 +2,9 @@
 reads sections off a root config; components get their own section or plain arguments.
 
 The test walks every module of ``uda_reid`` and ``camstyle`` with ``ast`` and lists, per
-module and enclosing function, (a) imports of the root config API from ``uda_reid.config``
-and (b) attribute reads ``<x>.<ROOT FIELD>`` (``cfg.MODEL``, ``stage.SOLVER``, ...). Everything
+module and enclosing function, (a) imports of the root config API from ``uda_reid.config``,
+(b) attribute reads ``<x>.<ROOT FIELD>`` (``cfg.MODEL``, ``stage.SOLVER``, ...) and (c) uses
+of the entry points that take the root config (``build_model(cfg, n)``). Everything
 it finds must be covered by :data:`ALLOWED`; an entry that covers nothing is an error too, so
 the list only shrinks.
 """
@@ -43,12 +44,17 @@ ALLOWED: Dict[str, str] = {
     "uda_reid.data.datasets:build_dataset_from_config": "entry point",
     "uda_reid.data.loaders:build_train_loader_from_config": "entry point",
     "uda_reid.data.loaders:build_test_set_from_config": "entry point",
+    "uda_reid.data.loaders:build_test_loader_from_config": "entry point",
     "uda_reid.evaluation.evaluator:evaluate_from_config": "entry point",
     # Still to convert (issue 15).
     "camstyle.evaluate": "reid_embedder loads a training run's config.yaml itself",
     # Not the root config: an ADAPT.CLUSTER section named ``cfg`` (its SEED key).
     "uda_reid.adapt.clustering:KMeansBackend": "a section named cfg",
 }
+
+
+# Calling (or naming) an entry point means holding the root config.
+ENTRY_POINTS = {key.split(":")[1] for key, why in ALLOWED.items() if why.startswith("entry point")}
 
 
 def root_fields() -> Tuple[Set[str], Set[str]]:
@@ -83,7 +89,8 @@ def base_name(node: ast.expr) -> str:
 
 
 class Finder(ast.NodeVisitor):
-    """Collects ``(function, what)`` for root-config imports and reads in one module."""
+    """Collects ``(function, what)`` for root-config imports, reads and entry-point uses in
+    one module."""
 
     def __init__(self, root: Set[str], shared: Set[str]) -> None:
         self.root, self.shared = root, shared
@@ -110,7 +117,13 @@ class Finder(ast.NodeVisitor):
         if node.attr in self.root and (node.attr not in self.shared
                                        or base_name(node.value) in ROOT_VARIABLES):
             self.report(node, f"reads {ast.unparse(node)}")
+        if node.attr in ENTRY_POINTS:
+            self.report(node, f"uses the entry point {node.attr}")
         self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id in ENTRY_POINTS:
+            self.report(node, f"uses the entry point {node.id}")
 
 
 def find_root_config_uses(source: str) -> List[Tuple[str, str]]:
@@ -160,9 +173,13 @@ def test_the_finder_sees_imports_reads_and_tells_sections_from_the_root():
 from uda_reid.config import Config, ConfigError
 from uda_reid.config.io import load_config
 from uda_reid.config.sections.model import ModelConfig
+from uda_reid.models import build_model
 
 def build(cfg):
     return cfg.MODEL.HEADS.NAME
+
+def train(run):
+    return build_model(run, 3), partial(evaluate_from_config, run)
 
 class Step:
     def run(self):
@@ -174,9 +191,11 @@ def from_config(opts: ModelConfig, adapt):
     found = find_root_config_uses(source)
     assert found == [("", "line 2: imports Config from uda_reid.config"),
                      ("", "line 3: imports load_config from uda_reid.config.io"),
-                     ("build", "line 7: reads cfg.MODEL"),
-                     ("Step", "line 11: reads self.cfg.SOLVER"),
-                     ("Step", "line 11: reads self.cfg.SEED")]
+                     ("build", "line 8: reads cfg.MODEL"),
+                     ("train", "line 11: uses the entry point build_model"),
+                     ("train", "line 11: uses the entry point evaluate_from_config"),
+                     ("Step", "line 15: reads self.cfg.SOLVER"),
+                     ("Step", "line 15: reads self.cfg.SEED")]
 
 
 def test_allow_list_entries_cover_a_package_a_module_or_one_function():
