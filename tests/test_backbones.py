@@ -19,7 +19,8 @@ def cfg_with(*pairs):
 
 
 def build(name, *pairs):
-    return BACKBONES.get(name)(cfg_with("MODEL.BACKBONE.NAME", name, *pairs)).eval()
+    cfg = cfg_with("MODEL.BACKBONE.NAME", name, *pairs)
+    return BACKBONES.get(name)(cfg.MODEL, cfg.INPUT).eval()
 
 
 def test_every_resnet_resnext_ibn_and_resnest_name_is_registered():

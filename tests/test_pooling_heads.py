@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from uda_reid.config import load_config
+from uda_reid.config.sections.data import InputConfig
+from uda_reid.config.sections.model import BackboneConfig, HeadsConfig, ModelConfig, PoolingConfig
 from uda_reid.models import ReIDModel, build_model, load_pretrained
 from uda_reid.models.classifiers import (ArcFace, CircleSoftmax, CosFace, CosineClassifier,
                                          LinearClassifier)
@@ -23,9 +25,14 @@ def cfg_with(*pairs):
     return load_config(None, [str(p) for p in pairs])
 
 
+def model_with(**heads):
+    """A MODEL section (no root config) whose HEADS section has the given keys."""
+    return ModelConfig(HEADS=HeadsConfig(**heads))
+
+
 @pytest.mark.parametrize("name", MAP_POOLINGS)
 def test_map_poolings_reduce_positions_and_reject_tokens(name):
-    pool = POOLINGS.get(name)(cfg_with(), 8)
+    pool = POOLINGS.get(name)(PoolingConfig(), 8)
     assert pool(torch.rand(2, 8, 4, 3)).shape == (2, 8)
     with pytest.raises(ValueError, match="MODEL.POOLING.NAME identity"):
         pool(torch.rand(2, 5, 8))
@@ -37,7 +44,7 @@ def test_every_registered_pooling_is_covered():
 
 
 def test_identity_pooling_passes_vectors_and_tokens_and_flattens_1x1_maps():
-    pool = POOLINGS.get("identity")(cfg_with(), 8)
+    pool = POOLINGS.get("identity")(PoolingConfig(), 8)
     vectors, tokens = torch.randn(2, 8), torch.randn(2, 5, 8)
     assert pool(vectors) is vectors and pool(tokens) is tokens
     assert torch.equal(pool(vectors[:, :, None, None]), vectors)
@@ -114,10 +121,9 @@ def test_bnneck_rejects_unknown_neck_feat_and_token_input():
 @pytest.mark.parametrize("head_name", OWN_HEADS)
 @pytest.mark.parametrize("cls_layer", ["linear", "cosine", "arcface", "cosface", "circle"])
 def test_heads_give_training_dict_and_eval_embedding(head_name, cls_layer):
-    cfg = cfg_with("MODEL.HEADS.NAME", head_name, "MODEL.HEADS.CLS_LAYER", cls_layer,
-                   "MODEL.HEADS.EMBEDDING_DIM", 16, "MODEL.HEADS.SCALE", 16,
-                   "MODEL.HEADS.MARGIN", 0.2)
-    head = HEADS.get(head_name)(cfg, 32, 5)
+    opts = model_with(NAME=head_name, CLS_LAYER=cls_layer, EMBEDDING_DIM=16, SCALE=16.0,
+                      MARGIN=0.2)
+    head = HEADS.get(head_name)(opts, 32, 5)
     out = head(torch.randn(6, 32), torch.tensor([0, 1, 2, 3, 4, 0]))
     assert set(out) == {"logits", "features", "embedding"}
     assert out["logits"].shape == (6, 5)
@@ -127,10 +133,10 @@ def test_heads_give_training_dict_and_eval_embedding(head_name, cls_layer):
 
 
 def test_linear_head_has_no_bnneck_and_reduction_head_defaults_to_512():
-    head = HEADS.get("linear")(cfg_with(), 32, 5)
+    head = HEADS.get("linear")(ModelConfig(), 32, 5)
     out = head(torch.randn(4, 32))
     assert torch.equal(out["features"], out["embedding"])
-    assert HEADS.get("reduction")(cfg_with(), 64, 5).out_dim == 512
+    assert HEADS.get("reduction")(ModelConfig(), 64, 5).out_dim == 512
     assert set(HEADS) >= set(OWN_HEADS)
 
 
@@ -196,10 +202,10 @@ class SideInfoBackbone(nn.Module):
 
 
 def test_reid_model_passes_camids_to_side_info_backbones_and_targets_to_margins():
-    cfg = cfg_with("MODEL.HEADS.CLS_LAYER", "cosface", "MODEL.HEADS.SCALE", 4,
-                   "MODEL.HEADS.MARGIN", 0.5)
+    opts = model_with(CLS_LAYER="cosface", SCALE=4.0, MARGIN=0.5)
     backbone = SideInfoBackbone()
-    model = ReIDModel(backbone, POOLINGS.get("avg")(cfg, 3), HEADS.get("bnneck")(cfg, 3, 2))
+    model = ReIDModel(backbone, POOLINGS.get("avg")(opts.POOLING, 3),
+                      HEADS.get("bnneck")(opts, 3, 2))
     images, camids, pids = torch.randn(4, 3, 4, 2), torch.tensor([0, 1, 1, 0]), torch.tensor(
         [0, 0, 1, 1])
     out = model(images, camids, pids)
@@ -228,3 +234,20 @@ def test_build_model_from_config_and_model_weights_loading(tmp_path):
     assert list(report.mismatched) == ["head.classifier.weight"]
     with pytest.raises(ValueError, match="number of training classes"):
         build_model(cfg, 0)
+
+
+def test_model_from_sections_alone_equals_the_root_config_entry_point():
+    opts = ModelConfig(BACKBONE=BackboneConfig(NAME="resnet18"),
+                       POOLING=PoolingConfig(NAME="gem", GEM_P=2.0),
+                       HEADS=HeadsConfig(EMBEDDING_DIM=16, CLS_LAYER="arcface", SCALE=8.0))
+    torch.manual_seed(5)
+    plain = ReIDModel.from_config(opts, InputConfig(), 4)
+    torch.manual_seed(5)
+    entry = build_model(cfg_with("MODEL.BACKBONE.NAME", "resnet18", "MODEL.POOLING.NAME", "gem",
+                                 "MODEL.POOLING.GEM_P", 2, "MODEL.HEADS.EMBEDDING_DIM", 16,
+                                 "MODEL.HEADS.CLS_LAYER", "arcface", "MODEL.HEADS.SCALE", 8), 4)
+    assert isinstance(plain.head.classifier, ArcFace) and plain.head.classifier.scale == 8.0
+    assert float(plain.pooling.p.detach()) == 2.0 and plain.head.out_dim == 16
+    assert plain.state_dict().keys() == entry.state_dict().keys()
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, entry.state_dict()[key]), key

@@ -126,3 +126,19 @@ def test_evaluate_from_config_reads_the_test_section_and_calls_re_ranking(monkey
     assert got["TPR@FPR=1e-01"] == want["tpr_at_fpr"][0.1]
     cuhk = evaluate_rank(got["distmat"], *ids, protocol="cuhk03", skip_no_match=False)
     assert got["rank1"] == cuhk["cmc"][0]
+
+
+def test_options_tuples_take_their_defaults_and_values_from_the_test_subsections():
+    from uda_reid.config.sections.test import QueryExpansionConfig, RerankConfig, RocConfig
+    from uda_reid.evaluation.evaluator import (QueryExpansionOptions, RerankOptions, RocOptions,
+                                               options_from_section)
+
+    for options, section in ((RerankOptions, RerankConfig), (RocOptions, RocConfig),
+                             (QueryExpansionOptions, QueryExpansionConfig)):
+        assert options_from_section(options, section()) == options()
+    assert options_from_section(RerankOptions, RerankConfig(ENABLED=True, K1=7, LAMBDA=0.5)) \
+        == (True, 7, 6, 0.5)
+    assert options_from_section(QueryExpansionOptions, QueryExpansionConfig(K=3, ALPHA=2.0)) \
+        == (False, 3, 2.0, False)
+    with pytest.raises(TypeError, match="RocConfig has 3 keys, RerankOptions 4 fields"):
+        options_from_section(RerankOptions, RocConfig())

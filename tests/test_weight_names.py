@@ -25,7 +25,7 @@ def no_network(monkeypatch, tmp_path):
 def build(name, *pairs):
     cfg = load_config(None, ["MODEL.BACKBONE.NAME", name, "MODEL.BACKBONE.PRETRAIN", "True",
                              *map(str, pairs)])
-    return BACKBONES.get(name)(cfg).eval()
+    return BACKBONES.get(name)(cfg.MODEL, cfg.INPUT).eval()
 
 
 def write_hf_snapshot(cache, repo, filename, state):
@@ -125,6 +125,6 @@ def test_vit_backbone_loads_a_cached_timm_vit_by_name(tmp_path):
                              "True", "MODEL.BACKBONE.PRETRAIN_NAME",
                              "timm:vit_tiny_patch16_224.augreg_in21k_ft_in1k",
                              "INPUT.SIZE_TRAIN", "[64, 32]", "INPUT.SIZE_TEST", "[64, 32]"])
-    vit = BACKBONES.get("vit_tiny_reid")(cfg)
+    vit = BACKBONES.get("vit_tiny_reid")(cfg.MODEL, cfg.INPUT)
     assert torch.equal(vit.blocks[0].attn.qkv.weight, timm_vit.blocks[0].attn.qkv.weight)
     assert torch.equal(vit.cls_token, timm_vit.cls_token)

@@ -8,11 +8,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from uda_reid.data.datasets import Sample, build_dataset_from_config
+from uda_reid.config.sections.data import DataloaderConfig, DatasetsConfig, InputConfig
+from uda_reid.data.datasets import Sample, build_dataset_from_section
 from uda_reid.data.datasets.base import Split, evaluation_splits, relabel, with_pids
 from uda_reid.data.samplers import ShardSampler, build_batch_sampler
+from uda_reid.data.transforms import build_transforms_from_input
 from uda_reid.utils.distributed import dist_rank_and_world_size, is_distributed
-from uda_reid.data.transforms import build_transforms_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def collate(items: List[Dict[str, object]]) -> Dict[str, object]:
 
 def build_batch_loader(dataset: Dataset, labels: Sequence[int], batch_size: int,
                        num_instances: int, num_workers: int = 0, seed: int = 0,
-                       sampler: str = "pk", rank: Optional[int] = None,
+                       sampler: str = DataloaderConfig.SAMPLER, rank: Optional[int] = None,
                        world_size: Optional[int] = None) -> DataLoader:
     """Training batches of ``dataset`` drawn by ``sampler`` (``"pk"``: ``batch_size /
     num_instances`` labels x ``num_instances`` items; ``"random"``) over ``labels`` (N,) (-1:
@@ -80,7 +81,8 @@ def build_shuffled_loader(dataset: Dataset, batch_size: int, num_workers: int = 
 
 def build_train_loader(samples: Sequence[Sample], transform: Callable, batch_size: int,
                        num_instances: int, num_workers: int = 0, seed: int = 0,
-                       labels: Optional[Sequence[int]] = None, sampler: str = "pk",
+                       labels: Optional[Sequence[int]] = None,
+                       sampler: str = DataloaderConfig.SAMPLER,
                        rank: Optional[int] = None,
                        world_size: Optional[int] = None) -> DataLoader:
     """A training loader over ``samples`` with ``batch_size`` images per batch on this rank
@@ -126,28 +128,47 @@ def per_rank_batch_size(total: int, key: str = "SOLVER.IMS_PER_BATCH") -> int:
     return total // world_size
 
 
-def build_train_loader_from_config(cfg) -> Tuple[DataLoader, int]:
-    """Training loader over ``DATASETS.NAMES`` and its number of identities."""
-    datasets = [build_dataset_from_config(cfg, name) for name in cfg.DATASETS.NAMES]
-    for ds in datasets:
+def build_train_loader_for_datasets(datasets: DatasetsConfig, inp: InputConfig,
+                                    loader: DataloaderConfig, batch_size: int, seed: int
+                                    ) -> Tuple[DataLoader, int]:
+    """Training loader over the ``DATASETS`` section's ``NAMES`` (combined, relabelled) with
+    the ``INPUT`` section's training transforms and the ``DATALOADER`` section's sampler, and
+    its number of identities; ``batch_size`` counts all ranks (``SOLVER.IMS_PER_BATCH``)."""
+    train_sets = [build_dataset_from_section(datasets, name) for name in datasets.NAMES]
+    for ds in train_sets:
         logger.info("\n%s", ds.summary())
-    samples = combine_train_sets(datasets)
-    loader = build_train_loader(samples, build_transforms_from_config(cfg, True),
-                                per_rank_batch_size(cfg.SOLVER.IMS_PER_BATCH),
-                                cfg.DATALOADER.NUM_INSTANCE, cfg.DATALOADER.NUM_WORKERS,
-                                cfg.SEED, sampler=cfg.DATALOADER.SAMPLER)
-    return loader, len({s[1] for s in samples})
+    samples = combine_train_sets(train_sets)
+    train_loader = build_train_loader(samples, build_transforms_from_input(inp, True),
+                                      per_rank_batch_size(batch_size), loader.NUM_INSTANCE,
+                                      loader.NUM_WORKERS, seed, sampler=loader.SAMPLER)
+    return train_loader, len({s[1] for s in samples})
+
+
+def build_test_set(datasets: DatasetsConfig, inp: InputConfig, name: str, batch_size: int,
+                   num_workers: int) -> Tuple[DataLoader, int, List[Split]]:
+    """Query+gallery loader of test dataset ``name`` (from the ``DATASETS`` section, with the
+    ``INPUT`` section's test transforms), its number of queries and the (query, gallery) index
+    splits its protocol evaluates (:func:`evaluation_splits`)."""
+    ds = build_dataset_from_section(datasets, name)
+    logger.info("\n%s", ds.summary())
+    test_loader, num_query = build_test_loader(ds.query, ds.gallery,
+                                               build_transforms_from_input(inp, False),
+                                               batch_size, num_workers)
+    return test_loader, num_query, evaluation_splits(ds)
+
+
+def build_train_loader_from_config(cfg) -> Tuple[DataLoader, int]:
+    """Entry point for the run flows: :func:`build_train_loader_for_datasets` with
+    ``SOLVER.IMS_PER_BATCH`` and ``SEED``."""
+    return build_train_loader_for_datasets(cfg.DATASETS, cfg.INPUT, cfg.DATALOADER,
+                                           cfg.SOLVER.IMS_PER_BATCH, cfg.SEED)
 
 
 def build_test_set_from_config(cfg, name: str) -> Tuple[DataLoader, int, List[Split]]:
-    """Query+gallery loader of test dataset ``name``, its number of queries and the
-    (query, gallery) index splits its protocol evaluates (:func:`evaluation_splits`)."""
-    ds = build_dataset_from_config(cfg, name)
-    logger.info("\n%s", ds.summary())
-    loader, num_query = build_test_loader(ds.query, ds.gallery,
-                                          build_transforms_from_config(cfg, False),
-                                          cfg.TEST.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)
-    return loader, num_query, evaluation_splits(ds)
+    """Entry point for the run flows: :func:`build_test_set` with ``TEST.IMS_PER_BATCH`` and
+    ``DATALOADER.NUM_WORKERS``."""
+    return build_test_set(cfg.DATASETS, cfg.INPUT, name, cfg.TEST.IMS_PER_BATCH,
+                          cfg.DATALOADER.NUM_WORKERS)
 
 
 def build_test_loader_from_config(cfg, name: str) -> Tuple[DataLoader, int]:

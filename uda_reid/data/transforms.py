@@ -1,15 +1,18 @@
-"""Image transforms for training and testing, built from plain arguments or the config."""
+"""Image transforms for training and testing, built from plain arguments or the INPUT section."""
 from __future__ import annotations
 
 from typing import Sequence, Tuple
 
 import torchvision.transforms as T
 
+from uda_reid.config.sections.data import FlipConfig, InputConfig, PaddingConfig
 
-def build_transforms(size: Tuple[int, int], is_train: bool, flip_prob: float = 0.5,
-                     padding: int = 10, erasing_prob: float = 0.0, autoaug_prob: float = 0.0,
-                     mean: Sequence[float] = (0.485, 0.456, 0.406),
-                     std: Sequence[float] = (0.229, 0.224, 0.225)) -> T.Compose:
+
+def build_transforms(size: Tuple[int, int], is_train: bool,
+                     flip_prob: float = FlipConfig.PROB, padding: int = PaddingConfig.SIZE,
+                     erasing_prob: float = 0.0, autoaug_prob: float = 0.0,
+                     mean: Sequence[float] = InputConfig.PIXEL_MEAN,
+                     std: Sequence[float] = InputConfig.PIXEL_STD) -> T.Compose:
     """PIL image -> normalised (3, H, W) tensor.
 
     Training: resize to ``size`` (H, W), AutoAugment (ImageNet policy) with ``autoaug_prob``,
@@ -32,9 +35,8 @@ def build_transforms(size: Tuple[int, int], is_train: bool, flip_prob: float = 0
     return T.Compose(ops)
 
 
-def build_transforms_from_config(cfg, is_train: bool) -> T.Compose:
+def build_transforms_from_input(inp: InputConfig, is_train: bool) -> T.Compose:
     """:func:`build_transforms` from the ``INPUT`` section."""
-    inp = cfg.INPUT
     return build_transforms(
         inp.SIZE_TRAIN if is_train else inp.SIZE_TEST, is_train,
         flip_prob=inp.FLIP.PROB if inp.FLIP.ENABLED else 0.0,
@@ -42,3 +44,8 @@ def build_transforms_from_config(cfg, is_train: bool) -> T.Compose:
         erasing_prob=inp.REA.PROB if inp.REA.ENABLED else 0.0,
         autoaug_prob=inp.AUTOAUG.PROB if inp.AUTOAUG.ENABLED else 0.0,
         mean=inp.PIXEL_MEAN, std=inp.PIXEL_STD)
+
+
+def build_transforms_from_config(cfg, is_train: bool) -> T.Compose:
+    """Entry point for the run flows: :func:`build_transforms_from_input` of ``cfg.INPUT``."""
+    return build_transforms_from_input(cfg.INPUT, is_train)

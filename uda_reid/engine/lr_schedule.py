@@ -15,9 +15,14 @@ from typing import Sequence
 
 from torch.optim import Optimizer
 
+from uda_reid.config.sections.solver import SolverConfig
+
 SCHEDULES = ("multistep", "cosine")
 WARMUP_METHODS = ("linear", "constant")
 UNITS = ("epoch", "iter")
+# SOLVER.SCHED names (case-insensitive) -> schedule
+_SCHED_NAMES = {"multisteplr": "multistep", "multistep": "multistep",
+                "cosineannealinglr": "cosine", "cosine": "cosine"}
 
 
 def warmup_factor(iteration: int, warmup_iters: int, factor: float, method: str) -> float:
@@ -71,10 +76,13 @@ class WarmupLRScheduler:
     """
 
     def __init__(self, optimizer: Optimizer, iters_per_epoch: int, max_epoch: int,
-                 schedule: str = "multistep", steps: Sequence[int] = (), gamma: float = 0.1,
-                 eta_min: float = 0.0, warmup_iters: int = 0, warmup_factor: float = 0.1,
-                 warmup_method: str = "linear", delay_epochs: int = 0,
-                 unit: str = "epoch") -> None:
+                 schedule: str = "multistep", steps: Sequence[int] = (),
+                 gamma: float = SolverConfig.GAMMA, eta_min: float = 0.0,
+                 warmup_iters: int = SolverConfig.WARMUP_ITERS,
+                 warmup_factor: float = SolverConfig.WARMUP_FACTOR,
+                 warmup_method: str = SolverConfig.WARMUP_METHOD,
+                 delay_epochs: int = SolverConfig.DELAY_EPOCHS,
+                 unit: str = SolverConfig.SCHED_UNIT) -> None:
         if iters_per_epoch <= 0:
             raise ValueError(f"iters_per_epoch must be positive, got {iters_per_epoch}")
         if schedule not in SCHEDULES:
@@ -104,6 +112,19 @@ class WarmupLRScheduler:
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
 
+    @classmethod
+    def from_config(cls, opts: SolverConfig, optimizer: Optimizer, iters_per_epoch: int
+                    ) -> "WarmupLRScheduler":
+        """The schedule of the ``SOLVER`` section (``SCHED``, ``STEPS``, ``WARMUP_*``, ...)."""
+        name = _SCHED_NAMES.get(opts.SCHED.lower())
+        if name is None:
+            raise ValueError(f"SOLVER.SCHED: unknown schedule '{opts.SCHED}' "
+                             "(use MultiStepLR or CosineAnnealingLR)")
+        return cls(optimizer, iters_per_epoch, opts.MAX_EPOCH, schedule=name, steps=opts.STEPS,
+                   gamma=opts.GAMMA, eta_min=opts.ETA_MIN_LR, warmup_iters=opts.WARMUP_ITERS,
+                   warmup_factor=opts.WARMUP_FACTOR, warmup_method=opts.WARMUP_METHOD.lower(),
+                   delay_epochs=opts.DELAY_EPOCHS, unit=opts.SCHED_UNIT.lower())
+
     def _warmup(self, iteration: int) -> float:
         return warmup_factor(iteration, self.warmup_iters, self.warmup_factor,
                              self.warmup_method)
@@ -124,19 +145,6 @@ class WarmupLRScheduler:
             group["lr"] = self.lr_at(group["initial_lr"], iteration)
 
 
-_SCHED_NAMES = {"multisteplr": "multistep", "multistep": "multistep",
-                "cosineannealinglr": "cosine", "cosine": "cosine"}
-
-
 def build_lr_scheduler(cfg, optimizer: Optimizer, iters_per_epoch: int) -> WarmupLRScheduler:
-    """Map ``cfg.SOLVER`` onto :class:`WarmupLRScheduler`."""
-    s = cfg.SOLVER
-    name = _SCHED_NAMES.get(s.SCHED.lower())
-    if name is None:
-        raise ValueError(f"SOLVER.SCHED: unknown schedule '{s.SCHED}' "
-                         "(use MultiStepLR or CosineAnnealingLR)")
-    return WarmupLRScheduler(optimizer, iters_per_epoch, s.MAX_EPOCH, schedule=name,
-                             steps=s.STEPS, gamma=s.GAMMA, eta_min=s.ETA_MIN_LR,
-                             warmup_iters=s.WARMUP_ITERS, warmup_factor=s.WARMUP_FACTOR,
-                             warmup_method=s.WARMUP_METHOD.lower(),
-                             delay_epochs=s.DELAY_EPOCHS, unit=s.SCHED_UNIT.lower())
+    """Entry point for the run flows: :meth:`WarmupLRScheduler.from_config` of ``cfg.SOLVER``."""
+    return WarmupLRScheduler.from_config(cfg.SOLVER, optimizer, iters_per_epoch)

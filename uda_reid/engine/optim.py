@@ -13,6 +13,8 @@ from typing import Dict, List, Tuple
 import torch
 from torch import nn
 
+from uda_reid.config.sections.solver import SolverConfig
+
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
               nn.modules.instancenorm._InstanceNorm, nn.LocalResponseNorm)
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -20,8 +22,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 
 def build_param_groups(model: nn.Module, base_lr: float, weight_decay: float,
                        weight_decay_norm: float, weight_decay_bias: float,
-                       bias_lr_factor: float = 1.0, backbone_lr_factor: float = 1.0,
-                       heads_lr_factor: float = 1.0,
+                       bias_lr_factor: float = SolverConfig.BIAS_LR_FACTOR,
+                       backbone_lr_factor: float = SolverConfig.BACKBONE_LR_FACTOR,
+                       heads_lr_factor: float = SolverConfig.HEADS_LR_FACTOR,
                        backbone_prefix: str = "backbone") -> List[Dict]:
     """Parameter groups, one per distinct (lr, weight_decay) pair, in first-seen order.
 
@@ -53,9 +56,11 @@ def build_param_groups(model: nn.Module, base_lr: float, weight_decay: float,
 
 def build_optimizer(model: nn.Module, name: str, base_lr: float, weight_decay: float,
                     weight_decay_norm: float, weight_decay_bias: float,
-                    bias_lr_factor: float = 1.0, backbone_lr_factor: float = 1.0,
-                    heads_lr_factor: float = 1.0, momentum: float = 0.9,
-                    nesterov: bool = False) -> torch.optim.Optimizer:
+                    bias_lr_factor: float = SolverConfig.BIAS_LR_FACTOR,
+                    backbone_lr_factor: float = SolverConfig.BACKBONE_LR_FACTOR,
+                    heads_lr_factor: float = SolverConfig.HEADS_LR_FACTOR,
+                    momentum: float = SolverConfig.MOMENTUM,
+                    nesterov: bool = SolverConfig.NESTEROV) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov), Adam or AdamW (``momentum`` is beta1) over
     :func:`build_param_groups`."""
     groups = build_param_groups(model, base_lr, weight_decay, weight_decay_norm,
@@ -71,9 +76,14 @@ def build_optimizer(model: nn.Module, name: str, base_lr: float, weight_decay: f
     raise ValueError(f"SOLVER.OPT: unknown optimiser '{name}' (use SGD, Adam or AdamW)")
 
 
+def build_optimizer_from_solver(opts: SolverConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """:func:`build_optimizer` with the options of the ``SOLVER`` section."""
+    return build_optimizer(model, opts.OPT, opts.BASE_LR, opts.WEIGHT_DECAY,
+                           opts.WEIGHT_DECAY_NORM, opts.WEIGHT_DECAY_BIAS, opts.BIAS_LR_FACTOR,
+                           opts.BACKBONE_LR_FACTOR, opts.HEADS_LR_FACTOR, opts.MOMENTUM,
+                           opts.NESTEROV)
+
+
 def build_optimizer_from_config(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """Map ``cfg.SOLVER`` onto :func:`build_optimizer`."""
-    s = cfg.SOLVER
-    return build_optimizer(model, s.OPT, s.BASE_LR, s.WEIGHT_DECAY, s.WEIGHT_DECAY_NORM,
-                           s.WEIGHT_DECAY_BIAS, s.BIAS_LR_FACTOR, s.BACKBONE_LR_FACTOR,
-                           s.HEADS_LR_FACTOR, s.MOMENTUM, s.NESTEROV)
+    """Entry point for the run flows: :func:`build_optimizer_from_solver` of ``cfg.SOLVER``."""
+    return build_optimizer_from_solver(cfg.SOLVER, model)

@@ -1,11 +1,14 @@
 """From query/gallery features to ReID metrics: distances, query expansion, re-ranking,
-rank metrics and ROC, with explicit options or from the ``TEST`` config section."""
+rank metrics and ROC, with explicit options or from the ``TEST`` section."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, NamedTuple, Sequence, Tuple, Union
+import dataclasses
+from typing import Any, Callable, Dict, NamedTuple, Sequence, Tuple, Type, TypeVar, Union
 
 import numpy as np
 
+from uda_reid.config.sections.test import (QueryExpansionConfig, RerankConfig, RocConfig,
+                                           TestConfig)
 from uda_reid.evaluation.distances import compute_distance
 from uda_reid.evaluation.protocol import ArrayLike
 from uda_reid.evaluation.query_expansion import database_augmentation, query_expansion
@@ -14,26 +17,46 @@ from uda_reid.evaluation.roc import evaluate_roc
 
 
 class RerankOptions(NamedTuple):
-    enabled: bool = False
-    k1: int = 20
-    k2: int = 6
-    lambda_value: float = 0.3
+    """k-reciprocal re-ranking options; defaults and meaning: ``TEST.RERANK``."""
+
+    enabled: bool = RerankConfig.ENABLED
+    k1: int = RerankConfig.K1
+    k2: int = RerankConfig.K2
+    lambda_value: float = RerankConfig.LAMBDA
 
 
 class QueryExpansionOptions(NamedTuple):
-    enabled: bool = False
-    k: int = 5
-    alpha: float = 0.0
-    database: bool = False  # database-side augmentation of the gallery first
+    """Query expansion options (``database``: expand the gallery first); defaults and
+    meaning: ``TEST.QE``."""
+
+    enabled: bool = QueryExpansionConfig.ENABLED
+    k: int = QueryExpansionConfig.K
+    alpha: float = QueryExpansionConfig.ALPHA
+    database: bool = QueryExpansionConfig.DATABASE
 
 
 class RocOptions(NamedTuple):
-    enabled: bool = False
-    fprs: Tuple[float, ...] = (1e-4, 1e-3, 1e-2)
-    fastreid_compat: bool = False
+    """ROC options; defaults and meaning: ``TEST.ROC``."""
+
+    enabled: bool = RocConfig.ENABLED
+    fprs: Tuple[float, ...] = RocConfig.FPRS
+    fastreid_compat: bool = RocConfig.FASTREID_COMPAT
 
 
-def retrieval_distance(qf: ArrayLike, gf: ArrayLike, metric: str = "cosine",
+Options = TypeVar("Options", RerankOptions, QueryExpansionOptions, RocOptions)
+
+
+def options_from_section(options: Type[Options], section: Any) -> Options:
+    """The ``options`` tuple of a ``TEST`` subsection (``TEST.RERANK`` -> :class:`RerankOptions`):
+    the section's keys, in order, are the tuple's fields."""
+    values = [getattr(section, f.name) for f in dataclasses.fields(section)]
+    if len(values) != len(options._fields):
+        raise TypeError(f"{type(section).__name__} has {len(values)} keys, {options.__name__} "
+                        f"{len(options._fields)} fields")
+    return options(*values)
+
+
+def retrieval_distance(qf: ArrayLike, gf: ArrayLike, metric: str = TestConfig.METRIC,
                        rerank: Sequence = RerankOptions(),
                        qe: Sequence = QueryExpansionOptions()) -> np.ndarray:
     """(Q, D), (G, D) features -> (Q, G) float32 distances after optional query expansion
@@ -54,9 +77,10 @@ def retrieval_distance(qf: ArrayLike, gf: ArrayLike, metric: str = "cosine",
 
 def evaluate_distances(distmat: ArrayLike, q_pids: ArrayLike, g_pids: ArrayLike,
                        q_camids: ArrayLike, g_camids: ArrayLike,
-                       roc: Union[bool, Sequence] = False, max_rank: int = 50,
-                       skip_no_match: bool = True, protocol: str = "market1501"
-                       ) -> Dict[str, Any]:
+                       roc: Union[bool, Sequence] = False,
+                       max_rank: int = TestConfig.MAX_RANK,
+                       skip_no_match: bool = TestConfig.SKIP_NO_MATCH,
+                       protocol: str = TestConfig.PROTOCOL) -> Dict[str, Any]:
     """Metrics of a (Q, G) distance matrix: ``mAP``, ``mINP``, ``rank1``/``rank5``/``rank10``
     (fractions), ``num_valid_queries``, ``num_no_match``; with ``roc`` (a bool or
     (enabled, fprs, fastreid_compat)) also ``TPR@FPR=1e-04``-style keys and ``roc_curve``
@@ -78,12 +102,14 @@ def evaluate_distances(distmat: ArrayLike, q_pids: ArrayLike, g_pids: ArrayLike,
 
 
 def evaluate_features(qf: ArrayLike, gf: ArrayLike, q_pids: ArrayLike, g_pids: ArrayLike,
-                      q_camids: ArrayLike, g_camids: ArrayLike, metric: str = "cosine",
+                      q_camids: ArrayLike, g_camids: ArrayLike,
+                      metric: str = TestConfig.METRIC,
                       rerank: Sequence = RerankOptions(),
                       qe: Sequence = QueryExpansionOptions(),
-                      roc: Union[bool, Sequence] = False, max_rank: int = 50,
-                      skip_no_match: bool = True, protocol: str = "market1501"
-                      ) -> Dict[str, Any]:
+                      roc: Union[bool, Sequence] = False,
+                      max_rank: int = TestConfig.MAX_RANK,
+                      skip_no_match: bool = TestConfig.SKIP_NO_MATCH,
+                      protocol: str = TestConfig.PROTOCOL) -> Dict[str, Any]:
     """Features (Q, D), (G, D) -> :func:`evaluate_distances` results plus ``distmat``, the
     (Q, G) float32 distances they were computed from (see :func:`retrieval_distance`)."""
     distmat = retrieval_distance(qf, gf, metric, rerank, qe)
@@ -93,18 +119,24 @@ def evaluate_features(qf: ArrayLike, gf: ArrayLike, q_pids: ArrayLike, g_pids: A
     return results
 
 
+def evaluate_from_section(opts: TestConfig, qf: ArrayLike, gf: ArrayLike, q_pids: ArrayLike,
+                          g_pids: ArrayLike, q_camids: ArrayLike, g_camids: ArrayLike
+                          ) -> Dict[str, Any]:
+    """:func:`evaluate_features` with the options of the ``TEST`` section (METRIC, RERANK.*,
+    QE.*, ROC.*, MAX_RANK, SKIP_NO_MATCH, PROTOCOL)."""
+    return evaluate_features(
+        qf, gf, q_pids, g_pids, q_camids, g_camids, metric=opts.METRIC,
+        rerank=options_from_section(RerankOptions, opts.RERANK),
+        qe=options_from_section(QueryExpansionOptions, opts.QE),
+        roc=options_from_section(RocOptions, opts.ROC),
+        max_rank=opts.MAX_RANK, skip_no_match=opts.SKIP_NO_MATCH, protocol=opts.PROTOCOL)
+
+
 def evaluate_from_config(cfg: Any, qf: ArrayLike, gf: ArrayLike, q_pids: ArrayLike,
                          g_pids: ArrayLike, q_camids: ArrayLike, g_camids: ArrayLike
                          ) -> Dict[str, Any]:
-    """:func:`evaluate_features` with the options of ``cfg.TEST`` (METRIC, RERANK.*, QE.*,
-    ROC.*, MAX_RANK, SKIP_NO_MATCH, PROTOCOL)."""
-    t = cfg.TEST
-    return evaluate_features(
-        qf, gf, q_pids, g_pids, q_camids, g_camids, metric=t.METRIC,
-        rerank=RerankOptions(t.RERANK.ENABLED, t.RERANK.K1, t.RERANK.K2, t.RERANK.LAMBDA),
-        qe=QueryExpansionOptions(t.QE.ENABLED, t.QE.K, t.QE.ALPHA, t.QE.DATABASE),
-        roc=RocOptions(t.ROC.ENABLED, tuple(t.ROC.FPRS), t.ROC.FASTREID_COMPAT),
-        max_rank=t.MAX_RANK, skip_no_match=t.SKIP_NO_MATCH, protocol=t.PROTOCOL)
+    """Entry point for the run flows: :func:`evaluate_from_section` of ``cfg.TEST``."""
+    return evaluate_from_section(cfg.TEST, qf, gf, q_pids, g_pids, q_camids, g_camids)
 
 
 def evaluate_splits(evaluate: Callable[..., Dict[str, Any]], feats: ArrayLike, pids: ArrayLike,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from uda_reid.config.sections.test import QueryExpansionConfig
 from uda_reid.evaluation.protocol import CHUNK_ELEMENTS, ArrayLike
 
 
@@ -33,8 +34,8 @@ def _expand(x: torch.Tensor, db: torch.Tensor, k: int, alpha: float, add_self: b
     return F.normalize(out, dim=1)
 
 
-def query_expansion(qf: ArrayLike, gf: ArrayLike, k: int = 5, alpha: float = 0.0
-                    ) -> torch.Tensor:
+def query_expansion(qf: ArrayLike, gf: ArrayLike, k: int = QueryExpansionConfig.K,
+                    alpha: float = QueryExpansionConfig.ALPHA) -> torch.Tensor:
     """(Q, D), (G, D) -> (Q, D) expanded queries: each query plus its top-``k`` gallery
     neighbours (query weight 1), l2-normalised."""
     q = F.normalize(torch.as_tensor(qf).float(), dim=1)
@@ -42,7 +43,8 @@ def query_expansion(qf: ArrayLike, gf: ArrayLike, k: int = 5, alpha: float = 0.0
     return _expand(q, g, k, alpha, add_self=True)
 
 
-def database_augmentation(gf: ArrayLike, k: int = 5, alpha: float = 0.0) -> torch.Tensor:
+def database_augmentation(gf: ArrayLike, k: int = QueryExpansionConfig.K,
+                          alpha: float = QueryExpansionConfig.ALPHA) -> torch.Tensor:
     """(G, D) -> (G, D): each gallery feature replaced by the weighted sum of its top-``k``
     gallery neighbours, itself included (as its own nearest neighbour), l2-normalised."""
     g = F.normalize(torch.as_tensor(gf).float(), dim=1)

@@ -1,8 +1,9 @@
 """The training objective: named, weighted losses over the model's training outputs.
 
-A registered loss builder maps the config onto a :class:`WeightedLoss` (output name, term,
-scale). :class:`LossComputer` evaluates the terms on the model's training dict
-(``logits``, ``features``, ``embedding``; each a tensor or a JPM list ``[global, locals...]``).
+A registered loss builder maps the ``MODEL.LOSSES`` section onto a :class:`WeightedLoss`
+(output name, term, scale). :class:`LossComputer` evaluates the terms on the model's training
+dict (``logits``, ``features``, ``embedding``; each a tensor or a JPM list
+``[global, locals...]``).
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Callable, Dict, List, NamedTuple, Sequence, Union
 
 import torch
 
+from uda_reid.config.sections.model import (CircleConfig, CrossEntropyConfig, LossesConfig,
+                                            TripletConfig)
 from uda_reid.losses.functional import circle_loss, cross_entropy_smooth, triplet_loss
 from uda_reid.losses.registry import LOSSES
 from uda_reid.utils.errors import UnknownNameError
@@ -49,7 +52,7 @@ def output(outputs: Outputs, key: str, loss: str) -> Output:
 class CrossEntropyTerm:
     """Label-smoothed cross-entropy on ``logits``."""
 
-    epsilon: float = 0.1
+    epsilon: float = CrossEntropyConfig.EPSILON
 
     def __call__(self, outputs: Outputs, targets: torch.Tensor) -> torch.Tensor:
         return over_branches(output(outputs, "logits", "CrossEntropyLoss"),
@@ -60,9 +63,9 @@ class CrossEntropyTerm:
 class TripletTerm:
     """Triplet loss on the pre-BNNeck ``features``."""
 
-    margin: float = 0.3
-    hard_mining: bool = True
-    cosine: bool = False
+    margin: float = TripletConfig.MARGIN
+    hard_mining: bool = TripletConfig.HARD_MINING
+    cosine: bool = TripletConfig.NORM_FEAT
 
     def __call__(self, outputs: Outputs, targets: torch.Tensor) -> torch.Tensor:
         return over_branches(output(outputs, "features", "TripletLoss"), lambda x: triplet_loss(
@@ -73,30 +76,31 @@ class TripletTerm:
 class CircleTerm:
     """Pairwise circle loss on the pre-BNNeck ``features``."""
 
-    margin: float = 0.25
-    gamma: float = 128.0
+    margin: float = CircleConfig.MARGIN
+    gamma: float = CircleConfig.GAMMA
 
     def __call__(self, outputs: Outputs, targets: torch.Tensor) -> torch.Tensor:
         return over_branches(output(outputs, "features", "CircleLoss"),
                              lambda x: circle_loss(x, targets, self.margin, self.gamma))
 
 
+# Each registered loss is built as ``LOSSES.get(name)(section)`` from ``MODEL.LOSSES``.
 @LOSSES.register("crossentropyloss", aliases=("ce", "cross_entropy"))
-def build_ce(cfg) -> WeightedLoss:
-    ce = cfg.MODEL.LOSSES.CE
+def build_ce(opts: LossesConfig) -> WeightedLoss:
+    ce = opts.CE
     return WeightedLoss("loss_cls", CrossEntropyTerm(ce.EPSILON), ce.SCALE)
 
 
 @LOSSES.register("tripletloss", aliases=("triplet",))
-def build_triplet(cfg) -> WeightedLoss:
-    tri = cfg.MODEL.LOSSES.TRI
+def build_triplet(opts: LossesConfig) -> WeightedLoss:
+    tri = opts.TRI
     return WeightedLoss("loss_triplet", TripletTerm(tri.MARGIN, tri.HARD_MINING, tri.NORM_FEAT),
                         tri.SCALE)
 
 
 @LOSSES.register("circleloss", aliases=("circle",))
-def build_circle(cfg) -> WeightedLoss:
-    c = cfg.MODEL.LOSSES.CIRCLE
+def build_circle(opts: LossesConfig) -> WeightedLoss:
+    c = opts.CIRCLE
     return WeightedLoss("loss_circle", CircleTerm(c.MARGIN, c.GAMMA), c.SCALE)
 
 
@@ -114,7 +118,13 @@ class LossComputer:
     def __call__(self, outputs: Outputs, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         return {t.name: t.scale * t.term(outputs, targets) for t in self.terms}
 
+    @classmethod
+    def from_config(cls, opts: LossesConfig) -> "LossComputer":
+        """The losses named in ``MODEL.LOSSES.NAME`` with their weights (``*.SCALE``)."""
+        return cls([LOSSES.get(name)(opts) for name in opts.NAME])
+
 
 def build_loss_fn(cfg) -> LossComputer:
-    """The losses named in ``MODEL.LOSSES.NAME`` with their weights (``*.SCALE``)."""
-    return LossComputer([LOSSES.get(name)(cfg) for name in cfg.MODEL.LOSSES.NAME])
+    """Entry point for the run flows: :meth:`LossComputer.from_config` of the root config's
+    ``MODEL.LOSSES``."""
+    return LossComputer.from_config(cfg.MODEL.LOSSES)

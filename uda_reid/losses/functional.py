@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from uda_reid.config.sections.model import CircleConfig, TripletConfig
 from uda_reid.utils.distributed import all_gather_rows, any_rank, batch_mean, gather_rows_with_grad
 
 
@@ -68,8 +69,10 @@ def batch_pairs(features: torch.Tensor, targets: torch.Tensor
     return others, all_gather_rows(targets), offset
 
 
-def triplet_loss(features: torch.Tensor, targets: torch.Tensor, margin: float = 0.3,
-                 hard_mining: bool = True, cosine: bool = False) -> torch.Tensor:
+def triplet_loss(features: torch.Tensor, targets: torch.Tensor,
+                 margin: float = TripletConfig.MARGIN,
+                 hard_mining: bool = TripletConfig.HARD_MINING,
+                 cosine: bool = TripletConfig.NORM_FEAT) -> torch.Tensor:
     """Triplet loss over a PK batch (Hermans et al.). features (N, D), targets (N,) -> scalar.
 
     ``hard_mining``: farthest positive and closest negative per anchor; otherwise positives
@@ -96,8 +99,9 @@ def triplet_loss(features: torch.Tensor, targets: torch.Tensor, margin: float = 
     return batch_mean(F.relu(gap + margin) if margin > 0 else F.softplus(gap))
 
 
-def circle_loss(features: torch.Tensor, targets: torch.Tensor, margin: float = 0.25,
-                gamma: float = 128.0) -> torch.Tensor:
+def circle_loss(features: torch.Tensor, targets: torch.Tensor,
+                margin: float = CircleConfig.MARGIN, gamma: float = CircleConfig.GAMMA
+                ) -> torch.Tensor:
     """Pairwise circle loss (Sun et al., CVPR 2020) on cosine similarities of a batch.
 
     Per anchor: ``softplus(logsumexp_p(-g a_p (s_p - 1 + m)) + logsumexp_n(g a_n (s_n - m)))``

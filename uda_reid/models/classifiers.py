@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uda_reid.config.sections.model import HeadsConfig
 from uda_reid.models.registry import CLS_LAYERS
 
 
@@ -26,15 +27,27 @@ class LinearClassifier(nn.Module):
     def forward(self, x: torch.Tensor, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
         return F.linear(x, self.weight)
 
+    @classmethod
+    def from_config(cls, opts: HeadsConfig, in_features: int, num_classes: int
+                    ) -> "LinearClassifier":
+        """The layer for ``MODEL.HEADS`` (no options of its own)."""
+        return cls(in_features, num_classes)
+
 
 class CosineClassifier(LinearClassifier):
     """Cosine logits ``s * cos(x, w)`` (normalised softmax); subclasses put a margin on the
     target class when labels are given. (N, D), (N,) -> (N, num_classes)."""
 
     def __init__(self, in_features: int, num_classes: int, scale: float,
-                 margin: float = 0.0) -> None:
+                 margin: float = HeadsConfig.MARGIN) -> None:
         super().__init__(in_features, num_classes)
         self.scale, self.margin = scale, margin
+
+    @classmethod
+    def from_config(cls, opts: HeadsConfig, in_features: int, num_classes: int
+                    ) -> "CosineClassifier":
+        """``MODEL.HEADS.SCALE`` and ``MARGIN`` (the plain cosine layer has no margin)."""
+        return cls(in_features, num_classes, opts.SCALE, opts.MARGIN)
 
     def cosine(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
@@ -87,26 +100,10 @@ class CircleSoftmax(CosineClassifier):
         return onehot * s_p + (1 - onehot) * s_n
 
 
-@CLS_LAYERS.register("linear")
-def build_linear(cfg, in_features: int, num_classes: int) -> nn.Module:
-    return LinearClassifier(in_features, num_classes)
-
-
-@CLS_LAYERS.register("cosine", aliases=("normsoftmax",))
-def build_cosine(cfg, in_features: int, num_classes: int) -> nn.Module:
-    return CosineClassifier(in_features, num_classes, cfg.MODEL.HEADS.SCALE)
-
-
-@CLS_LAYERS.register("arcface", aliases=("arcsoftmax",))
-def build_arcface(cfg, in_features: int, num_classes: int) -> nn.Module:
-    return ArcFace(in_features, num_classes, cfg.MODEL.HEADS.SCALE, cfg.MODEL.HEADS.MARGIN)
-
-
-@CLS_LAYERS.register("cosface", aliases=("cossoftmax", "amsoftmax"))
-def build_cosface(cfg, in_features: int, num_classes: int) -> nn.Module:
-    return CosFace(in_features, num_classes, cfg.MODEL.HEADS.SCALE, cfg.MODEL.HEADS.MARGIN)
-
-
-@CLS_LAYERS.register("circle", aliases=("circlesoftmax",))
-def build_circle(cfg, in_features: int, num_classes: int) -> nn.Module:
-    return CircleSoftmax(in_features, num_classes, cfg.MODEL.HEADS.SCALE, cfg.MODEL.HEADS.MARGIN)
+# Each registered layer is built as ``CLS_LAYERS.get(name)(section, in_features,
+# num_classes)`` from the ``MODEL.HEADS`` section (``SCALE``, ``MARGIN``).
+CLS_LAYERS.register("linear")(LinearClassifier.from_config)
+CLS_LAYERS.register("cosine", aliases=("normsoftmax",))(CosineClassifier.from_config)
+CLS_LAYERS.register("arcface", aliases=("arcsoftmax",))(ArcFace.from_config)
+CLS_LAYERS.register("cosface", aliases=("cossoftmax", "amsoftmax"))(CosFace.from_config)
+CLS_LAYERS.register("circle", aliases=("circlesoftmax",))(CircleSoftmax.from_config)

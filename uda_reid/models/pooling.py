@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uda_reid.config.sections.model import PoolingConfig
 from uda_reid.models.registry import POOLINGS
 
 
@@ -36,7 +37,8 @@ class GeMPool(nn.Module):
     """Generalised mean ``(mean max(x, eps)^p)^(1/p)`` (Radenović et al.): p=1 is avg,
     p->inf is max. (N, C, H, W) -> (N, C); ``p`` is learnable when ``learnable``."""
 
-    def __init__(self, p: float = 3.0, learnable: bool = True, eps: float = 1e-6) -> None:
+    def __init__(self, p: float = PoolingConfig.GEM_P,
+                 learnable: bool = PoolingConfig.GEM_LEARNABLE, eps: float = 1e-6) -> None:
         super().__init__()
         if p <= 0:
             raise ValueError(f"MODEL.POOLING.GEM_P must be positive, got {p}")
@@ -46,6 +48,11 @@ class GeMPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_map(x, "gem")
         return x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
+
+    @classmethod
+    def from_config(cls, opts: PoolingConfig) -> "GeMPool":
+        """``MODEL.POOLING.GEM_P`` and ``GEM_LEARNABLE``."""
+        return cls(opts.GEM_P, opts.GEM_LEARNABLE)
 
 
 class AttentionPool(nn.Module):
@@ -78,26 +85,28 @@ class IdentityPool(nn.Module):
         return x
 
 
+# Each registered pooling is built as ``POOLINGS.get(name)(section, channels)`` from the
+# ``MODEL.POOLING`` section and the backbone's output channels C.
 @POOLINGS.register("avg", aliases=("avgpool", "gap"))
-def build_avg(cfg, channels: int) -> nn.Module:
+def build_avg(opts: PoolingConfig, channels: int) -> nn.Module:
     return AvgPool()
 
 
 @POOLINGS.register("max", aliases=("maxpool", "gmp"))
-def build_max(cfg, channels: int) -> nn.Module:
+def build_max(opts: PoolingConfig, channels: int) -> nn.Module:
     return MaxPool()
 
 
 @POOLINGS.register("gem", aliases=("gempool", "gempoolp"))
-def build_gem(cfg, channels: int) -> nn.Module:
-    return GeMPool(cfg.MODEL.POOLING.GEM_P, cfg.MODEL.POOLING.GEM_LEARNABLE)
+def build_gem(opts: PoolingConfig, channels: int) -> nn.Module:
+    return GeMPool.from_config(opts)
 
 
 @POOLINGS.register("attention", aliases=("attn",))
-def build_attention(cfg, channels: int) -> nn.Module:
+def build_attention(opts: PoolingConfig, channels: int) -> nn.Module:
     return AttentionPool(channels)
 
 
 @POOLINGS.register("identity", aliases=("flatten", "none"))
-def build_identity(cfg, channels: int) -> nn.Module:
+def build_identity(opts: PoolingConfig, channels: int) -> nn.Module:
     return IdentityPool()

@@ -1,4 +1,4 @@
-"""The ReID model: backbone -> pooling -> head, built from the config by registry names."""
+"""The ReID model: backbone -> pooling -> head, built from the MODEL section by registry names."""
 from __future__ import annotations
 
 import logging
@@ -7,6 +7,8 @@ from typing import Dict, Optional, Union
 import torch
 from torch import nn
 
+from uda_reid.config.sections.data import InputConfig
+from uda_reid.config.sections.model import ModelConfig
 from uda_reid.models.registry import BACKBONES, HEADS, POOLINGS
 from uda_reid.models.sync_batchnorm import convert_sync_batchnorm
 from uda_reid.models.weights import load_pretrained
@@ -39,17 +41,26 @@ class ReIDModel(nn.Module):
         return self.head(self.pooling(maps), targets)
 
 
+    @classmethod
+    def from_config(cls, opts: ModelConfig, inp: InputConfig, num_classes: int) -> "ReIDModel":
+        """``MODEL.BACKBONE.NAME`` + ``MODEL.POOLING.NAME`` + ``MODEL.HEADS.NAME`` for
+        ``num_classes`` training ids from the ``MODEL`` section (``inp``: the ``INPUT``
+        section, whose image size a ViT needs); ``MODEL.WEIGHTS`` (a local file) is loaded with
+        a report. With ``MODEL.SYNC_BN`` in a distributed run every BatchNorm is a
+        ``SyncBatchNorm``."""
+        backbone = BACKBONES.get(opts.BACKBONE.NAME)(opts, inp)
+        channels = backbone.out_channels
+        pooling = POOLINGS.get(opts.POOLING.NAME)(opts.POOLING, channels)
+        head = HEADS.get(opts.HEADS.NAME)(opts, channels, num_classes)
+        model = cls(backbone, pooling, head)
+        if opts.SYNC_BN and is_distributed():
+            convert_sync_batchnorm(model)
+        if opts.WEIGHTS:
+            load_pretrained(model, opts.WEIGHTS, "MODEL.WEIGHTS")
+        return model
+
+
 def build_model(cfg, num_classes: int) -> ReIDModel:
-    """``MODEL.BACKBONE.NAME`` + ``MODEL.POOLING.NAME`` + ``MODEL.HEADS.NAME`` for
-    ``num_classes`` training ids; ``MODEL.WEIGHTS`` (a local file) is loaded with a report.
-    With ``MODEL.SYNC_BN`` in a distributed run every BatchNorm is a ``SyncBatchNorm``."""
-    backbone = BACKBONES.get(cfg.MODEL.BACKBONE.NAME)(cfg)
-    channels = backbone.out_channels
-    pooling = POOLINGS.get(cfg.MODEL.POOLING.NAME)(cfg, channels)
-    head = HEADS.get(cfg.MODEL.HEADS.NAME)(cfg, channels, num_classes)
-    model = ReIDModel(backbone, pooling, head)
-    if cfg.MODEL.SYNC_BN and is_distributed():
-        convert_sync_batchnorm(model)
-    if cfg.MODEL.WEIGHTS:
-        load_pretrained(model, cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS")
-    return model
+    """Entry point for the run flows: :meth:`ReIDModel.from_config` of the root config's
+    ``MODEL`` and ``INPUT`` sections."""
+    return ReIDModel.from_config(cfg.MODEL, cfg.INPUT, num_classes)

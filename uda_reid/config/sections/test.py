@@ -1,4 +1,4 @@
-"""TEST section: evaluation options (read by :func:`uda_reid.evaluation.evaluate_from_config`)."""
+"""TEST section: evaluation options (read by :func:`uda_reid.evaluation.evaluate_from_section`)."""
 from __future__ import annotations
 
 from dataclasses import field

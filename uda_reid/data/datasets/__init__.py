@@ -1,6 +1,7 @@
 """Datasets by name: every module in this package registers its datasets on import."""
 from __future__ import annotations
 
+from uda_reid.config.sections.data import DatasetsConfig
 from uda_reid.data.datasets.base import DatasetLayoutError, ReIDDataset, Sample, with_pids
 from uda_reid.data.datasets.registry import DATASETS
 from uda_reid.utils.registry import import_submodules
@@ -8,8 +9,9 @@ from uda_reid.utils.registry import import_submodules
 import_submodules(__name__, __path__)
 
 
-def build_dataset(name: str, root: str = "data", synth_scale: str = "default",
-                  synth_seed: int = 0) -> ReIDDataset:
+def build_dataset(name: str, root: str = DatasetsConfig.ROOT,
+                  synth_scale: str = DatasetsConfig.SYNTH_SCALE,
+                  synth_seed: int = DatasetsConfig.SYNTH_SEED) -> ReIDDataset:
     """The dataset registered as ``name`` (or an alias) under ``root``.
 
     ``synth_scale``/``synth_seed`` choose the generated copy of a synthetic domain and are
@@ -24,16 +26,20 @@ def build_dataset(name: str, root: str = "data", synth_scale: str = "default",
     return cls(root)
 
 
-def build_dataset_from_config(cfg, name: str) -> ReIDDataset:
-    """:func:`build_dataset` with ``DATASETS.ROOT``/``SYNTH_SCALE``/``SYNTH_SEED``; a dataset
-    class with a ``from_config`` classmethod reads its options from the ``DATASETS`` section
-    itself (e.g. ``custom``: ``DATASETS.CUSTOM.*``)."""
+def build_dataset_from_section(opts: DatasetsConfig, name: str) -> ReIDDataset:
+    """:func:`build_dataset` with the ``DATASETS`` section's ``ROOT``/``SYNTH_SCALE``/
+    ``SYNTH_SEED``; a dataset class with a ``from_config`` classmethod reads its options from
+    the section itself (e.g. ``custom``: ``DATASETS.CUSTOM.*``)."""
     cls = DATASETS.get(name)
     if hasattr(cls, "from_config"):
-        return cls.from_config(cfg.DATASETS)
-    return build_dataset(name, cfg.DATASETS.ROOT, cfg.DATASETS.SYNTH_SCALE,
-                         cfg.DATASETS.SYNTH_SEED)
+        return cls.from_config(opts)
+    return build_dataset(name, opts.ROOT, opts.SYNTH_SCALE, opts.SYNTH_SEED)
+
+
+def build_dataset_from_config(cfg, name: str) -> ReIDDataset:
+    """Entry point for the run flows: :func:`build_dataset_from_section` of ``cfg.DATASETS``."""
+    return build_dataset_from_section(cfg.DATASETS, name)
 
 
 __all__ = ["DATASETS", "DatasetLayoutError", "ReIDDataset", "Sample", "build_dataset",
-           "build_dataset_from_config", "with_pids"]
+           "build_dataset_from_config", "build_dataset_from_section", "with_pids"]

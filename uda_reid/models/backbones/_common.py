@@ -5,6 +5,7 @@ from typing import Optional
 
 from torch import nn
 
+from uda_reid.config.sections.model import BackboneConfig
 from uda_reid.models.weight_names import pretrained_file
 from uda_reid.models.sync_batchnorm import convert_sync_batchnorm
 from uda_reid.models.weights import load_pretrained
@@ -21,7 +22,7 @@ def convert_norm(module: nn.Module, norm: str) -> nn.Module:
     return convert_sync_batchnorm(module) if key == "syncbn" else module
 
 
-def finish_backbone(model: nn.Module, opts, weights_into: Optional[nn.Module] = None
+def finish_backbone(model: nn.Module, opts: BackboneConfig, weights_into: Optional[nn.Module] = None
                     ) -> nn.Module:
     """Apply ``opts.NORM`` and, when ``opts.PRETRAIN``, load ``opts.PRETRAIN_PATH`` (a local
     file) or the cached ``opts.PRETRAIN_NAME`` (:func:`pretrained_file`; the key report is

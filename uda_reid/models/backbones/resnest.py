@@ -13,6 +13,8 @@ import timm
 import torch
 from torch import nn
 
+from uda_reid.config.sections.data import InputConfig
+from uda_reid.config.sections.model import BackboneConfig, ModelConfig
 from uda_reid.models.backbones._common import finish_backbone
 from uda_reid.models.registry import BACKBONES
 from uda_reid.utils.errors import UnknownNameError
@@ -24,7 +26,8 @@ TIMM_NAMES = {"resnest50": "resnest50d", "resnest101": "resnest101e",
 class ResNeStBackbone(nn.Module):
     """timm ResNeSt trunk: (N, 3, H, W) -> (N, 2048, H/16 or H/32, W/16 or W/32)."""
 
-    def __init__(self, name: str = "resnest50", last_stride: int = 1) -> None:
+    def __init__(self, name: str = "resnest50",
+                 last_stride: int = BackboneConfig.LAST_STRIDE) -> None:
         super().__init__()
         if name not in TIMM_NAMES:
             raise UnknownNameError(f"Unknown ResNeSt '{name}'; known: {', '.join(TIMM_NAMES)}")
@@ -39,15 +42,15 @@ class ResNeStBackbone(nn.Module):
 
 
 def _register(name: str) -> None:
-    def build(cfg) -> ResNeStBackbone:
-        opts = cfg.MODEL.BACKBONE
-        if opts.WITH_IBN or opts.WITH_NL:
+    def build(opts: ModelConfig, inp: InputConfig) -> ResNeStBackbone:
+        backbone = opts.BACKBONE
+        if backbone.WITH_IBN or backbone.WITH_NL:
             raise ValueError(f"MODEL.BACKBONE.NAME {name}: WITH_IBN / WITH_NL are available for "
                              "the ResNet/ResNeXt backbones only; set them to False")
-        model = ResNeStBackbone(name, opts.LAST_STRIDE)
-        return finish_backbone(model, opts, weights_into=model.net)
+        model = ResNeStBackbone(name, backbone.LAST_STRIDE)
+        return finish_backbone(model, backbone, weights_into=model.net)
 
-    build.__doc__ = f"{name}: timm {TIMM_NAMES[name]} trunk from the config."
+    build.__doc__ = f"{name}: timm {TIMM_NAMES[name]} trunk from MODEL.BACKBONE."
     BACKBONES.register(name)(build)
 
 

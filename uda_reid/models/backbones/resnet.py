@@ -12,6 +12,8 @@ import torch
 import torchvision
 from torch import nn
 
+from uda_reid.config.sections.data import InputConfig
+from uda_reid.config.sections.model import BackboneConfig, ModelConfig
 from uda_reid.models.backbones._common import finish_backbone
 from uda_reid.models.layers import IBN, NonLocalBlock
 from uda_reid.models.registry import BACKBONES
@@ -66,8 +68,10 @@ class ResNetBackbone(nn.Module):
     blocks after the last blocks of layer2/3 (:data:`NON_LOCAL_PER_STAGE`).
     """
 
-    def __init__(self, arch: str = "resnet50", last_stride: int = 1, with_ibn: bool = False,
-                 with_nl: bool = False) -> None:
+    def __init__(self, arch: str = BackboneConfig.NAME,
+                 last_stride: int = BackboneConfig.LAST_STRIDE,
+                 with_ibn: bool = BackboneConfig.WITH_IBN,
+                 with_nl: bool = BackboneConfig.WITH_NL) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise UnknownNameError(f"Unknown ResNet arch '{arch}'; known: {', '.join(ARCHS)}")
@@ -106,13 +110,17 @@ class ResNetBackbone(nn.Module):
         return x
 
 
+# Each registered backbone is built as ``BACKBONES.get(name)(model, inp)`` from the ``MODEL``
+# and ``INPUT`` sections (the CNNs read ``MODEL.BACKBONE`` only).
 def _register(arch: str, name: str, ibn: bool) -> None:
-    def build(cfg) -> ResNetBackbone:
-        opts = cfg.MODEL.BACKBONE
-        model = ResNetBackbone(arch, opts.LAST_STRIDE, ibn or opts.WITH_IBN, opts.WITH_NL)
-        return finish_backbone(model, opts)
+    def build(opts: ModelConfig, inp: InputConfig) -> ResNetBackbone:
+        backbone = opts.BACKBONE
+        model = ResNetBackbone(arch, backbone.LAST_STRIDE, ibn or backbone.WITH_IBN,
+                               backbone.WITH_NL)
+        return finish_backbone(model, backbone)
 
-    build.__doc__ = f"{name}: torchvision {arch}{' with IBN-a' if ibn else ''} from the config."
+    build.__doc__ = (f"{name}: torchvision {arch}{' with IBN-a' if ibn else ''} from "
+                     "MODEL.BACKBONE.")
     BACKBONES.register(name)(build)
 
 

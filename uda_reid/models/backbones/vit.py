@@ -10,21 +10,21 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import torch
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
+from uda_reid.config.sections.data import InputConfig
+from uda_reid.config.sections.model import ModelConfig
+from uda_reid.config.sections.transreid import TransReIDConfig
 from uda_reid.models.backbones.vit_layers import (OverlappingPatchEmbed, SideInformationEmbedding,
                                                   jpm_groups, resize_pos_embed)
 from uda_reid.models.registry import BACKBONES
 from uda_reid.models.weight_names import pretrained_file
 from uda_reid.models.weights import LoadReport, load_state_dict_report, read_state_dict
 from uda_reid.utils.errors import UnknownNameError
-
-if TYPE_CHECKING:
-    from uda_reid.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,19 @@ class VisionTransformerReID(nn.Module):
 
     uses_side_info = True
 
-    def __init__(self, img_size: Tuple[int, int] = (256, 128), patch_size: int = 16,
-                 stride: Tuple[int, int] = (16, 16), in_chans: int = 3, embed_dim: int = 768,
-                 depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
-                 drop_path: float = 0.1, num_cameras: int = 0, num_views: int = 0,
-                 sie_coef: float = 3.0, sie_target_policy: str = "mean",
-                 sie_camera_map: Sequence[int] = (), jpm: bool = False, shift_num: int = 5,
-                 shuffle_groups: int = 2, num_parts: int = 4) -> None:
+    def __init__(self, img_size: Tuple[int, int] = InputConfig.SIZE_TRAIN,
+                 patch_size: int = TransReIDConfig.PATCH_SIZE,
+                 stride: Tuple[int, int] = TransReIDConfig.STRIDE_SIZE, in_chans: int = 3,
+                 embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
+                 mlp_ratio: float = 4.0, drop_path: float = TransReIDConfig.DROP_PATH,
+                 num_cameras: int = TransReIDConfig.NUM_CAMERAS,
+                 num_views: int = TransReIDConfig.NUM_VIEWS,
+                 sie_coef: float = TransReIDConfig.SIE_COEF,
+                 sie_target_policy: str = TransReIDConfig.SIE_TARGET_POLICY,
+                 sie_camera_map: Sequence[int] = TransReIDConfig.SIE_CAMERA_MAP,
+                 jpm: bool = TransReIDConfig.JPM, shift_num: int = TransReIDConfig.SHIFT_NUM,
+                 shuffle_groups: int = TransReIDConfig.SHUFFLE_GROUP,
+                 num_parts: int = TransReIDConfig.DEVIDE_LENGTH) -> None:
         super().__init__()
         self.out_channels = embed_dim
         self.patch_embed = OverlappingPatchEmbed(img_size, patch_size, stride, in_chans, embed_dim)
@@ -210,45 +216,45 @@ def build_vit(name: str, **kwargs: object) -> VisionTransformerReID:
                                  num_heads=spec.num_heads, **kwargs)
 
 
-def vit_from_config(name: str, cfg: "Config") -> VisionTransformerReID:
+def vit_from_config(name: str, opts: ModelConfig, inp: InputConfig) -> VisionTransformerReID:
     """Variant ``name`` with the options of ``MODEL.TRANSREID`` at ``INPUT.SIZE_TRAIN``,
     ImageNet weights from ``MODEL.BACKBONE.PRETRAIN_PATH`` or ``PRETRAIN_NAME`` when
-    ``PRETRAIN`` is on.
+    ``PRETRAIN`` is on. ``opts`` is the ``MODEL`` section, ``inp`` the ``INPUT`` section.
 
     ``RE_ARRANGE False`` keeps JPM's groups contiguous (no shift, no shuffle).
     """
-    opts = cfg.MODEL.TRANSREID
-    if tuple(cfg.INPUT.SIZE_TEST) != tuple(cfg.INPUT.SIZE_TRAIN):
-        raise ValueError(f"INPUT.SIZE_TEST {tuple(cfg.INPUT.SIZE_TEST)} must equal "
-                         f"INPUT.SIZE_TRAIN {tuple(cfg.INPUT.SIZE_TRAIN)} for a ViT backbone "
+    vit = opts.TRANSREID
+    if tuple(inp.SIZE_TEST) != tuple(inp.SIZE_TRAIN):
+        raise ValueError(f"INPUT.SIZE_TEST {tuple(inp.SIZE_TEST)} must equal "
+                         f"INPUT.SIZE_TRAIN {tuple(inp.SIZE_TRAIN)} for a ViT backbone "
                          "(its position embedding has one grid)")
-    if opts.SIE_CAMERA and opts.NUM_CAMERAS <= 0:
+    if vit.SIE_CAMERA and vit.NUM_CAMERAS <= 0:
         raise ValueError("MODEL.TRANSREID.SIE_CAMERA is on but MODEL.TRANSREID.NUM_CAMERAS is "
-                         f"{opts.NUM_CAMERAS}; set it to the training set's camera count")
-    if opts.SIE_VIEW and opts.NUM_VIEWS <= 0:
+                         f"{vit.NUM_CAMERAS}; set it to the training set's camera count")
+    if vit.SIE_VIEW and vit.NUM_VIEWS <= 0:
         raise ValueError("MODEL.TRANSREID.SIE_VIEW is on but MODEL.TRANSREID.NUM_VIEWS is "
-                         f"{opts.NUM_VIEWS}")
+                         f"{vit.NUM_VIEWS}")
     model = build_vit(
-        name, img_size=tuple(cfg.INPUT.SIZE_TRAIN), patch_size=opts.PATCH_SIZE,
-        stride=tuple(opts.STRIDE_SIZE), drop_path=opts.DROP_PATH,
-        num_cameras=opts.NUM_CAMERAS if opts.SIE_CAMERA else 0,
-        num_views=opts.NUM_VIEWS if opts.SIE_VIEW else 0, sie_coef=opts.SIE_COEF,
-        sie_target_policy=opts.SIE_TARGET_POLICY, sie_camera_map=opts.SIE_CAMERA_MAP,
-        jpm=opts.JPM, shift_num=opts.SHIFT_NUM if opts.RE_ARRANGE else 0,
-        shuffle_groups=opts.SHUFFLE_GROUP if opts.RE_ARRANGE else 1,
-        num_parts=opts.DEVIDE_LENGTH)
-    if cfg.MODEL.BACKBONE.PRETRAIN:
-        load_vit_pretrained(model, pretrained_file(cfg.MODEL.BACKBONE))
+        name, img_size=tuple(inp.SIZE_TRAIN), patch_size=vit.PATCH_SIZE,
+        stride=tuple(vit.STRIDE_SIZE), drop_path=vit.DROP_PATH,
+        num_cameras=vit.NUM_CAMERAS if vit.SIE_CAMERA else 0,
+        num_views=vit.NUM_VIEWS if vit.SIE_VIEW else 0, sie_coef=vit.SIE_COEF,
+        sie_target_policy=vit.SIE_TARGET_POLICY, sie_camera_map=vit.SIE_CAMERA_MAP,
+        jpm=vit.JPM, shift_num=vit.SHIFT_NUM if vit.RE_ARRANGE else 0,
+        shuffle_groups=vit.SHUFFLE_GROUP if vit.RE_ARRANGE else 1,
+        num_parts=vit.DEVIDE_LENGTH)
+    if opts.BACKBONE.PRETRAIN:
+        load_vit_pretrained(model, pretrained_file(opts.BACKBONE))
     return model
 
 
 def _register(name: str) -> None:
-    def build(cfg: "Config") -> VisionTransformerReID:
-        return vit_from_config(name, cfg)
+    def build(opts: ModelConfig, inp: InputConfig) -> VisionTransformerReID:
+        return vit_from_config(name, opts, inp)
 
     spec = VIT_SPECS[name]
     build.__doc__ = (f"{name}: TransReID ViT (width {spec.embed_dim}, depth {spec.depth}, "
-                     f"{spec.num_heads} heads) from the config.")
+                     f"{spec.num_heads} heads) from the MODEL and INPUT sections.")
     BACKBONES.register(name)(build)
 
 

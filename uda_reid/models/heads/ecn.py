@@ -14,17 +14,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uda_reid.config.sections.model import HeadsConfig, ModelConfig
 from uda_reid.models.registry import HEADS
 
 EVAL_FEATURES = ("before", "after")
+EMBEDDING_DIM = 4096  # the original's width, used when MODEL.HEADS.EMBEDDING_DIM is 0
 
 
 class ECNHead(nn.Module):
     """Training forward: ``{"logits": (N, num_classes), "features": (N, C) pooled,
     "embedding": (N, D) normalised-then-dropped target feature}``; eval: (N, C) or (N, D)."""
 
-    def __init__(self, in_channels: int, num_classes: int, embedding_dim: int = 4096,
-                 dropout: float = 0.5, eval_feature: str = "before") -> None:
+    def __init__(self, in_channels: int, num_classes: int, embedding_dim: int = EMBEDDING_DIM,
+                 dropout: float = HeadsConfig.DROPOUT, eval_feature: str = "before") -> None:
         super().__init__()
         if eval_feature not in EVAL_FEATURES:
             raise ValueError(f"ECN head eval_feature must be one of {EVAL_FEATURES}, "
@@ -66,10 +68,10 @@ class ECNHead(nn.Module):
 
 
 @HEADS.register("ecn", aliases=("ecnhead",))
-def build_ecn_head(cfg, in_channels: int, num_classes: int) -> ECNHead:
+def build_ecn_head(opts: ModelConfig, in_channels: int, num_classes: int) -> ECNHead:
     """``MODEL.HEADS.EMBEDDING_DIM`` (0: the original's 4096), ``DROPOUT`` and ``NECK_FEAT``
     (retrieval feature: ``before`` = pool5 as the original, ``after`` = the normalised BN
     output)."""
-    heads = cfg.MODEL.HEADS
-    return ECNHead(in_channels, num_classes, heads.EMBEDDING_DIM or 4096, heads.DROPOUT,
+    heads = opts.HEADS
+    return ECNHead(in_channels, num_classes, heads.EMBEDDING_DIM or EMBEDDING_DIM, heads.DROPOUT,
                    heads.NECK_FEAT)

@@ -6,6 +6,7 @@ from typing import Dict, Optional, Union
 import torch
 from torch import nn
 
+from uda_reid.config.sections.model import HeadsConfig, ModelConfig
 from uda_reid.models.registry import CLS_LAYERS, HEADS
 
 NECK_FEATS = ("before", "after")
@@ -19,9 +20,9 @@ class EmbeddingHead(nn.Module):
     The BN's bias is frozen at zero (BoT). Without BNNeck, features and embedding coincide.
     """
 
-    def __init__(self, in_channels: int, classifier: nn.Module, embedding_dim: int = 0,
-                 with_bnneck: bool = True, neck_feat: str = "after",
-                 reduction_act: bool = False) -> None:
+    def __init__(self, in_channels: int, classifier: nn.Module,
+                 embedding_dim: int = HeadsConfig.EMBEDDING_DIM, with_bnneck: bool = True,
+                 neck_feat: str = HeadsConfig.NECK_FEAT, reduction_act: bool = False) -> None:
         super().__init__()
         if neck_feat not in NECK_FEATS:
             raise ValueError(f"MODEL.HEADS.NECK_FEAT must be one of {NECK_FEATS}, "
@@ -54,28 +55,35 @@ class EmbeddingHead(nn.Module):
                 "embedding": embedding}
 
 
-def _classifier(cfg, in_features: int, num_classes: int) -> nn.Module:
+def head_classifier(opts: HeadsConfig, in_features: int, num_classes: int) -> nn.Module:
+    """The ``MODEL.HEADS.CLS_LAYER`` layer mapping (N, in_features) to (N, num_classes)."""
     if num_classes <= 0:
         raise ValueError(f"The head needs the number of training classes, got {num_classes}")
-    return CLS_LAYERS.get(cfg.MODEL.HEADS.CLS_LAYER)(cfg, in_features, num_classes)
+    return CLS_LAYERS.get(opts.CLS_LAYER)(opts, in_features, num_classes)
 
 
+# Each registered head is built as ``HEADS.get(name)(section, in_channels, num_classes)`` from
+# the ``MODEL`` section (its ``HEADS``; the JPM head also reads ``TRANSREID``).
 @HEADS.register("bnneck", aliases=("embeddinghead", "bnneckhead"))
-def build_bnneck(cfg, in_channels: int, num_classes: int) -> EmbeddingHead:
-    dim = cfg.MODEL.HEADS.EMBEDDING_DIM
-    return EmbeddingHead(in_channels, _classifier(cfg, dim or in_channels, num_classes), dim,
-                         True, cfg.MODEL.HEADS.NECK_FEAT)
+def build_bnneck(opts: ModelConfig, in_channels: int, num_classes: int) -> EmbeddingHead:
+    heads = opts.HEADS
+    dim = heads.EMBEDDING_DIM
+    return EmbeddingHead(in_channels, head_classifier(heads, dim or in_channels, num_classes),
+                         dim, True, heads.NECK_FEAT)
 
 
 @HEADS.register("linear", aliases=("linearhead",))
-def build_linear_head(cfg, in_channels: int, num_classes: int) -> EmbeddingHead:
-    dim = cfg.MODEL.HEADS.EMBEDDING_DIM
-    return EmbeddingHead(in_channels, _classifier(cfg, dim or in_channels, num_classes), dim,
-                         False, "before")
+def build_linear_head(opts: ModelConfig, in_channels: int, num_classes: int) -> EmbeddingHead:
+    heads = opts.HEADS
+    dim = heads.EMBEDDING_DIM
+    return EmbeddingHead(in_channels, head_classifier(heads, dim or in_channels, num_classes),
+                         dim, False, "before")
 
 
 @HEADS.register("reduction", aliases=("reductionhead",))
-def build_reduction_head(cfg, in_channels: int, num_classes: int) -> EmbeddingHead:
-    dim = cfg.MODEL.HEADS.EMBEDDING_DIM or 512
-    return EmbeddingHead(in_channels, _classifier(cfg, dim, num_classes), dim, True,
-                         cfg.MODEL.HEADS.NECK_FEAT, reduction_act=True)
+def build_reduction_head(opts: ModelConfig, in_channels: int, num_classes: int
+                         ) -> EmbeddingHead:
+    heads = opts.HEADS
+    dim = heads.EMBEDDING_DIM or 512
+    return EmbeddingHead(in_channels, head_classifier(heads, dim, num_classes), dim, True,
+                         heads.NECK_FEAT, reduction_act=True)

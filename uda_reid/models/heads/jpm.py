@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from uda_reid.config.sections.model import ModelConfig
 from uda_reid.models.heads.embedding import build_bnneck
 from uda_reid.models.registry import HEADS
 
@@ -49,11 +50,11 @@ class JPMHead(nn.Module):
 
 
 @HEADS.register("jpm", aliases=("jpmhead",))
-def build_jpm_head(cfg, in_channels: int, num_classes: int) -> JPMHead:
+def build_jpm_head(opts: ModelConfig, in_channels: int, num_classes: int) -> JPMHead:
     """A BNNeck head (``MODEL.HEADS``) for the global and each of the
     ``MODEL.TRANSREID.DEVIDE_LENGTH`` local features."""
-    if not cfg.MODEL.TRANSREID.JPM:
+    if not opts.TRANSREID.JPM:
         raise ValueError("MODEL.HEADS.NAME is 'jpm' but MODEL.TRANSREID.JPM is off: the backbone "
                          "returns one feature; use the 'bnneck' head or turn JPM on")
-    return JPMHead([build_bnneck(cfg, in_channels, num_classes)
-                    for _ in range(1 + cfg.MODEL.TRANSREID.DEVIDE_LENGTH)])
+    return JPMHead([build_bnneck(opts, in_channels, num_classes)
+                    for _ in range(1 + opts.TRANSREID.DEVIDE_LENGTH)])
