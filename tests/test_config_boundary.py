@@ -49,7 +49,6 @@ ALLOWED: Dict[str, str] = {
     # Still to convert (issue 15).
     "camstyle.evaluate": "reid_embedder loads a training run's config.yaml itself",
     # Not the root config: an ADAPT.CLUSTER section named ``cfg`` (its SEED key).
-    "uda_reid.adapt.clustering:KMeansBackend": "a section named cfg",
 }
 
 

@@ -83,9 +83,9 @@ class DBSCANBackend:
         self.min_samples, self.n_jobs = min_samples, n_jobs
 
     @classmethod
-    def from_config(cls, cfg) -> Tuple["DBSCANBackend", Tuple[float, ...]]:
+    def from_config(cls, cluster) -> Tuple["DBSCANBackend", Tuple[float, ...]]:
         """Backend and granularities (EPS) from an ADAPT.CLUSTER section."""
-        return cls(cfg.MIN_SAMPLES), tuple(cfg.EPS)
+        return cls(cluster.MIN_SAMPLES), tuple(cluster.EPS)
 
     def __call__(self, granularity: float, features: Optional[np.ndarray],
                  distance: Optional[sp.spmatrix]) -> np.ndarray:
@@ -117,9 +117,9 @@ class HDBSCANBackend:
         self.min_samples = min_samples
 
     @classmethod
-    def from_config(cls, cfg) -> Tuple["HDBSCANBackend", Tuple[float, ...]]:
+    def from_config(cls, cluster) -> Tuple["HDBSCANBackend", Tuple[float, ...]]:
         """Backend and granularities (MIN_CLUSTER_SIZE) from an ADAPT.CLUSTER section."""
-        return cls(cfg.MIN_SAMPLES), tuple(cfg.MIN_CLUSTER_SIZE)
+        return cls(cluster.MIN_SAMPLES), tuple(cluster.MIN_CLUSTER_SIZE)
 
     def __call__(self, granularity: float, features: Optional[np.ndarray],
                  distance: Optional[sp.spmatrix]) -> np.ndarray:
@@ -162,10 +162,10 @@ class KMeansBackend:
         self.niter, self.nredo, self.seed, self.spherical = niter, nredo, seed, spherical
 
     @classmethod
-    def from_config(cls, cfg) -> Tuple["KMeansBackend", Tuple[float, ...]]:
+    def from_config(cls, cluster) -> Tuple["KMeansBackend", Tuple[float, ...]]:
         """Backend and granularities (NUM_CLUSTERS) from an ADAPT.CLUSTER section."""
-        return (cls(cfg.KMEANS_ITERS, cfg.KMEANS_REDO, cfg.SEED, cfg.KMEANS_SPHERICAL),
-                tuple(cfg.NUM_CLUSTERS))
+        return (cls(cluster.KMEANS_ITERS, cluster.KMEANS_REDO, cluster.SEED,
+                    cluster.KMEANS_SPHERICAL), tuple(cluster.NUM_CLUSTERS))
 
     def __call__(self, granularity: float, features: Optional[np.ndarray],
                  distance: Optional[sp.spmatrix]) -> np.ndarray:
