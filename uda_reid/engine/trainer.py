@@ -8,6 +8,7 @@ the optimiser step) and the hooks (evaluation, re-clustering, ...). Order of cal
     for epoch:  before_epoch (hooks) -> step.begin_epoch(epoch)
         for iteration:  before_step -> step.run(model) -> backward/optimiser -> step.after_update
                         -> after_step
+                        (a step that ``owns_updates`` runs its optimisers inside ``run``)
         after_epoch
     after_train            (also when an epoch raised; the exception then propagates)
 
@@ -40,7 +41,15 @@ logger = logging.getLogger(__name__)
 
 
 class TrainStep(ABC):
-    """The per-iteration work injected into :class:`Trainer`."""
+    """The per-iteration work injected into :class:`Trainer`.
+
+    A step with ``owns_updates`` (e.g. a GAN's alternating generator and discriminator
+    updates) runs its own optimisers inside :meth:`run`, returns its losses detached, and keeps
+    the optimisers' states in its :meth:`state_dict`; the trainer then has no optimiser of its
+    own and only records the losses.
+    """
+
+    owns_updates: bool = False
 
     def begin_epoch(self, epoch: int) -> None:
         """Called after the hooks' ``before_epoch`` and before the epoch's first iteration."""
@@ -56,6 +65,10 @@ class TrainStep(ABC):
     def scalars(self) -> Dict[str, float]:
         """Extra values to log after each iteration (e.g. memory statistics)."""
         return {}
+
+    def optimizers(self) -> List[torch.optim.Optimizer]:
+        """The optimisers a step that ``owns_updates`` runs (for LR hooks and logging)."""
+        return []
 
     def state_dict(self) -> Dict[str, Any]:
         """What a resumed run needs (sampler states, memories)."""
@@ -183,9 +196,14 @@ class Trainer:
     ``total``), ``metrics`` ({finished epoch: metrics} published by evaluation).
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: TrainStep,
+    def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer],
+                 step: TrainStep,
                  max_epoch: int, iters_per_epoch: int, hooks: Sequence["HookBase"] = (),
                  device: torch.device | str = "cpu", amp: bool = False) -> None:
+        if (optimizer is None) != step.owns_updates:
+            raise ValueError("a Trainer needs an optimizer exactly when its step does not run "
+                             f"its own updates ({type(step).__name__}.owns_updates is "
+                             f"{step.owns_updates})")
         if max_epoch <= 0 or iters_per_epoch <= 0:
             raise ValueError(f"max_epoch ({max_epoch}) and iters_per_epoch ({iters_per_epoch}) "
                              "must be positive")
@@ -209,6 +227,11 @@ class Trainer:
     @property
     def max_iter(self) -> int:
         return self.max_epoch * self.iters_per_epoch
+
+    @property
+    def optimizers(self) -> List[torch.optim.Optimizer]:
+        """The trainer's optimiser, or those of a step that owns its updates."""
+        return [self.optimizer] if self.optimizer is not None else self.step.optimizers()
 
     def register_hooks(self, hooks: Sequence["HookBase"]) -> None:
         """Append hooks; they run in registration order."""
@@ -258,6 +281,11 @@ class Trainer:
 
     def run_step(self) -> None:
         """One optimisation step over the step's losses."""
+        if self.step.owns_updates:
+            losses = {k: float(v) for k, v in self.step.run(self.model).items()}
+            losses["total"] = sum(losses.values())
+            self.losses = mean_over_ranks(losses)
+            return
         with torch.autocast(device_type=self.device.type, enabled=self.amp):
             losses = self.step.run(self.model)
         if not losses:  # nothing to train on (e.g. a degenerate pseudo-label round): no update
@@ -298,7 +326,7 @@ class Trainer:
         """Everything needed to continue after the last finished epoch."""
         return {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "scaler": self.scaler.state_dict(),
             "step": self.step.state_dict(),
             "hooks": {k: v for k, v in self._hook_states().items() if v},
@@ -315,7 +343,8 @@ class Trainer:
         if unknown:
             raise ValueError(f"The checkpoint holds states of hooks this trainer lacks: {unknown}")
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step.load_state_dict(state["step"])
         for key, hook_state in state["hooks"].items():
