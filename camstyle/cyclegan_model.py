@@ -10,7 +10,7 @@ Images are in [-1, 1].
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import torch
 from torch import nn
@@ -79,6 +79,17 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x)
+
+
+def patch_map_size(size: Tuple[int, int], layers: int) -> Tuple[int, int]:
+    """(h, w) of a :class:`PatchDiscriminator`'s score map for (H, W) inputs: each stride-2
+    layer halves (floor) a side, the two stride-1 4x4 layers take 1 each; a ``ValueError``
+    naming the sizes when a side falls below 1."""
+    out = tuple((side >> layers) - 2 for side in size)
+    if min(out) < 1:
+        raise ValueError(f"CAMSTYLE.CYCLEGAN.CROP_SIZE {tuple(size)} is too small for D_LAYERS "
+                         f"{layers}: each side must stay >= 3 after {layers} halvings")
+    return out  # type: ignore[return-value]
 
 
 def init_normal(module: nn.Module, std: float) -> None:

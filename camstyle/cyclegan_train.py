@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 import torch
 from torch.utils.data import DataLoader
 
-from camstyle.cyclegan_model import CycleGAN
+from camstyle.cyclegan_model import CycleGAN, patch_map_size
 from camstyle.cyclegan_step import (CameraPairImages, CycleGANStep, UnalignedPairSampler,
                                     pair_sample_grid, sample_batch)
 from camstyle.data import CameraSample
@@ -79,6 +79,7 @@ def build_pair_trainer(cg: Any, pair: Pair, a_paths: Sequence[str], b_paths: Seq
     and optimisers seeded by ``seed``, hooks for the LR decay, progress, TensorBoard, sample
     sheets, wall time and ``last.pth``."""
     out_dir = Path(out_dir)
+    patch_map_size(cg.CROP_SIZE, cg.D_LAYERS)
     seed_everything(seed)
     model = CycleGAN.from_config(cg).to(device)
     sampler = UnalignedPairSampler(len(a_paths), len(b_paths), cg.BATCH_SIZE, seed=seed)
@@ -101,6 +102,14 @@ def build_pair_trainer(cg: Any, pair: Pair, a_paths: Sequence[str], b_paths: Seq
     return trainer, checkpointer
 
 
+def check_pair_folders(run_dir: str | Path, pairs: Sequence[Pair], resume: bool,
+                       overwrite: bool) -> None:
+    """No pair folder holds a run unless ``resume`` or ``overwrite`` (writes nothing)."""
+    for pair in pairs:
+        check_output_folder(pair_dir(run_dir, pair), resume, overwrite, PAIR_MARKERS,
+                            what=f"a CycleGAN run of cameras {pair[0] + 1} and {pair[1] + 1}")
+
+
 def train_pairs(cg: Any, samples: Sequence[CameraSample], num_cameras: int,
                 run_dir: str | Path, *, identity: Mapping[str, Any], seed: int,
                 shard: Tuple[int, int] = (0, 1), resume: bool = False, overwrite: bool = False,
@@ -110,9 +119,7 @@ def train_pairs(cg: Any, samples: Sequence[CameraSample], num_cameras: int,
     needs ``resume`` or ``overwrite``). Pair k of the list is seeded with ``seed + k``."""
     pairs = camera_pairs(num_cameras)
     mine = shard_pairs(pairs, *shard)
-    for pair in mine:
-        check_output_folder(pair_dir(run_dir, pair), resume, overwrite, PAIR_MARKERS,
-                            what=f"a CycleGAN run of cameras {pair[0] + 1} and {pair[1] + 1}")
+    check_pair_folders(run_dir, mine, resume, overwrite)
     summaries: Dict[str, Any] = {}
     for pair in mine:
         out = pair_dir(run_dir, pair)
