@@ -55,7 +55,7 @@ class CycleGANConfig:
     EPOCHS: int = 30  # at the initial learning rate
     DECAY_EPOCHS: int = 20  # then linearly decayed towards zero
     FLIP: bool = True
-    NUM_WORKERS: int = 2
+    NUM_WORKERS: int = 4  # CamStyle's nThreads
     LOG_PERIOD: int = 100  # iterations between TensorBoard scalars
     CHECKPOINT_PERIOD: int = 1  # epochs between last.pth writes (and at the end)
     SAMPLE_PERIOD: int = 5  # epochs between sample sheets (and at the end)
