@@ -70,6 +70,18 @@ def tiny(tmp_path, monkeypatch):
     return dataset, str(config), tmp_path
 
 
+def assert_complete_and_verified(tool, dataset, base, capsys):
+    """The camstyle folder holds exactly the expected files and the verify command says so;
+    returns (folder, expected names)."""
+    folder = Path(dataset.root) / CAMSTYLE_DIR
+    expected = set(expected_outputs([(s[0], s[2]) for s in dataset.train], 3))
+    assert {p.name for p in folder.iterdir() if p.is_file()} == expected
+    capsys.readouterr()
+    assert tool.main(["verify", *base]) == 0
+    assert "0 missing, 0 extra, 0 unreadable" in capsys.readouterr().out
+    return folder, expected
+
+
 def test_train_generate_verify_evaluate_through_the_tool(tiny, capsys):
     torch.set_num_threads(1)
     dataset, config, tmp = tiny
@@ -92,12 +104,7 @@ def test_train_generate_verify_evaluate_through_the_tool(tiny, capsys):
                       "--batch-size", "2", *base]) == 0
     # the default checkpoint is OUTPUT_DIR/last.pth
     assert tool.main(["generate", "--shard", "1/2", *base, "OUTPUT_DIR", out]) == 0
-    folder = Path(dataset.root) / CAMSTYLE_DIR
-    expected = set(expected_outputs([(s[0], s[2]) for s in dataset.train], 3))
-    assert {p.name for p in folder.iterdir() if p.is_file()} == expected
-    capsys.readouterr()
-    assert tool.main(["verify", *base]) == 0
-    assert "0 missing, 0 extra, 0 unreadable" in capsys.readouterr().out
+    folder, expected = assert_complete_and_verified(tool, dataset, base, capsys)
 
     victim = folder / sorted(expected)[0]
     intact = victim.read_bytes()
@@ -163,12 +170,7 @@ def test_cyclegan_pairs_train_in_shards_then_generate_verify_and_evaluate_beside
 
     assert tool.main(["generate", "--shard", "0/2", "--batch-size", "2", *base]) == 0
     assert tool.main(["generate", "--shard", "1/2", *base]) == 0
-    folder = Path(dataset.root) / CAMSTYLE_DIR
-    expected = set(expected_outputs([(s[0], s[2]) for s in dataset.train], 3))
-    assert {p.name for p in folder.iterdir() if p.is_file()} == expected
-    capsys.readouterr()
-    assert tool.main(["verify", *base]) == 0
-    assert "0 missing, 0 extra, 0 unreadable" in capsys.readouterr().out
+    assert_complete_and_verified(tool, dataset, base, capsys)
 
     stargan_run = tmp / "stargan_run"
     assert tool.main(["train", "--output-dir", str(stargan_run), "--dataset", "tiny",
