@@ -6,7 +6,9 @@ with a uniformly drawn image of camera b; each image is resized to ``load_size``
 cropped to ``crop_size`` and flipped. The sampler draws indices and per-item augmentation seeds
 from ``(seed, epoch)``, so every batch, crop and flip is reproducible with any number of
 loader workers. The step runs the generator update, then the discriminator update on images
-from the pools (:mod:`camstyle.image_pool`), with its own two Adam optimisers.
+from the pools (:mod:`camstyle.image_pool`), with its own two Adam optimisers. It runs in one
+process (no gradient averaging over torch.distributed ranks): pairs are what training splits
+over machines (``tools/camstyle.py train --shard``).
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from camstyle.cyclegan_train import (camera_pairs, check_pair_folders, shard_pai
 from camstyle.data import CameraImageDataset, CameraSample, camera_samples
 from camstyle.evaluate import evaluate_transfers, reid_embedder
 from camstyle.generate import generate_pair_shard, generate_shard, pair_units, unit_pairs
-from camstyle.translators import load_cyclegan_translator, load_translator
+from camstyle.translators import PairTranslator, load_cyclegan_translator, load_translator
 from camstyle.trainer import BatchStream, fit, load_checkpoint, sample_images
 from camstyle.verify import VerifyReport, verify_folder
 from uda_reid.adapt.camstyle_data import CAMSTYLE_DIR
@@ -168,8 +168,12 @@ def generate(cfg: Config, dataset_name: str, checkpoint: str, shard: Tuple[int, 
                "jpeg_quality": cfg.CAMSTYLE.JPEG_QUALITY, "progress": progress}
     if camstyle_model(cfg) == "cyclegan":
         pairs = unit_pairs(pair_units(samples, num_cameras, *shard))
-        translator, image_size, _ = load_cyclegan_translator(checkpoint, num_cameras, device,
-                                                             pairs)
+        if not pairs:  # more shards than units: nothing to load or do
+            translator = PairTranslator({}, num_cameras)
+            image_size = cfg.CAMSTYLE.CYCLEGAN.CROP_SIZE
+        else:
+            translator, image_size, _ = load_cyclegan_translator(checkpoint, num_cameras,
+                                                                 device, pairs)
         return generate_pair_shard(translator, samples, camstyle_folder(dataset),
                                    image_size=image_size, **options)
     generator, image_size, _ = load_translator(checkpoint, num_cameras, device)

@@ -76,19 +76,19 @@ def load_cyclegan_translator(run_dir: str | Path, num_cameras: int,
                              ) -> Tuple[PairTranslator, Tuple[int, int], Dict[str, Any]]:
     """(translator over ``pairs`` (default: all), its (H, W) input size, metadata)."""
     generators: Dict[Tuple[int, int], nn.Module] = {}
-    sizes, epochs = set(), 0
+    metas = []
     for pair in camera_pairs(num_cameras) if pairs is None else pairs:
         found, meta = load_pair_generators(pair_dir(run_dir, pair), pair, device)
         generators.update(found)
-        sizes.add(tuple(meta["image_size"]))
-        epochs += meta["epoch"]
-        spec = meta["model_spec"]
+        metas.append(meta)
+    sizes = sorted({tuple(meta["image_size"]) for meta in metas})
     if len(sizes) != 1:
-        raise ValueError(f"the pair CycleGANs under {run_dir} were trained at different sizes "
-                         f"{sorted(sizes)}")
-    meta = {"model": "cyclegan", "pairs": len(generators) // 2, "epochs": epochs,
-            "model_spec": spec}
-    return PairTranslator(generators, num_cameras).eval(), sizes.pop(), meta
+        raise ValueError(f"{run_dir}: need pair CycleGANs trained at one size, found "
+                         f"{len(metas)} pair(s) with sizes {sizes}")
+    meta = {"model": "cyclegan", "pairs": len(metas),
+            "epochs": sum(meta["epoch"] for meta in metas),
+            "model_spec": metas[0]["model_spec"]}
+    return PairTranslator(generators, num_cameras).eval(), sizes[0], meta
 
 
 def load_translator(path: str | Path, num_cameras: int, device: torch.device | str = "cpu"

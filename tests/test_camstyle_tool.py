@@ -162,6 +162,10 @@ def test_cyclegan_pairs_train_in_shards_then_generate_verify_and_evaluate_beside
     assert "CAMSTYLE.CYCLEGAN.LAMBDA_CYCLE" in capsys.readouterr().err
     assert tool.main(["generate", *base]) == 2  # pairs c1-c2 and c2-c3 are not trained yet
     assert "train it first" in capsys.readouterr().err
+    assert tool.main(["generate", "--shard", "0/20", *base]) == 0  # 18 units: nothing to do
+    assert json.loads(capsys.readouterr().out)["shard_images"] == 0
+    assert tool.main(["train", *base, "CAMSTYLE.MODEL", "cycle"]) == 2
+    assert "CAMSTYLE.MODEL must be one of stargan, cyclegan" in capsys.readouterr().err
     assert tool.main(["train", "--shard", "0/2", *base]) == 0
     assert sorted(p.name for p in (run / "pairs").iterdir()) == ["c1-c2", "c1-c3", "c2-c3"]
     summary = json.loads((run / "pairs" / "c1-c2" / "pair_train.json").read_text())

@@ -281,7 +281,7 @@ class Trainer:
 
     def run_step(self) -> None:
         """One optimisation step over the step's losses."""
-        if self.step.owns_updates:
+        if self.step.owns_updates:  # ``total``: the sum of what the step reports, for logs
             losses = {k: float(v) for k, v in self.step.run(self.model).items()}
             losses["total"] = sum(losses.values())
             self.losses = mean_over_ranks(losses)
