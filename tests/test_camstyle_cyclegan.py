@@ -15,6 +15,7 @@ from camstyle.image_pool import ImagePool
 from uda_reid.config import get_default_config
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.lr_schedule import linear_decay_factor
+from uda_reid.engine.trainer import Trainer
 
 
 def t(values):
@@ -226,3 +227,12 @@ def test_generator_update_leaves_discriminators_without_gradients(tmp_path):
     assert d_grads and all(g is None for g in d_grads)
     assert set(losses) == {"G/adv", "G/cycle", "G/identity", "D/a", "D/b"}
     assert any(not torch.equal(v, model.d_a.state_dict()[k]) for k, v in before.items())
+
+
+def test_trainer_takes_an_optimizer_exactly_when_the_step_does_not_own_its_updates(tmp_path):
+    cg, paths = tiny_section(), write_camera_images(tmp_path / "images")
+    trainer, _ = pair_run(cg, paths, tmp_path / "run")
+    assert trainer.optimizer is None and trainer.optimizers == trainer.step.optimizers()
+    with pytest.raises(ValueError, match="owns_updates is True"):
+        Trainer(trainer.model, torch.optim.SGD(trainer.model.parameters(), 0.1), trainer.step,
+                1, 1)
