@@ -48,7 +48,9 @@ def build_parsers() -> Dict[str, argparse.ArgumentParser]:
 
     train = command("train", "train the camera GAN (CAMSTYLE.MODEL)")
     train.add_argument("--output-dir", default=None, help="overrides OUTPUT_DIR")
-    train.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last.pth")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUTPUT_DIR/last.pth (CycleGAN: each pair from its "
+                       "last.pth, pairs not started yet from scratch)")
     train.add_argument("--overwrite", action="store_true",
                        help="replace the train run in OUTPUT_DIR (its outputs are deleted first)")
     train.add_argument("--shard", default="0/1",
