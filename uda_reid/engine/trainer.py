@@ -24,6 +24,7 @@ the logged losses are the ranks' means.
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
@@ -191,15 +192,16 @@ class Trainer:
     """Runs ``max_epoch`` epochs of ``iters_per_epoch`` steps of ``step`` with ``hooks``.
 
     AMP (autocast + gradient scaling) is used only when ``amp`` is set and the device is CUDA.
-    Attributes for hooks: ``model``, ``optimizer``, ``step``, ``epoch``, ``iter`` (global,
+    Attributes for hooks: ``model``, ``optimizer`` (None for a step that owns its updates;
+    ``optimizers`` lists the ones in use), ``step``, ``epoch``, ``iter`` (global,
     0-based), ``max_epoch``, ``iters_per_epoch``, ``losses`` (last iteration's floats, with
     ``total``), ``metrics`` ({finished epoch: metrics} published by evaluation).
     """
 
     def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer],
-                 step: TrainStep,
-                 max_epoch: int, iters_per_epoch: int, hooks: Sequence["HookBase"] = (),
-                 device: torch.device | str = "cpu", amp: bool = False) -> None:
+                 step: TrainStep, max_epoch: int, iters_per_epoch: int,
+                 hooks: Sequence["HookBase"] = (), device: torch.device | str = "cpu",
+                 amp: bool = False) -> None:
         if (optimizer is None) != step.owns_updates:
             raise ValueError("a Trainer needs an optimizer exactly when its step does not run "
                              f"its own updates ({type(step).__name__}.owns_updates is "
@@ -284,6 +286,8 @@ class Trainer:
         if self.step.owns_updates:  # ``total``: the sum of what the step reports, for logs
             losses = {k: float(v) for k, v in self.step.run(self.model).items()}
             losses["total"] = sum(losses.values())
+            if not math.isfinite(losses["total"]):
+                raise FloatingPointError(f"Loss is not finite at iteration {self.iter}: {losses}")
             self.losses = mean_over_ranks(losses)
             return
         with torch.autocast(device_type=self.device.type, enabled=self.amp):
