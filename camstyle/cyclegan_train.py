@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 
 import torch
 from torch.utils.data import DataLoader
@@ -56,7 +56,8 @@ class SampleSheetHook(HookBase):
     """Writes ``render()`` (a (3, H, W) grid in [0, 1]) to ``<folder>/epoch_XXX.png`` every
     ``period`` epochs and after the last."""
 
-    def __init__(self, render, folder: str | Path, period: int) -> None:
+    def __init__(self, render: Callable[[], torch.Tensor], folder: str | Path,
+                 period: int) -> None:
         self.render, self.folder, self.period = render, Path(folder), period
 
     def after_epoch(self) -> None:
