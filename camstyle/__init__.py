@@ -1,8 +1,15 @@
-"""StarGAN-style camera style transfer for ReID (CamStyle / ECN camera invariance).
+"""Camera style transfer for ReID (CamStyle / ECN camera invariance): one StarGAN for all
+cameras, or one CycleGAN per camera pair (CAMSTYLE.MODEL).
 
 model      StarGAN generator (target camera as a one-hot map) and PatchGAN critic + camera logits
 losses     WGAN-GP critic/generator terms, gradient penalty, camera CE, cycle L1
 trainer    StarGANTrainer (one iteration), resumable BatchStream, fit() with checkpoints/samples
+cyclegan_model   CycleGAN's ResNet generator and PatchGAN discriminator for one camera pair
+cyclegan_losses  least-squares GAN, cycle and identity terms
+image_pool       the pool of generated images the discriminators see
+cyclegan_step    pair data, sampler and CycleGANStep (a step of the shared trainer)
+cyclegan_train   one resumable pair run per camera pair, sharded over pairs
+translators      StarGAN / pair CycleGANs behind one call for generation and evaluation
 generate   sharded, restartable generation of <root>/bounding_box_train_camstyle
 verify     missing / extra / unreadable files of that folder
 evaluate   measured check: target-camera rate of a camera classifier, identity rank-1

@@ -1,4 +1,5 @@
-"""Measured check of a camera StarGAN: does it transfer camera style and keep identity?
+"""Measured check of camera translators (StarGAN, CycleGANs): do they transfer camera style
+and keep identity?
 
 1. A camera classifier (small CNN) is trained on the real training images; its accuracy on
    held-out real gallery images shows it has learnt the cameras. It then classifies images
@@ -10,14 +11,16 @@
    against the real gallery are the reference; those of their generated versions show how much
    identity the transfer keeps (chance rank-1 ~ 1 / gallery identities).
 Generated images go through the same path as the generation job (generator size, resize back
-to the source size, JPEG encode/decode).
+to the source size, JPEG encode/decode). Several translators are scored side by side on the
+same classifier, embedding and images (:func:`evaluate_transfers`).
 """
 from __future__ import annotations
 
 import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -27,7 +30,6 @@ from torch import nn
 
 from camstyle.data import load_rgb, to_tensor
 from camstyle.generate import translate
-from camstyle.model import Generator
 from uda_reid.config import load_config
 from uda_reid.data.transforms import build_transforms_from_config
 from uda_reid.engine.defaults import load_trained_model
@@ -168,7 +170,7 @@ def spread(samples: Sequence[Sample], count: int) -> List[Sample]:
     return [ordered[i] for i in picks]
 
 
-def translated_set(generator: Generator, sources: Sequence[Sample], image_size: Tuple[int, int],
+def translated_set(generator: nn.Module, sources: Sequence[Sample], image_size: Tuple[int, int],
                    jpeg_quality: int = 95) -> Dict[str, Any]:
     """Real images of ``sources`` and their versions in every other camera.
 
@@ -179,7 +181,8 @@ def translated_set(generator: Generator, sources: Sequence[Sample], image_size: 
     fakes, rows_all, targets = [], [], []
     for target in range(generator.num_cameras):
         rows = [k for k, s in enumerate(sources) if s[2] != target]
-        outs = translate(generator, [images[k] for k in rows], [target] * len(rows), image_size)
+        outs = translate(generator, [images[k] for k in rows], [sources[k][2] for k in rows],
+                         [target] * len(rows), image_size)
         fakes += [jpeg_roundtrip(img, jpeg_quality) for img in outs]
         rows_all += rows
         targets += [target] * len(rows)
@@ -207,14 +210,24 @@ def identity_keeping(embed: Embedder, sources: Dict[str, Any],
             "chance_rank1": 1.0 / max(1, int(gallery_pids.unique().numel()))}
 
 
-def evaluate_transfer(generator: Generator, image_size: Tuple[int, int],
+def evaluate_transfer(generator: nn.Module, image_size: Tuple[int, int],
                       train: Sequence[Sample], query: Sequence[Sample],
-                      gallery: Sequence[Sample], *, classifier_size: Tuple[int, int] = (64, 32),
-                      epochs: int = 10, max_queries: int = 300, max_gallery: int = 3000,
-                      jpeg_quality: int = 95, seed: int = 0,
-                      embedder: Optional[Embedder] = None,
-                      embedder_name: str = "") -> Dict[str, Any]:
-    """Camera-transfer rate and identity keeping (see the module docstring) as a dict.
+                      gallery: Sequence[Sample], **options: Any) -> Dict[str, Any]:
+    """:func:`evaluate_transfers` of one translator: its result."""
+    return evaluate_transfers({"generator": (generator, image_size)}, train, query, gallery,
+                              **options)["generator"]
+
+
+def evaluate_transfers(translators: Mapping[str, Tuple[nn.Module, Tuple[int, int]]],
+                       train: Sequence[Sample], query: Sequence[Sample],
+                       gallery: Sequence[Sample], *, classifier_size: Tuple[int, int] = (64, 32),
+                       epochs: int = 10, max_queries: int = 300, max_gallery: int = 3000,
+                       jpeg_quality: int = 95, seed: int = 0,
+                       embedder: Optional[Embedder] = None,
+                       embedder_name: str = "") -> Dict[str, Dict[str, Any]]:
+    """Camera-transfer rate and identity keeping (see the module docstring) of each translator
+    ``{label: (translator, its (H, W) input size)}``, as ``{label: result}``; the camera
+    classifier and identity embedding are trained once and shared.
 
     Identity is measured twice: on held-out identities (query sources, real gallery; an
     open-set test) and on the training identities (training-image sources against all training
@@ -223,7 +236,10 @@ def evaluate_transfer(generator: Generator, image_size: Tuple[int, int],
     here to classify the training identities), described in the result by ``embedder_name``.
     """
     start = time.perf_counter()
-    num_cameras = generator.num_cameras
+    num_cameras = {t.num_cameras for t, _ in translators.values()}
+    if len(num_cameras) != 1:
+        raise ValueError(f"the translators serve different numbers of cameras {num_cameras}")
+    num_cameras = num_cameras.pop()
     train_images = [load_rgb(s[0]) for s in train]
     train_x = image_tensor(train_images, classifier_size)
     train_cams = torch.tensor([s[2] for s in train])
@@ -243,30 +259,68 @@ def evaluate_transfer(generator: Generator, image_size: Tuple[int, int],
     gallery_pids = torch.tensor([s[1] for s in gallery])
     real_cam_acc = (run_batched(cam_model, image_tensor(gallery_images, classifier_size))
                     .argmax(1) == gallery_cams).float().mean()
+    checks = SharedChecks(train, query, num_cameras, cam_model, embedder, embedder_name,
+                          train_images, train_cams, gallery_images, gallery_pids, gallery_cams,
+                          float(real_cam_acc), classifier_size, epochs, max_queries, jpeg_quality,
+                          time.perf_counter() - start)
+    return {label: _score_translator(translator, image_size, checks)
+            for label, (translator, image_size) in translators.items()}
 
-    held_out = translated_set(generator, spread(query, max_queries), image_size, jpeg_quality)
-    predicted = run_batched(cam_model, image_tensor(held_out["fake"], classifier_size)).argmax(1)
+
+@dataclass
+class SharedChecks:
+    """What :func:`evaluate_transfers` trains and loads once for every translator."""
+    train: Sequence[Sample]
+    query: Sequence[Sample]
+    num_cameras: int
+    cam_model: nn.Module
+    embedder: Embedder
+    embedder_name: str
+    train_images: List[Image.Image]
+    train_cams: torch.Tensor
+    gallery_images: List[Image.Image]
+    gallery_pids: torch.Tensor
+    gallery_cams: torch.Tensor
+    real_cam_acc: float
+    classifier_size: Tuple[int, int]
+    epochs: int
+    max_queries: int
+    jpeg_quality: int
+    seconds: float
+
+
+def _score_translator(generator: nn.Module, image_size: Tuple[int, int], checks: SharedChecks
+                      ) -> Dict[str, Any]:
+    """One translator's result of :func:`evaluate_transfers` on the shared checks."""
+    start = time.perf_counter()
+    ch = checks
+    held_out = translated_set(generator, spread(ch.query, ch.max_queries), image_size,
+                              ch.jpeg_quality)
+    predicted = run_batched(ch.cam_model, image_tensor(held_out["fake"], ch.classifier_size)
+                            ).argmax(1)
     targets = held_out["targets"]
     per_target = {str(c + 1): (predicted[targets == c] == c).float().mean().item()
-                  for c in range(num_cameras) if (targets == c).any()}
-    seen = translated_set(generator, spread(train, max_queries), image_size, jpeg_quality)
+                  for c in range(ch.num_cameras) if (targets == c).any()}
+    seen = translated_set(generator, spread(ch.train, ch.max_queries), image_size,
+                          ch.jpeg_quality)
     return {
-        "num_cameras": num_cameras,
-        "chance_camera": 1.0 / num_cameras,
-        "camera_classifier": {"train_images": len(train), "epochs": epochs,
-                              "input_size": list(classifier_size),
-                              "real_heldout_accuracy": real_cam_acc.item(),
-                              "real_heldout_images": len(gallery)},
+        "num_cameras": ch.num_cameras,
+        "chance_camera": 1.0 / ch.num_cameras,
+        "camera_classifier": {"train_images": len(ch.train), "epochs": ch.epochs,
+                              "input_size": list(ch.classifier_size),
+                              "real_heldout_accuracy": ch.real_cam_acc,
+                              "real_heldout_images": len(ch.gallery_images)},
         "transfer": {"sources": "held-out query images, each into every other camera",
                      "num_generated": len(targets), "num_sources": len(held_out["real"]),
                      "target_camera_rate": (predicted == targets).float().mean().item(),
                      "source_camera_rate": (predicted == held_out["source_cams"]
                                             ).float().mean().item(),
                      "per_target_camera_rate": per_target},
-        "identity_embedding": embedder_name,
-        "identity_heldout": identity_keeping(embedder, held_out, gallery_images, gallery_pids,
-                                             gallery_cams),
-        "identity_train_ids": identity_keeping(embedder, seen, train_images,
-                                               torch.tensor([s[1] for s in train]), train_cams),
-        "eval_seconds": time.perf_counter() - start,
+        "identity_embedding": ch.embedder_name,
+        "identity_heldout": identity_keeping(ch.embedder, held_out, ch.gallery_images,
+                                             ch.gallery_pids, ch.gallery_cams),
+        "identity_train_ids": identity_keeping(ch.embedder, seen, ch.train_images,
+                                               torch.tensor([s[1] for s in ch.train]),
+                                               ch.train_cams),
+        "eval_seconds": ch.seconds + time.perf_counter() - start,
     }

@@ -1,4 +1,6 @@
-"""Dataset-level jobs behind ``tools/camstyle.py``: train, generate, verify (and config loading)."""
+"""Dataset-level jobs behind ``tools/camstyle.py``: train, generate, verify, evaluate (and config
+loading), for ``CAMSTYLE.MODEL`` stargan (one model in ``OUTPUT_DIR/last.pth``) or cyclegan (one
+per camera pair under ``OUTPUT_DIR/pairs/``, :mod:`camstyle.cyclegan_train`)."""
 from __future__ import annotations
 
 import random
@@ -8,15 +10,20 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from camstyle.config import build_trainer, load_generator, model_spec, resolve_device
+from camstyle.config import build_trainer, model_spec, resolve_device
+from camstyle.cyclegan_train import (camera_pairs, check_pair_folders, shard_pairs,
+                                     train_pairs)
 from camstyle.data import CameraImageDataset, CameraSample, camera_samples
-from camstyle.evaluate import evaluate_transfer, reid_embedder
-from camstyle.generate import generate_shard
+from camstyle.evaluate import evaluate_transfers, reid_embedder
+from camstyle.generate import generate_pair_shard, generate_shard, pair_units, unit_pairs
+from camstyle.translators import PairTranslator, load_cyclegan_translator, load_translator
 from camstyle.trainer import BatchStream, fit, load_checkpoint, sample_images
 from camstyle.verify import VerifyReport, verify_folder
 from uda_reid.adapt.camstyle_data import CAMSTYLE_DIR
 from uda_reid.config import Config, ConfigError, load_config, save_config
 from uda_reid.config.io import config_diff
+from uda_reid.config.schema import to_dict
+from uda_reid.config.sections.camstyle import MODELS
 from uda_reid.data.datasets import DATASETS, build_dataset_from_config
 from uda_reid.engine.run_folder import check_output_folder, clear_run_outputs
 from uda_reid.utils.atomic import atomic_write_json
@@ -35,6 +42,21 @@ def load_camstyle_config(dataset: str, config_file: Optional[str] = None,
         default = CONFIG_DIR / f"{DATASETS.canonical(dataset)}.yml"
         config_file = str(default) if default.is_file() else None
     return load_config(config_file, overrides)
+
+
+def camstyle_model(cfg: Config) -> str:
+    """``CAMSTYLE.MODEL``, checked."""
+    model = cfg.CAMSTYLE.MODEL
+    if model not in MODELS:
+        raise ConfigError(f"CAMSTYLE.MODEL must be one of {', '.join(MODELS)}, got '{model}'")
+    return model
+
+
+def default_checkpoint(cfg: Config) -> Path:
+    """What the train job of ``CAMSTYLE.MODEL`` leaves: ``OUTPUT_DIR/last.pth`` (StarGAN) or the
+    folder ``OUTPUT_DIR`` holding ``pairs/`` (CycleGAN)."""
+    out = Path(cfg.OUTPUT_DIR)
+    return out if camstyle_model(cfg) == "cyclegan" else out / "last.pth"
 
 
 def dataset_cameras(cfg: Config, name: str) -> Tuple[Any, List[CameraSample], int]:
@@ -64,12 +86,50 @@ def check_train_output(cfg: Config, out: Path, resume: bool, overwrite: bool) ->
                               f"{', '.join(changed)}")
 
 
+# Keys a CycleGAN shard's config must share with the run's config.yaml (other shards may run
+# on other devices or with other progress settings).
+CYCLEGAN_SHARED_KEYS = ("SEED", "DATASETS.", "CAMSTYLE.MODEL", "CAMSTYLE.CYCLEGAN.")
+
+
+def train_cyclegan(cfg: Config, dataset_name: str, shard: Tuple[int, int] = (0, 1),
+                   resume: bool = False, progress: bool = True, overwrite: bool = False
+                   ) -> Dict[str, Any]:
+    """Train the CycleGANs of the camera pairs of shard ``shard`` into ``OUTPUT_DIR/pairs``;
+    returns a summary per pair. ``OUTPUT_DIR/config.yaml`` is written by the first shard; a
+    later one must match it in :data:`CYCLEGAN_SHARED_KEYS` (unless ``overwrite``)."""
+    out = Path(cfg.OUTPUT_DIR)
+    dataset, samples, num_cameras = dataset_cameras(cfg, dataset_name)
+    check_pair_folders(out, shard_pairs(camera_pairs(num_cameras), *shard), resume, overwrite)
+    saved = out / "config.yaml"
+    if saved.is_file() and not overwrite:
+        changed = [k for k in config_diff(cfg, load_config(saved))
+                   if k.startswith(CYCLEGAN_SHARED_KEYS)]
+        if changed:
+            raise ConfigError(f"the CycleGAN run in {out} was started with a config that "
+                              f"differs from {saved} in: {', '.join(changed)}")
+    else:
+        save_config(cfg, saved)
+    identity = {"CYCLEGAN": to_dict(cfg.CAMSTYLE.CYCLEGAN), "SEED": cfg.SEED,
+                "dataset": dataset.name}
+    summary = train_pairs(cfg.CAMSTYLE.CYCLEGAN, samples, num_cameras, out, identity=identity,
+                          seed=cfg.SEED, shard=shard, resume=resume, overwrite=overwrite,
+                          device=resolve_device(cfg.MODEL.DEVICE), progress=progress)
+    return {"dataset": dataset.name, "num_cameras": num_cameras, "num_images": len(samples),
+            **summary}
+
+
 def train(cfg: Config, dataset_name: str, resume: bool = False, progress: bool = True,
-          overwrite: bool = False) -> Dict[str, Any]:
-    """Train the camera StarGAN of ``dataset_name`` into ``cfg.OUTPUT_DIR``; returns a summary
-    (also written to ``camstyle_train.json``). Nothing is written there before the folder,
-    the dataset and (with ``resume``) the checkpoint have been checked; ``overwrite`` deletes
-    the previous train run's outputs first."""
+          overwrite: bool = False, shard: Tuple[int, int] = (0, 1)) -> Dict[str, Any]:
+    """Train the camera GAN of ``dataset_name`` into ``cfg.OUTPUT_DIR``: for CycleGAN see
+    :func:`train_cyclegan` (``shard`` picks the camera pairs); for StarGAN (one model, ``shard``
+    must be 0/1) returns a summary also written to ``camstyle_train.json``. Nothing is written
+    before the folder, the dataset and (with ``resume``) the checkpoint have been checked;
+    ``overwrite`` deletes the previous train run's outputs first."""
+    if camstyle_model(cfg) == "cyclegan":
+        return train_cyclegan(cfg, dataset_name, shard, resume, progress, overwrite)
+    if tuple(shard) != (0, 1):
+        raise ConfigError("--shard splits CycleGAN training over camera pairs; a StarGAN is one "
+                          "model (CAMSTYLE.MODEL stargan)")
     cs, out = cfg.CAMSTYLE, Path(cfg.OUTPUT_DIR)
     check_train_output(cfg, out, resume, overwrite)
     random.seed(cfg.SEED)
@@ -99,15 +159,26 @@ def train(cfg: Config, dataset_name: str, resume: bool = False, progress: bool =
 
 def generate(cfg: Config, dataset_name: str, checkpoint: str, shard: Tuple[int, int] = (0, 1),
              batch_size: Optional[int] = None, progress: bool = True) -> Dict[str, int]:
-    """Run shard ``shard`` of the generation job for the dataset's training images."""
+    """Run shard ``shard`` of the generation job for the dataset's training images (with
+    ``CAMSTYLE.MODEL`` cyclegan, ``checkpoint`` is the train run's folder and the shard loads
+    only the pair generators its units need)."""
     dataset, samples, num_cameras = dataset_cameras(cfg, dataset_name)
-    generator, image_size, _ = load_generator(checkpoint, resolve_device(cfg.MODEL.DEVICE))
-    if generator.num_cameras != num_cameras:
-        raise ValueError(f"{checkpoint} was trained for {generator.num_cameras} cameras; "
-                         f"{dataset.name} has {num_cameras}")
+    device = resolve_device(cfg.MODEL.DEVICE)
+    options = {"shard": shard, "batch_size": batch_size or cfg.CAMSTYLE.GEN_BATCH_SIZE,
+               "jpeg_quality": cfg.CAMSTYLE.JPEG_QUALITY, "progress": progress}
+    if camstyle_model(cfg) == "cyclegan":
+        pairs = unit_pairs(pair_units(samples, num_cameras, *shard))
+        if not pairs:  # more shards than units: nothing to load or do
+            translator = PairTranslator({}, num_cameras)
+            image_size = cfg.CAMSTYLE.CYCLEGAN.CROP_SIZE
+        else:
+            translator, image_size, _ = load_cyclegan_translator(checkpoint, num_cameras,
+                                                                 device, pairs)
+        return generate_pair_shard(translator, samples, camstyle_folder(dataset),
+                                   image_size=image_size, **options)
+    generator, image_size, _ = load_translator(checkpoint, num_cameras, device)
     return generate_shard(generator, samples, camstyle_folder(dataset), image_size=image_size,
-                          shard=shard, batch_size=batch_size or cfg.CAMSTYLE.GEN_BATCH_SIZE,
-                          jpeg_quality=cfg.CAMSTYLE.JPEG_QUALITY, progress=progress)
+                          **options)
 
 
 def verify(cfg: Config, dataset_name: str, decode: bool = True) -> VerifyReport:
@@ -116,27 +187,57 @@ def verify(cfg: Config, dataset_name: str, decode: bool = True) -> VerifyReport:
     return verify_folder(samples, camstyle_folder(dataset), num_cameras, decode=decode)
 
 
-def evaluate(cfg: Config, dataset_name: str, checkpoint: str, output: str | Path
+def evaluate(cfg: Config, dataset_name: str, checkpoints: Sequence[str], output: str | Path
              ) -> Dict[str, Any]:
-    """The measured check of ``camstyle.evaluate`` on the dataset; written to ``output``."""
+    """The measured check of ``camstyle.evaluate`` on the dataset, written to ``output``; each
+    checkpoint is a StarGAN ``last.pth`` or a CycleGAN run folder. One checkpoint: its result.
+    Several: ``generators`` (label -> result, all scored on the same classifier, embedding and
+    images) and ``side_by_side`` (their main figures in rows)."""
     dataset, _, num_cameras = dataset_cameras(cfg, dataset_name)
     device = resolve_device(cfg.MODEL.DEVICE)
-    generator, image_size, meta = load_generator(checkpoint, device)
+    loaded = {str(path): load_translator(path, num_cameras, device) for path in checkpoints}
     ev = cfg.CAMSTYLE.EVAL
     embedder, embedder_name = None, ""
     if ev.EMBEDDING_WEIGHTS:
         embedder = reid_embedder(ev.EMBEDDING_WEIGHTS, dataset.name, device)
         embedder_name = f"ReID model {ev.EMBEDDING_WEIGHTS}"
-    result = {"dataset": dataset.name, "checkpoint": str(checkpoint),
-              "gan_iterations": meta["iteration"],
-              "gan_train_seconds": meta.get("train_seconds"),
-              "gan_train_cpu_seconds": meta.get("train_cpu_seconds"),
-              "model_spec": meta["model_spec"],
-              **evaluate_transfer(generator, image_size, dataset.train, dataset.query,
-                                  dataset.gallery, classifier_size=ev.CLASSIFIER_SIZE,
-                                  epochs=ev.EPOCHS, max_queries=ev.MAX_QUERIES,
-                                  max_gallery=ev.MAX_GALLERY,
-                                  jpeg_quality=cfg.CAMSTYLE.JPEG_QUALITY, seed=cfg.SEED,
-                                  embedder=embedder, embedder_name=embedder_name)}
+    scores = evaluate_transfers(
+        {path: (translator, size) for path, (translator, size, _) in loaded.items()},
+        dataset.train, dataset.query, dataset.gallery, classifier_size=ev.CLASSIFIER_SIZE,
+        epochs=ev.EPOCHS, max_queries=ev.MAX_QUERIES, max_gallery=ev.MAX_GALLERY,
+        jpeg_quality=cfg.CAMSTYLE.JPEG_QUALITY, seed=cfg.SEED, embedder=embedder,
+        embedder_name=embedder_name)
+    results = {path: {"dataset": dataset.name, "checkpoint": path, **training_facts(meta),
+                      **scores[path]}
+               for path, (_, _, meta) in loaded.items()}
+    if len(results) == 1:
+        result = next(iter(results.values()))
+    else:
+        result = {"dataset": dataset.name, "side_by_side": [side_by_side_row(r)
+                                                            for r in results.values()],
+                  "generators": results}
     atomic_write_json(output, result)
     return result
+
+
+def training_facts(meta: Dict[str, Any]) -> Dict[str, Any]:
+    """What a translator's checkpoint says about its training."""
+    if meta["model"] == "cyclegan":
+        return {"model": "cyclegan", "gan_pairs": meta["pairs"],
+                "gan_epochs_total": meta["epochs"], "model_spec": meta["model_spec"]}
+    return {"model": "stargan", "gan_iterations": meta["iteration"],
+            "gan_train_seconds": meta.get("train_seconds"),
+            "gan_train_cpu_seconds": meta.get("train_cpu_seconds"),
+            "model_spec": meta["model_spec"]}
+
+
+def side_by_side_row(result: Dict[str, Any]) -> Dict[str, Any]:
+    """One translator's main figures: transfer rate and identity keeping."""
+    held, seen = result["identity_heldout"], result["identity_train_ids"]
+    return {"model": result["model"], "checkpoint": result["checkpoint"],
+            "target_camera_rate": result["transfer"]["target_camera_rate"],
+            "source_camera_rate": result["transfer"]["source_camera_rate"],
+            "rank1_heldout_real": held["rank1_real"],
+            "rank1_heldout_generated": held["rank1_generated"],
+            "mAP_heldout_generated": held["mAP_generated"],
+            "rank1_train_ids_generated": seen["rank1_generated"]}

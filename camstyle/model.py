@@ -86,7 +86,10 @@ class Generator(nn.Module):
         if skip:
             nn.init.zeros_(layers[-2].weight)
 
-    def forward(self, x: torch.Tensor, target_camids: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, target_camids: torch.Tensor,
+                source_camids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``source_camids`` is accepted (the camera translator call of
+        :mod:`camstyle.translators`) and not needed: the target code alone steers G."""
         if x.shape[-2] % 4 or x.shape[-1] % 4:
             raise ValueError(f"Generator input height and width must be divisible by 4, "
                              f"got {tuple(x.shape[-2:])}")

@@ -4,8 +4,10 @@ from pathlib import Path
 import pytest
 
 from camstyle.config import build_discriminator, model_spec
+from camstyle.cyclegan_model import patch_map_size
+from camstyle.cyclegan_train import camera_pairs
 from uda_reid.config import load_config
-from uda_reid.config.sections.camstyle import CamStyleConfig
+from uda_reid.config.sections.camstyle import CamStyleConfig, CycleGANConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "camstyle"
 
@@ -39,3 +41,22 @@ def test_synthetic_recipe_uses_the_skip_generator_and_the_projection_critic(name
     cs = load_config(CONFIGS / f"{name}.yml").CAMSTYLE
     assert cs.G_SKIP and cs.D_PROJECTION
     assert build_discriminator(model_spec(cs, 6)).projection
+
+
+@pytest.mark.parametrize("name,cameras,pairs", [("market1501", 6, 15), ("dukemtmc", 8, 28),
+                                                ("synth-duke", 8, 28)])
+def test_cyclegan_recipes_select_cyclegan_and_their_networks_fit(name, cameras, pairs):
+    cfg = load_config(CONFIGS / f"{name}-cyclegan.yml")
+    assert cfg.CAMSTYLE.MODEL == "cyclegan" and cfg.OUTPUT_DIR.endswith(f"{name}-cyclegan")
+    cg = cfg.CAMSTYLE.CYCLEGAN
+    assert len(camera_pairs(cameras)) == pairs
+    assert patch_map_size(cg.CROP_SIZE, cg.D_LAYERS)  # raises when the crop is too small
+    assert cg.CROP_SIZE[0] <= cg.LOAD_SIZE[0] and cg.CROP_SIZE[1] <= cg.LOAD_SIZE[1]
+    # CamStyle's objective, pool, optimiser and batch, also in the CPU recipe
+    assert (cg.LAMBDA_CYCLE, cg.LAMBDA_IDENTITY, cg.POOL_SIZE) == (10.0, 0.5, 50)
+    assert (cg.LR, cg.BETAS, cg.BATCH_SIZE) == (2e-4, (0.5, 0.999), 1)
+    if not name.startswith("synth"):
+        assert cg == CycleGANConfig()  # the section's defaults are the paper's values
+        assert (cg.LOAD_SIZE, cg.CROP_SIZE, cg.G_BLOCKS, cg.D_LAYERS) == (
+            (286, 286), (256, 256), 9, 3)
+        assert (cg.EPOCHS, cg.DECAY_EPOCHS) == (30, 20)

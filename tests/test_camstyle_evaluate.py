@@ -48,7 +48,8 @@ class CastGenerator(nn.Module):
         self.scale = nn.Parameter(torch.ones(()))
         self.mode = mode
 
-    def forward(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, targets: torch.Tensor, sources: torch.Tensor
+                ) -> torch.Tensor:
         if self.mode == "identity":
             return x
         cast = CASTS[targets][:, :, None, None]

@@ -13,9 +13,12 @@ import torch
 from PIL import Image
 
 import camstyle.generate as gen
-from camstyle.generate import (Manifest, expected_outputs, generate_shard, manifest_path,
-                               parse_shard, shard_samples)
+from camstyle.cyclegan_model import ResnetGenerator
+from camstyle.cyclegan_train import camera_pairs
+from camstyle.generate import (Manifest, expected_outputs, generate_pair_shard, generate_shard,
+                               manifest_path, pair_units, parse_shard, shard_samples, unit_pairs)
 from camstyle.model import Generator
+from camstyle.translators import PairTranslator
 from camstyle.verify import verify_folder
 from uda_reid.adapt.camstyle_data import fake_name
 
@@ -49,9 +52,56 @@ def files(folder: Path):
     return {p.name for p in folder.iterdir() if p.is_file()}
 
 
+def pair_translator(num_cameras=NUM_CAMERAS):
+    """CycleGAN generators for every direction of every camera pair (tiny, seeded)."""
+    torch.manual_seed(0)
+    return PairTranslator({d: ResnetGenerator(ngf=2, blocks=1, dropout=False)
+                           for a, b in camera_pairs(num_cameras) for d in ((a, b), (b, a))},
+                          num_cameras)
+
+
 def run(generator, samples, out, shard=(0, 1), batch_size=2):
     return generate_shard(generator, samples, out, image_size=SIZE, shard=shard,
                           batch_size=batch_size, progress=False)
+
+
+def run_pairs(translator, samples, out, shard=(0, 1), batch_size=2):
+    return generate_pair_shard(translator, samples, out, image_size=SIZE, shard=shard,
+                               batch_size=batch_size, progress=False)
+
+
+def test_pair_job_writes_the_same_file_set_each_file_from_its_pairs_generator(setup):
+    samples, _, out = setup
+    translator = pair_translator()
+    stats = run_pairs(translator, samples, out)
+    assert files(out) == set(expected_outputs(samples, NUM_CAMERAS))
+    assert stats["written_files"] == stats["generated_images"] == len(samples) * 2
+    path, cam = samples[0]
+    source = Image.open(path).convert("RGB")
+
+    def rendered(direction):
+        with torch.no_grad():
+            fake = translator.directions[direction](gen.to_tensor(source, SIZE)[None])[0]
+        return np.asarray(gen.to_image(fake, source.size), dtype=np.float32)
+
+    for target in (1, 2):
+        got = np.asarray(Image.open(out / fake_name(Path(path).stem, cam, target)),
+                         dtype=np.float32)
+        errors = {d: np.abs(got - rendered(d)).mean() for d in translator.directions}
+        # the file is its own direction's output (up to JPEG), far from every other generator's
+        others = min(e for d, e in errors.items() if d != f"{cam}_{target}")
+        assert errors[f"{cam}_{target}"] < 0.5 * others
+    assert verify_folder(samples, out, NUM_CAMERAS).ok
+
+
+def test_pair_shards_are_contiguous_blocks_of_pair_units(setup):
+    samples = setup[0]
+    shards = [pair_units(samples, NUM_CAMERAS, i, 3) for i in range(3)]
+    keys = [u[0] for shard in shards for u in shard]
+    assert sorted(keys) == sorted(expected_outputs(samples, NUM_CAMERAS))
+    assert sorted(len(s) for s in shards) == [4, 5, 5]
+    # units are listed pair by pair, so each shard needs the generators of few pairs
+    assert [unit_pairs(s) for s in shards] == [[(0, 1)], [(0, 1), (0, 2)], [(0, 2), (1, 2)]]
 
 
 def test_fake_names_use_one_based_cameras_and_cover_every_other_camera():
@@ -183,29 +233,38 @@ import json, sys, time
 import torch
 import camstyle.generate as gen
 from camstyle.model import Generator
+sys.path.insert(0, sys.argv[5])
+from test_camstyle_generate import pair_translator
 
 real_write = gen._write_jpeg
 def slow_write(image, path, quality):
     real_write(image, path, quality)
     time.sleep(0.05)
 gen._write_jpeg = slow_write
-generator = Generator(3, conv_dim=2, repeat_num=1)
-generator.load_state_dict(torch.load(sys.argv[1]))
 samples = [tuple(s) for s in json.load(open(sys.argv[2]))]
-gen.generate_shard(generator, samples, sys.argv[3], image_size=(16, 8), batch_size=1,
-                   progress=False)
+if sys.argv[4] == "stargan":
+    generator = Generator(3, conv_dim=2, repeat_num=1)
+    job = gen.generate_shard
+else:
+    generator, job = pair_translator(), gen.generate_pair_shard
+generator.load_state_dict(torch.load(sys.argv[1]))
+job(generator, samples, sys.argv[3], image_size=(16, 8), batch_size=1, progress=False)
 """
 
 
-def test_worker_killed_with_sigkill_then_rerun_completes_exactly(setup, tmp_path):
+@pytest.mark.parametrize("kind", ["stargan", "cyclegan"])
+def test_worker_killed_with_sigkill_then_rerun_completes_exactly(setup, tmp_path, kind):
     samples, generator, out = setup
+    if kind == "cyclegan":
+        generator = pair_translator()
     torch.save(generator.state_dict(), tmp_path / "g.pth")
     (tmp_path / "samples.json").write_text(json.dumps(samples))
     env = dict(os.environ, PYTHONPATH=str(Path(gen.__file__).resolve().parents[1]),
                OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-c", KILLED_WORKER, str(tmp_path / "g.pth"),
-                             str(tmp_path / "samples.json"), str(out)], env=env)
-    manifest = manifest_path(out, 0, 1)
+                             str(tmp_path / "samples.json"), str(out), kind,
+                             str(Path(__file__).resolve().parent)], env=env)
+    manifest = manifest_path(out, 0, 1, "shard" if kind == "stargan" else "pairs")
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
         if manifest.exists() and manifest.read_text().count("\n") >= 2:
@@ -216,7 +275,7 @@ def test_worker_killed_with_sigkill_then_rerun_completes_exactly(setup, tmp_path
     proc.wait()
     assert len(files(out)) < len(expected_outputs(samples, NUM_CAMERAS))
 
-    stats = run(generator, samples, out, batch_size=1)
+    stats = (run if kind == "stargan" else run_pairs)(generator, samples, out, batch_size=1)
     assert stats["skipped_images"] >= 2
     assert files(out) == set(expected_outputs(samples, NUM_CAMERAS))
     assert verify_folder(samples, out, NUM_CAMERAS).ok

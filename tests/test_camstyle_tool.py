@@ -70,6 +70,18 @@ def tiny(tmp_path, monkeypatch):
     return dataset, str(config), tmp_path
 
 
+def assert_complete_and_verified(tool, dataset, base, capsys):
+    """The camstyle folder holds exactly the expected files and the verify command says so;
+    returns (folder, expected names)."""
+    folder = Path(dataset.root) / CAMSTYLE_DIR
+    expected = set(expected_outputs([(s[0], s[2]) for s in dataset.train], 3))
+    assert {p.name for p in folder.iterdir() if p.is_file()} == expected
+    capsys.readouterr()
+    assert tool.main(["verify", *base]) == 0
+    assert "0 missing, 0 extra, 0 unreadable" in capsys.readouterr().out
+    return folder, expected
+
+
 def test_train_generate_verify_evaluate_through_the_tool(tiny, capsys):
     torch.set_num_threads(1)
     dataset, config, tmp = tiny
@@ -92,12 +104,7 @@ def test_train_generate_verify_evaluate_through_the_tool(tiny, capsys):
                       "--batch-size", "2", *base]) == 0
     # the default checkpoint is OUTPUT_DIR/last.pth
     assert tool.main(["generate", "--shard", "1/2", *base, "OUTPUT_DIR", out]) == 0
-    folder = Path(dataset.root) / CAMSTYLE_DIR
-    expected = set(expected_outputs([(s[0], s[2]) for s in dataset.train], 3))
-    assert {p.name for p in folder.iterdir() if p.is_file()} == expected
-    capsys.readouterr()
-    assert tool.main(["verify", *base]) == 0
-    assert "0 missing, 0 extra, 0 unreadable" in capsys.readouterr().out
+    folder, expected = assert_complete_and_verified(tool, dataset, base, capsys)
 
     victim = folder / sorted(expected)[0]
     intact = victim.read_bytes()
@@ -117,3 +124,70 @@ def test_train_generate_verify_evaluate_through_the_tool(tiny, capsys):
     result = json.loads(report.read_text())
     assert result["gan_iterations"] == 4 and result["dataset"] == "tiny"
     assert result["transfer"]["num_generated"] == 6 * 2
+
+
+CYCLEGAN = """
+  MODEL: cyclegan
+  CYCLEGAN:
+    LOAD_SIZE: [20, 12]
+    CROP_SIZE: [16, 8]
+    NGF: 2
+    NDF: 2
+    G_BLOCKS: 1
+    D_LAYERS: 1
+    EPOCHS: 1
+    DECAY_EPOCHS: 1
+    POOL_SIZE: 2
+    NUM_WORKERS: 0
+"""
+
+
+def test_cyclegan_pairs_train_in_shards_then_generate_verify_and_evaluate_beside_stargan(
+        tiny, capsys):
+    torch.set_num_threads(1)
+    dataset, config, tmp = tiny
+    cyclegan = tmp / "cyclegan.yml"
+    cyclegan.write_text(CONFIG.replace("CAMSTYLE:\n", "CAMSTYLE:" + CYCLEGAN, 1))
+    tool = load_tool()
+    run = tmp / "pairs_run"
+    base = ["--dataset", "tiny", "--config-file", str(cyclegan), "--quiet",
+            "OUTPUT_DIR", str(run)]
+    assert tool.main(["train", "--shard", "1/2", *base]) == 0
+    assert sorted(p.name for p in (run / "pairs").iterdir()) == ["c1-c3"]
+    capsys.readouterr()
+    assert tool.main(["train", "--shard", "1/2", *base]) == 2  # that pair is taken
+    assert "--resume" in capsys.readouterr().err
+    assert tool.main(["train", "--shard", "0/2", "--resume", *base,
+                      "CAMSTYLE.CYCLEGAN.LAMBDA_CYCLE", "3"]) == 2  # shards share the config
+    assert "CAMSTYLE.CYCLEGAN.LAMBDA_CYCLE" in capsys.readouterr().err
+    assert tool.main(["generate", *base]) == 2  # pairs c1-c2 and c2-c3 are not trained yet
+    assert "train it first" in capsys.readouterr().err
+    assert tool.main(["generate", "--shard", "0/20", *base]) == 0  # 18 units: nothing to do
+    assert json.loads(capsys.readouterr().out)["shard_images"] == 0
+    assert tool.main(["train", *base, "CAMSTYLE.MODEL", "cycle"]) == 2
+    assert "CAMSTYLE.MODEL must be one of stargan, cyclegan" in capsys.readouterr().err
+    assert tool.main(["train", "--shard", "0/2", *base]) == 0
+    assert sorted(p.name for p in (run / "pairs").iterdir()) == ["c1-c2", "c1-c3", "c2-c3"]
+    summary = json.loads((run / "pairs" / "c1-c2" / "pair_train.json").read_text())
+    assert summary["pair"] == [1, 2] and summary["epochs"] == 2
+    assert summary["iterations"] == 2 * 3  # 3 images per camera, batch 1
+
+    assert tool.main(["generate", "--shard", "0/2", "--batch-size", "2", *base]) == 0
+    assert tool.main(["generate", "--shard", "1/2", *base]) == 0
+    assert_complete_and_verified(tool, dataset, base, capsys)
+
+    stargan_run = tmp / "stargan_run"
+    assert tool.main(["train", "--output-dir", str(stargan_run), "--dataset", "tiny",
+                      "--config-file", config, "--quiet"]) == 0
+    report = tmp / "side_by_side.json"
+    assert tool.main(["evaluate", "--checkpoint", str(stargan_run / "last.pth"),
+                      "--checkpoint", str(run), "--output", str(report), *base]) == 0
+    result = json.loads(report.read_text())
+    assert [row["model"] for row in result["side_by_side"]] == ["stargan", "cyclegan"]
+    stargan, pairs = (result["generators"][str(p)] for p in (stargan_run / "last.pth", run))
+    assert pairs["gan_pairs"] == 3 and pairs["gan_epochs_total"] == 6
+    assert stargan["gan_iterations"] == 4
+    # the same checks: one camera classifier and one embedding for both
+    assert stargan["camera_classifier"] == pairs["camera_classifier"]
+    assert stargan["identity_heldout"]["rank1_real"] == pairs["identity_heldout"]["rank1_real"]
+    assert pairs["transfer"]["num_generated"] == stargan["transfer"]["num_generated"] == 12

@@ -70,6 +70,22 @@ class LRSchedulerHook(HookBase):
         self.scheduler.set_iteration(self.trainer.iter)
 
 
+class EpochLRFactorHook(HookBase):
+    """Before each epoch, sets every param group of the trainer's optimisers to its initial LR
+    times ``factor(epoch)`` (0-based); a pure function of the epoch, so resuming needs no
+    state."""
+
+    def __init__(self, factor: Callable[[int], float]) -> None:
+        self.factor = factor
+
+    def before_epoch(self) -> None:
+        factor = self.factor(self.trainer.epoch)
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * factor
+
+
 class EvalHook(HookBase):
     """Calls ``eval_fn() -> {dataset: {metric: value}}`` every ``period`` epochs and at the end.
 
@@ -139,8 +155,8 @@ class CheckpointHook(HookBase):
 
 
 def current_lr(trainer: "Trainer") -> float:
-    """LR of the parameter group with the most parameters."""
-    group = max(trainer.optimizer.param_groups, key=lambda g: len(g["params"]))
+    """LR of the parameter group with the most parameters (of the trainer's first optimiser)."""
+    group = max(trainer.optimizers[0].param_groups, key=lambda g: len(g["params"]))
     return float(group["lr"])
 
 

@@ -145,6 +145,14 @@ class WarmupLRScheduler:
             group["lr"] = self.lr_at(group["initial_lr"], iteration)
 
 
+def linear_decay_factor(epoch: int, flat_epochs: int, decay_epochs: int) -> float:
+    """LR multiplier during 0-based ``epoch``: 1 for ``flat_epochs`` epochs, then lower by
+    ``1 / (decay_epochs + 1)`` each epoch, ``1 / (decay_epochs + 1)`` in the last one
+    (CycleGAN's linear policy, junyanz/pytorch-CycleGAN-and-pix2pix ``lr_policy lambda``):
+    ``1 - max(0, epoch + 1 - flat_epochs) / (decay_epochs + 1)``."""
+    return 1.0 - max(0, epoch + 1 - flat_epochs) / (decay_epochs + 1)
+
+
 def build_lr_scheduler(cfg, optimizer: Optimizer, iters_per_epoch: int) -> WarmupLRScheduler:
     """Entry point for the run flows: :meth:`WarmupLRScheduler.from_config` of ``cfg.SOLVER``."""
     return WarmupLRScheduler.from_config(cfg.SOLVER, optimizer, iters_per_epoch)

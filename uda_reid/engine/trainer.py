@@ -8,6 +8,7 @@ the optimiser step) and the hooks (evaluation, re-clustering, ...). Order of cal
     for epoch:  before_epoch (hooks) -> step.begin_epoch(epoch)
         for iteration:  before_step -> step.run(model) -> backward/optimiser -> step.after_update
                         -> after_step
+                        (a step that ``owns_updates`` runs its optimisers inside ``run``)
         after_epoch
     after_train            (also when an epoch raised; the exception then propagates)
 
@@ -23,6 +24,7 @@ the logged losses are the ranks' means.
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
@@ -40,7 +42,15 @@ logger = logging.getLogger(__name__)
 
 
 class TrainStep(ABC):
-    """The per-iteration work injected into :class:`Trainer`."""
+    """The per-iteration work injected into :class:`Trainer`.
+
+    A step with ``owns_updates`` (e.g. a GAN's alternating generator and discriminator
+    updates) runs its own optimisers inside :meth:`run`, returns its losses detached, and keeps
+    the optimisers' states in its :meth:`state_dict`; the trainer then has no optimiser of its
+    own and only records the losses.
+    """
+
+    owns_updates: bool = False
 
     def begin_epoch(self, epoch: int) -> None:
         """Called after the hooks' ``before_epoch`` and before the epoch's first iteration."""
@@ -56,6 +66,10 @@ class TrainStep(ABC):
     def scalars(self) -> Dict[str, float]:
         """Extra values to log after each iteration (e.g. memory statistics)."""
         return {}
+
+    def optimizers(self) -> List[torch.optim.Optimizer]:
+        """The optimisers a step that ``owns_updates`` runs (for LR hooks and logging)."""
+        return []
 
     def state_dict(self) -> Dict[str, Any]:
         """What a resumed run needs (sampler states, memories)."""
@@ -178,14 +192,20 @@ class Trainer:
     """Runs ``max_epoch`` epochs of ``iters_per_epoch`` steps of ``step`` with ``hooks``.
 
     AMP (autocast + gradient scaling) is used only when ``amp`` is set and the device is CUDA.
-    Attributes for hooks: ``model``, ``optimizer``, ``step``, ``epoch``, ``iter`` (global,
+    Attributes for hooks: ``model``, ``optimizer`` (None for a step that owns its updates;
+    ``optimizers`` lists the ones in use), ``step``, ``epoch``, ``iter`` (global,
     0-based), ``max_epoch``, ``iters_per_epoch``, ``losses`` (last iteration's floats, with
     ``total``), ``metrics`` ({finished epoch: metrics} published by evaluation).
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: TrainStep,
-                 max_epoch: int, iters_per_epoch: int, hooks: Sequence["HookBase"] = (),
-                 device: torch.device | str = "cpu", amp: bool = False) -> None:
+    def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer],
+                 step: TrainStep, max_epoch: int, iters_per_epoch: int,
+                 hooks: Sequence["HookBase"] = (), device: torch.device | str = "cpu",
+                 amp: bool = False) -> None:
+        if (optimizer is None) != step.owns_updates:
+            raise ValueError("a Trainer needs an optimizer exactly when its step does not run "
+                             f"its own updates ({type(step).__name__}.owns_updates is "
+                             f"{step.owns_updates})")
         if max_epoch <= 0 or iters_per_epoch <= 0:
             raise ValueError(f"max_epoch ({max_epoch}) and iters_per_epoch ({iters_per_epoch}) "
                              "must be positive")
@@ -209,6 +229,11 @@ class Trainer:
     @property
     def max_iter(self) -> int:
         return self.max_epoch * self.iters_per_epoch
+
+    @property
+    def optimizers(self) -> List[torch.optim.Optimizer]:
+        """The trainer's optimiser, or those of a step that owns its updates."""
+        return [self.optimizer] if self.optimizer is not None else self.step.optimizers()
 
     def register_hooks(self, hooks: Sequence["HookBase"]) -> None:
         """Append hooks; they run in registration order."""
@@ -258,6 +283,13 @@ class Trainer:
 
     def run_step(self) -> None:
         """One optimisation step over the step's losses."""
+        if self.step.owns_updates:  # ``total``: the sum of what the step reports, for logs
+            losses = {k: float(v) for k, v in self.step.run(self.model).items()}
+            losses["total"] = sum(losses.values())
+            if not math.isfinite(losses["total"]):
+                raise FloatingPointError(f"Loss is not finite at iteration {self.iter}: {losses}")
+            self.losses = mean_over_ranks(losses)
+            return
         with torch.autocast(device_type=self.device.type, enabled=self.amp):
             losses = self.step.run(self.model)
         if not losses:  # nothing to train on (e.g. a degenerate pseudo-label round): no update
@@ -298,7 +330,7 @@ class Trainer:
         """Everything needed to continue after the last finished epoch."""
         return {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "scaler": self.scaler.state_dict(),
             "step": self.step.state_dict(),
             "hooks": {k: v for k, v in self._hook_states().items() if v},
@@ -315,7 +347,8 @@ class Trainer:
         if unknown:
             raise ValueError(f"The checkpoint holds states of hooks this trainer lacks: {unknown}")
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step.load_state_dict(state["step"])
         for key, hook_state in state["hooks"].items():
