@@ -9,7 +9,8 @@ from uda_reid.reproduce.table import Cell, Runner
 TABLES = {
     "uda": {"pairs": ["market:duke", "duke:market", "market:msmt", "duke:msmt"],
             "methods": ["direct", "ecn", "cluster", "mlt"]},
-    "synthetic": {"pairs": ["synth-market:synth-duke", "synth-duke:synth-market"],
+    "synthetic": {"pairs": ["synth-market:synth-duke", "synth-duke:synth-market",
+                            "synth-market:synth-msmt", "synth-duke:synth-msmt"],
                   "methods": ["direct", "ecn", "cluster", "mlt"]},
 }
 
