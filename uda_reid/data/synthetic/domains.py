@@ -13,7 +13,7 @@ image. ``synth-msmt`` exists in version 2 only.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Tuple
 
 import numpy as np
@@ -219,21 +219,22 @@ MSMT_ATTRIBUTES = AttributeDistribution(
     pattern_probs=(0.45, 0.2, 0.15, 0.2), bag_probs=(0.45, 0.35, 0.2),
     long_sleeve_prob=0.6, width_range=(0.36, 0.56), skirt_prob=0.1)
 
-# Every version of every domain: DOMAINS[name][version]. Version 2 keeps version 1's
-# identities, plan and camera styles and adds the effects, so the two differ in cameras only.
+
+def _versions_1_and_2(first: DomainSpec, effects_seed: int) -> Dict[int, DomainSpec]:
+    """Version 1 (``first``) and version 2: the same identities, plan and camera styles plus
+    camera effects drawn with ``effects_seed`` and a time of day per image."""
+    return {1: first, 2: replace(first, effects=_drawn_effects(first.num_cameras, effects_seed),
+                                 times_of_day=TIMES_OF_DAY)}
+
+
+# Every version of every domain: DOMAINS[name][version].
 DOMAINS: Dict[str, Dict[int, DomainSpec]] = {
-    "synth-market": {
-        1: DomainSpec(name="synth-market", layout="market1501", attributes=MARKET_ATTRIBUTES,
-                      cameras=_market_cameras()),
-        2: DomainSpec(name="synth-market", layout="market1501", attributes=MARKET_ATTRIBUTES,
-                      cameras=_market_cameras(), effects=_drawn_effects(6, 1),
-                      times_of_day=TIMES_OF_DAY)},
-    "synth-duke": {
-        1: DomainSpec(name="synth-duke", layout="dukemtmc", attributes=DUKE_ATTRIBUTES,
-                      cameras=_duke_cameras()),
-        2: DomainSpec(name="synth-duke", layout="dukemtmc", attributes=DUKE_ATTRIBUTES,
-                      cameras=_duke_cameras(), effects=_drawn_effects(8, 2),
-                      times_of_day=TIMES_OF_DAY)},
+    "synth-market": _versions_1_and_2(DomainSpec(
+        name="synth-market", layout="market1501", attributes=MARKET_ATTRIBUTES,
+        cameras=_market_cameras()), effects_seed=1),
+    "synth-duke": _versions_1_and_2(DomainSpec(
+        name="synth-duke", layout="dukemtmc", attributes=DUKE_ATTRIBUTES,
+        cameras=_duke_cameras()), effects_seed=2),
     "synth-msmt": {
         2: DomainSpec(name="synth-msmt", layout="msmt17", attributes=MSMT_ATTRIBUTES,
                       cameras=_msmt_cameras(), effects=_drawn_effects(15, 3),
