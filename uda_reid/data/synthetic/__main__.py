@@ -1,5 +1,5 @@
-"""``python -m uda_reid.data.synthetic --name synth-market --scale default [--seed 0] [--version 1]``:
-generate a synthetic domain (or check its cache) and print its summary."""
+"""``python -m uda_reid.data.synthetic --name synth-market --scale default [--seed 0]
+[--version 1]``: generate a synthetic domain (or check its cache) and print its summary."""
 from __future__ import annotations
 
 import argparse
