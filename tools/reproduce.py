@@ -5,8 +5,8 @@
         [--methods direct,ecn,cluster,mlt] [--seeds 3] [--output-dir D] [--dry-run] [KEY VALUE ...]
 
 ``--table synthetic`` (the default when no real dataset is under DATASETS.ROOT) runs the
-synthetic pairs: the real table's four (market/duke -> duke/market/msmt). Finished cells are skipped, so a killed run continues
-where it stopped; a failing cell is recorded (failed.json) and the rest still runs.
+synthetic pairs: the real table's four (market/duke -> duke/market/msmt). Finished cells are
+skipped, so a killed run continues where it stopped; a failing cell is recorded (failed.json) and the rest still runs.
 """
 from __future__ import annotations
 
