@@ -6,7 +6,8 @@
 
 ``--table synthetic`` (the default when no real dataset is under DATASETS.ROOT) runs the
 synthetic pairs: the real table's four (market/duke -> duke/market/msmt). Finished cells are
-skipped, so a killed run continues where it stopped; a failing cell is recorded (failed.json) and the rest still runs.
+skipped, so a killed run continues where it stopped; a failing cell is recorded (failed.json)
+and the rest still runs.
 """
 from __future__ import annotations
 
