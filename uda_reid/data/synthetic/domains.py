@@ -79,9 +79,9 @@ class TimeOfDay:
 
 
 TIMES_OF_DAY: Tuple[TimeOfDay, ...] = (
-    TimeOfDay("morning", 0.85, (0.96, 0.98, 1.08), -0.35),
-    TimeOfDay("noon", 1.10, (1.03, 1.02, 0.96), 0.0),
-    TimeOfDay("afternoon", 0.90, (1.10, 1.00, 0.88), 0.35),
+    TimeOfDay("morning", 0.90, (0.97, 0.99, 1.05), -0.25),
+    TimeOfDay("noon", 1.05, (1.02, 1.01, 0.97), 0.0),
+    TimeOfDay("afternoon", 0.93, (1.06, 1.00, 0.92), 0.25),
 )
 
 
@@ -166,22 +166,22 @@ def _drawn_effects(count: int, seed: int) -> Tuple[CameraEffects, ...]:
     same ranges for every domain: the domains share the kind of effect, not its values)."""
     rng = np.random.default_rng([seed, 2])
     effects = []
-    for _ in range(count):
+    for index in range(count):  # light spots alternate: bright, shadow, bright...
         effects.append(CameraEffects(
             spot=(float(rng.uniform(0.1, 0.9)), float(rng.uniform(0.0, 1.0)),
-                  float(rng.uniform(0.15, 0.4)),
-                  float(rng.choice([-1, 1]) * rng.uniform(0.35, 0.8) + 1.0)),
-            gradient=(float(rng.uniform(-0.6, 0.6)), float(rng.uniform(-0.6, 0.6))),
-            zoom=float(rng.uniform(0.7, 1.1)),
-            offset=(float(rng.uniform(-0.05, 0.08)), float(rng.uniform(-0.12, 0.12))),
-            shear=float(rng.uniform(-0.25, 0.25)),
+                  float(rng.uniform(0.15, 0.35)),
+                  float((-1) ** index * rng.uniform(0.25, 0.5) + 1.0)),
+            gradient=(float(rng.uniform(-0.4, 0.4)), float(rng.uniform(-0.4, 0.4))),
+            zoom=float(rng.uniform(0.75, 1.05)),
+            offset=(float(rng.uniform(-0.04, 0.06)), float(rng.uniform(-0.1, 0.1))),
+            shear=float(rng.uniform(-0.2, 0.2)),
             occluder=int(rng.choice(4, p=(0.2, 0.3, 0.3, 0.2))),
             occluder_position=float(rng.uniform(0.15, 0.85)),
-            occluder_prob=float(rng.uniform(0.3, 0.7)),
+            occluder_prob=float(rng.uniform(0.3, 0.6)),
             occluder_colour=tuple(int(c) for c in rng.integers(30, 200, 3)),  # type: ignore
-            pattern=float(rng.uniform(4.0, 12.0)),
-            saturation=float(rng.uniform(0.5, 1.5)),
-            contrast=float(rng.uniform(0.7, 1.3))))
+            pattern=float(rng.uniform(3.0, 9.0)),
+            saturation=float(rng.uniform(0.7, 1.3)),
+            contrast=float(rng.uniform(0.8, 1.2))))
     return tuple(effects)
 
 
