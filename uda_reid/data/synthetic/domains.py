@@ -170,18 +170,18 @@ def _drawn_effects(count: int, seed: int) -> Tuple[CameraEffects, ...]:
         effects.append(CameraEffects(
             spot=(float(rng.uniform(0.1, 0.9)), float(rng.uniform(0.0, 1.0)),
                   float(rng.uniform(0.15, 0.35)),
-                  float((-1) ** index * rng.uniform(0.25, 0.5) + 1.0)),
-            gradient=(float(rng.uniform(-0.4, 0.4)), float(rng.uniform(-0.4, 0.4))),
-            zoom=float(rng.uniform(0.75, 1.05)),
-            offset=(float(rng.uniform(-0.04, 0.06)), float(rng.uniform(-0.1, 0.1))),
-            shear=float(rng.uniform(-0.2, 0.2)),
+                  float((-1) ** index * rng.uniform(0.15, 0.35) + 1.0)),
+            gradient=(float(rng.uniform(-0.25, 0.25)), float(rng.uniform(-0.25, 0.25))),
+            zoom=float(rng.uniform(0.85, 1.05)),
+            offset=(float(rng.uniform(-0.03, 0.04)), float(rng.uniform(-0.06, 0.06))),
+            shear=float(rng.uniform(-0.1, 0.1)),
             occluder=int(rng.choice(4, p=(0.2, 0.3, 0.3, 0.2))),
             occluder_position=float(rng.uniform(0.15, 0.85)),
             occluder_prob=float(rng.uniform(0.3, 0.6)),
             occluder_colour=tuple(int(c) for c in rng.integers(30, 200, 3)),  # type: ignore
             pattern=float(rng.uniform(3.0, 9.0)),
-            saturation=float(rng.uniform(0.7, 1.3)),
-            contrast=float(rng.uniform(0.8, 1.2))))
+            saturation=float(rng.uniform(0.8, 1.2)),
+            contrast=float(rng.uniform(0.85, 1.15))))
     return tuple(effects)
 
 
