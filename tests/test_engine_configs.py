@@ -14,7 +14,8 @@ from uda_reid.models import build_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ENGINE_CONFIGS = sorted(p for folder in ("Market1501", "DukeMTMC", "MSMT17", "synth-market",
-                                         "synth-duke") for p in (CONFIGS / folder).glob("*.yml"))
+                                         "synth-duke", "synth-msmt")
+                        for p in (CONFIGS / folder).glob("*.yml"))
 
 
 def test_bagtricks_has_fastreid_bot_values():
@@ -51,7 +52,7 @@ def test_sbs_has_fastreid_stronger_baseline_values():
 
 
 @pytest.mark.parametrize("path", [p for p in ENGINE_CONFIGS if p.parent.name in
-                                  ("Market1501", "synth-market", "synth-duke")],
+                                  ("Market1501", "synth-market", "synth-duke", "synth-msmt")],
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_config_builds_a_trainable_model(path):
     torch.manual_seed(0)

@@ -5,11 +5,12 @@
         [--methods direct,ecn,cluster,mlt] [--seeds 3] [--output-dir D] [--dry-run] [KEY VALUE ...]
 
 ``--table synthetic`` (the default when no real dataset is under DATASETS.ROOT) runs the
-synthetic pairs in both directions. ``--table ecn_ablation`` (Duke <-> Market) and
-``synthetic_ecn_ablation`` run ECN's ablation cells (``ecn_source``, ``ecn_e``, ``ecn_ec``,
-``ecn_en``, ``ecn_ecn``: the ``ecn`` recipe with its target terms switched, see
-``uda_reid/reproduce/runner.py``). Finished cells are skipped, so a killed run continues
-where it stopped; a failing cell is recorded (failed.json) and the rest still runs.
+synthetic pairs: the real table's four (market/duke -> duke/market/msmt). ``--table
+ecn_ablation`` (Duke <-> Market) and ``synthetic_ecn_ablation`` run ECN's ablation cells
+(``ecn_source``, ``ecn_e``, ``ecn_ec``, ``ecn_en``, ``ecn_ecn``: the ``ecn`` recipe with its
+target terms switched, see ``uda_reid/reproduce/runner.py``). Finished cells are skipped, so a
+killed run continues where it stopped; a failing cell is recorded (failed.json) and the rest
+still runs.
 """
 from __future__ import annotations
 

@@ -246,10 +246,11 @@ def stage_settings(stage: Config) -> StageSettings:
 
 
 def dataset_options(datasets: Any) -> List[str]:
-    """``KEY VALUE`` pairs of the DATASETS keys that locate a dataset (root, synthetic scale
-    and seed) set away from their defaults, for command lines that must find the same data."""
+    """``KEY VALUE`` pairs of the DATASETS keys that locate a dataset (root, synthetic scale,
+    seed and version) set away from their defaults, for command lines that must find the same
+    data."""
     default = type(datasets)()
-    return [item for key in ("ROOT", "SYNTH_SCALE", "SYNTH_SEED")
+    return [item for key in ("ROOT", "SYNTH_SCALE", "SYNTH_SEED", "SYNTH_VERSION")
             if getattr(datasets, key) != getattr(default, key)
             for item in (f"DATASETS.{key}", str(getattr(datasets, key)))]
 

@@ -65,6 +65,10 @@ class DatasetsConfig:
     TESTS: Tuple[str, ...] = ("synth-market",)
     SYNTH_SCALE: str = "default"  # tiny | default
     SYNTH_SEED: int = 0
+    # Camera model of the synthetic domains: 1 global colour/blur/noise cameras; 2 adds
+    # effects a colour shift cannot undo (illumination, viewpoint, sensor pattern, occluders,
+    # time of day). synth-msmt exists in version 2 only and uses it under either value.
+    SYNTH_VERSION: int = 1
     CUSTOM: CustomDatasetConfig = field(default_factory=CustomDatasetConfig)
 
 

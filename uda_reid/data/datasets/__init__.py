@@ -11,29 +11,31 @@ import_submodules(__name__, __path__)
 
 def build_dataset(name: str, root: str = DatasetsConfig.ROOT,
                   synth_scale: str = DatasetsConfig.SYNTH_SCALE,
-                  synth_seed: int = DatasetsConfig.SYNTH_SEED) -> ReIDDataset:
+                  synth_seed: int = DatasetsConfig.SYNTH_SEED,
+                  synth_version: int = DatasetsConfig.SYNTH_VERSION) -> ReIDDataset:
     """The dataset registered as ``name`` (or an alias) under ``root``.
 
-    ``synth_scale``/``synth_seed`` choose the generated copy of a synthetic domain and are
-    ignored for real datasets.
+    ``synth_scale``/``synth_seed``/``synth_version`` choose the generated copy of a synthetic
+    domain and are ignored for real datasets.
     """
     cls = DATASETS.get(name)
     if hasattr(cls, "from_config"):
         raise ValueError(f"Dataset '{name}' is configured in the DATASETS section: build it "
                          "with build_dataset_from_config")
     if getattr(cls, "synthetic", False):
-        return cls(root, synth_scale=synth_scale, synth_seed=synth_seed)
+        return cls(root, synth_scale=synth_scale, synth_seed=synth_seed,
+                   synth_version=synth_version)
     return cls(root)
 
 
 def build_dataset_from_section(opts: DatasetsConfig, name: str) -> ReIDDataset:
-    """:func:`build_dataset` with the ``DATASETS`` section's ``ROOT``/``SYNTH_SCALE``/
-    ``SYNTH_SEED``; a dataset class with a ``from_config`` classmethod reads its options from
-    the section itself (e.g. ``custom``: ``DATASETS.CUSTOM.*``)."""
+    """:func:`build_dataset` with the ``DATASETS`` section's ``ROOT``/``SYNTH_*``; a dataset
+    class with a ``from_config`` classmethod reads its options from the section itself (e.g.
+    ``custom``: ``DATASETS.CUSTOM.*``)."""
     cls = DATASETS.get(name)
     if hasattr(cls, "from_config"):
         return cls.from_config(opts)
-    return build_dataset(name, opts.ROOT, opts.SYNTH_SCALE, opts.SYNTH_SEED)
+    return build_dataset(name, opts.ROOT, opts.SYNTH_SCALE, opts.SYNTH_SEED, opts.SYNTH_VERSION)
 
 
 def build_dataset_from_config(cfg, name: str) -> ReIDDataset:

@@ -14,7 +14,8 @@ Sample = Tuple[str, int, int, int]  # (image path, person id, camera id (0-based
 Split = Tuple[Union[slice, np.ndarray], Union[slice, np.ndarray]]
 
 SYNTHETIC_HINT = ("No real dataset is needed to try uda-reid: the synthetic domains "
-                  "'synth-market' and 'synth-duke' generate themselves under DATASETS.ROOT.")
+                  "'synth-market', 'synth-duke' and 'synth-msmt' generate themselves under "
+                  "DATASETS.ROOT.")
 
 
 class DatasetLayoutError(UserError, FileNotFoundError):

@@ -1,5 +1,5 @@
-"""``python -m uda_reid.data.synthetic --name synth-market --scale default [--seed 0]``:
-generate a synthetic domain (or check its cache) and print its summary."""
+"""``python -m uda_reid.data.synthetic --name synth-market --scale default [--seed 0]
+[--version 1]``: generate a synthetic domain (or check its cache) and print its summary."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,8 @@ def main() -> None:
     parser.add_argument("--name", default="synth-market")
     parser.add_argument("--scale", default="default")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--version", type=int, default=1, help="domain version "
+                        "(DATASETS.SYNTH_VERSION)")
     parser.add_argument("--root", default="data")
     parser.add_argument("--verify", action="store_true",
                         help="check the cached files' SHA-256, not only their sizes")
@@ -22,8 +24,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
     if args.verify:
-        ensure_domain(args.root, args.name, args.scale, args.seed, verify_checksums=True)
-    dataset = build_dataset(args.name, args.root, synth_scale=args.scale, synth_seed=args.seed)
+        ensure_domain(args.root, args.name, args.scale, args.seed, args.version,
+                      verify_checksums=True)
+    dataset = build_dataset(args.name, args.root, synth_scale=args.scale, synth_seed=args.seed,
+                            synth_version=args.version)
     print(dataset.summary())
     print(f"ready in {time.perf_counter() - start:.1f} s")
 

@@ -1,4 +1,4 @@
-"""Write a synthetic domain to disk in the real Market-1501 / DukeMTMC-reID layouts.
+"""Write a synthetic domain to disk in the real Market-1501 / DukeMTMC-reID / MSMT17_V1 layouts.
 
 The folder is a cache: a ``manifest.json`` (every file's size and SHA-256, written last and
 atomically) marks it complete. A folder without a valid manifest (an interrupted generation,
@@ -22,26 +22,34 @@ import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, Set, Tuple
+from typing import Dict, Iterator, List, Set, Tuple
 
 import numpy as np
 from PIL import Image
 
-from uda_reid.data.synthetic.domains import DOMAINS, SCALES, DomainSpec, ScaleSpec
-from uda_reid.data.synthetic.render import render_image, sample_identity
+from uda_reid.data.synthetic.domains import (DOMAINS, SCALES, VERSIONS, DomainSpec, ScaleSpec,
+                                             resolve_version)
+from uda_reid.data.synthetic.render import render_image, render_with_effects, sample_identity
 from uda_reid.utils.atomic import atomic_write_json
 from uda_reid.utils.errors import UnknownNameError
 
 logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 3
-LAYOUT_DIRS = {"market1501": "Market-1501-v15.09.15", "dukemtmc": "DukeMTMC-reID"}
+LAYOUT_DIRS = {"market1501": "Market-1501-v15.09.15", "dukemtmc": "DukeMTMC-reID",
+               "msmt17": "MSMT17_V1"}
 MANIFEST = "manifest.json"
+MSMT_DAYS = ("0113", "0114", "0302", "0303")  # recording days in MSMT17 file names (MMDD)
 
 
-def domain_folder(root: str | Path, name: str, scale: str, seed: int) -> Path:
-    """Where ``name`` at ``scale``/``seed`` lives: ``<root>/<name>-<scale>-s<seed>``."""
-    return Path(root) / f"{name}-{scale}-s{seed}"
+def domain_folder(root: str | Path, name: str, scale: str, seed: int, version: int = 1
+                  ) -> Path:
+    """Where ``name`` at ``scale``/``seed`` and domain version ``version`` (resolved, see
+    :func:`resolve_version`) lives: ``<root>/<name>-<scale>-s<seed>-v<version>``; version 1
+    keeps the name it had before versions existed, ``<root>/<name>-<scale>-s<seed>``, so its
+    caches (and camera-style images written beside them) stay valid."""
+    suffix = "" if version == 1 else f"-v{version}"
+    return Path(root) / f"{name}-{scale}-s{seed}{suffix}"
 
 
 def _file_name(layout: str, pid: int, cam: int, frame: int, box: int) -> str:
@@ -49,6 +57,11 @@ def _file_name(layout: str, pid: int, cam: int, frame: int, box: int) -> str:
         return f"{pid:04d}_c{cam + 1}s1_{frame:06d}_{box:02d}.jpg" if pid >= 0 else \
             f"-1_c{cam + 1}s1_{frame:06d}_{box:02d}.jpg"
     return f"{pid:04d}_c{cam + 1}_f{frame:07d}.jpg"
+
+
+def _msmt_name(pid: int, cam: int, frame: int, box: int, tag: str) -> str:
+    """``<pid folder>/<pid>_<box>_<camera>_<day><time of day>_<frame>_0.jpg`` (MSMT17_V1)."""
+    return f"{pid:04d}/{pid:04d}_{box:03d}_{cam + 1:02d}_{tag}_{frame:04d}_0.jpg"
 
 
 def _domain_key(name: str) -> int:
@@ -62,10 +75,12 @@ def _plan(spec: DomainSpec, scale: ScaleSpec, seed: int
 
     Train ids are 1..T and test ids T+1..T+Q (disjoint, as in the real datasets). A test
     identity gets one query image from each of its cameras except one gallery-only camera.
+    A share ``val_share`` of the training images is listed as validation (split ``val``).
     """
     rng = np.random.default_rng([seed, _domain_key(spec.name), 1])
-    for split, first, count in (("train", 1, scale.train_ids),
-                                ("test", scale.train_ids + 1, scale.test_ids)):
+    num_train = spec.identities(scale.train_ids)
+    for split, first, count in (("train", 1, num_train),
+                                ("test", num_train + 1, spec.identities(scale.test_ids))):
         for pid in range(first, first + count):
             n_cams = int(rng.integers(scale.cameras_per_id[0], scale.cameras_per_id[1] + 1))
             cams = sorted(rng.choice(spec.num_cameras, size=n_cams, replace=False).tolist())
@@ -76,9 +91,11 @@ def _plan(spec: DomainSpec, scale: ScaleSpec, seed: int
                     sub = split
                     if split == "test":
                         sub = "query" if (k == 0 and j < len(cams) - 1) else "gallery"
+                    elif spec.val_share > 0 and rng.random() < spec.val_share:
+                        sub = "val"
                     yield sub, pid, pid, cam, k
     if spec.layout == "market1501":
-        extra = scale.train_ids + scale.test_ids + 1
+        extra = spec.identities(scale.train_ids) + spec.identities(scale.test_ids) + 1
         for i in range(scale.distractors):
             yield "gallery", 0, extra + i, int(rng.integers(spec.num_cameras)), 0
         for i in range(scale.junk):
@@ -86,28 +103,72 @@ def _plan(spec: DomainSpec, scale: ScaleSpec, seed: int
             yield "gallery", -1, key, int(rng.integers(spec.num_cameras)), 0
 
 
+def _render(spec: DomainSpec, ident: object, seed: int, key: int, cam: int, k: int,
+            scale: ScaleSpec) -> Tuple[np.ndarray, str]:
+    """Image ``k`` of identity ``key`` in camera ``cam`` (H, W, 3) uint8 and its
+    ``<day><time of day>`` tag (MSMT17 file names; ``""`` without times of day)."""
+    dkey = _domain_key(spec.name)
+    rng = np.random.default_rng([seed, dkey, 3, key, cam, k])
+    if not spec.effects:
+        return render_image(ident, spec.cameras[cam], rng, scale.height, scale.width), ""
+    effect_rng = np.random.default_rng([seed, dkey, 4, key, cam, k])
+    tag, time = "", None
+    if spec.times_of_day:
+        time = spec.times_of_day[int(effect_rng.integers(len(spec.times_of_day)))]
+        tag = MSMT_DAYS[int(effect_rng.integers(len(MSMT_DAYS)))] + time.name
+    img = render_with_effects(ident, spec.cameras[cam], spec.effects[cam], rng, effect_rng,
+                              scale.height, scale.width, (dkey, cam), time)
+    return img, tag
+
+
+def _image_path(spec: DomainSpec, split: str, pid: int, cam: int, frame: int, k: int,
+                tag: str, num_train: int) -> str:
+    """An image's path in the layout folder. MSMT17 numbers train and test identities from 0
+    each (train/ and test/ folders); the others keep the plan's ids."""
+    if spec.layout == "msmt17":
+        if split in ("train", "val"):
+            return "train/" + _msmt_name(pid - 1, cam, frame, k, tag)
+        return "test/" + _msmt_name(pid - num_train - 1, cam, frame, k, tag)
+    subdirs = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+    return f"{subdirs[split]}/{_file_name(spec.layout, pid, cam, frame, k + 1)}"
+
+
+def _msmt_lists(records: List[Tuple[str, str]]) -> Dict[str, bytes]:
+    """``list_{train,val,query,gallery}.txt`` from (split, image path) records: one
+    ``<path under train/ or test/> <pid>`` line per image."""
+    lines: Dict[str, List[str]] = {split: [] for split in ("train", "val", "query", "gallery")}
+    for split, rel in records:
+        inner = rel.split("/", 1)[1]
+        lines[split].append(f"{inner} {int(inner.split('/')[0])}")
+    return {f"list_{split}.txt": ("\n".join(rows) + "\n").encode()
+            for split, rows in lines.items()}
+
+
 def _render_all(spec: DomainSpec, scale: ScaleSpec, seed: int, base: Path
                 ) -> Dict[Path, bytes]:
-    """Render and write every image under ``base``; returns each file's JPEG bytes."""
-    subdirs = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
-    for sub in subdirs.values():
-        (base / sub).mkdir(parents=True, exist_ok=True)
+    """Render and write every image (and the MSMT17 list files) under ``base``; returns each
+    file's bytes."""
     identities: Dict[int, object] = {}
     written: Dict[Path, bytes] = {}
+    records: List[Tuple[str, str]] = []
+    num_train = spec.identities(scale.train_ids)
     frame = 0
-    dkey = _domain_key(spec.name)
     for split, pid, key, cam, k in _plan(spec, scale, seed):
         if key not in identities:
-            identities[key] = sample_identity(np.random.default_rng([seed, dkey, 2, key]),
-                                              spec.attributes)
+            identities[key] = sample_identity(
+                np.random.default_rng([seed, _domain_key(spec.name), 2, key]), spec.attributes)
         frame += 1
-        rng = np.random.default_rng([seed, dkey, 3, key, cam, k])
-        img = render_image(identities[key], spec.cameras[cam], rng, scale.height, scale.width)
+        img, tag = _render(spec, identities[key], seed, key, cam, k, scale)
         buffer = io.BytesIO()
         Image.fromarray(img).save(buffer, format="JPEG", quality=92)
-        path = base / subdirs[split] / _file_name(spec.layout, pid, cam, frame, k + 1)
-        path.write_bytes(buffer.getvalue())
-        written[path] = buffer.getvalue()
+        rel = _image_path(spec, split, pid, cam, frame, k, tag, num_train)
+        records.append((split, rel))
+        written[base / rel] = buffer.getvalue()
+    if spec.layout == "msmt17":
+        written.update({base / name: data for name, data in _msmt_lists(records).items()})
+    for path, data in written.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
     return written
 
 
@@ -174,25 +235,31 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 
 def ensure_domain(root: str | Path, name: str, scale: str = "default", seed: int = 0,
-                  verify_checksums: bool = False) -> Path:
+                  version: int = 1, verify_checksums: bool = False) -> Path:
     """Generate domain ``name`` under ``root`` unless a complete copy is cached there.
 
-    Returns the folder ``<root>/<name>-<scale>-s<seed>``; the dataset sits inside it in its
-    real layout (e.g. ``Market-1501-v15.09.15/``). The cache is checked by file sizes, and
-    also by content when ``verify_checksums``.
+    Returns the folder :func:`domain_folder` names for the domain's version resolved from
+    ``version`` (:func:`resolve_version`); the dataset sits inside it in its real layout
+    (e.g. ``Market-1501-v15.09.15/``). The cache is checked by file sizes, and also by
+    content when ``verify_checksums``.
     """
     if name not in DOMAINS:
         raise UnknownNameError(f"Unknown synthetic domain '{name}'; known: {', '.join(DOMAINS)}")
     if scale not in SCALES:
         raise UnknownNameError(f"Unknown synthetic scale '{scale}' (DATASETS.SYNTH_SCALE); "
                                f"known: {', '.join(SCALES)}")
-    folder = domain_folder(root, name, scale, seed)
+    if version not in VERSIONS:
+        raise UnknownNameError(f"Unknown synthetic domain version {version} "
+                               f"(DATASETS.SYNTH_VERSION); known: "
+                               f"{', '.join(map(str, VERSIONS))}")
+    version = resolve_version(name, version)
+    folder = domain_folder(root, name, scale, seed, version)
     if manifest_ok(folder, verify_checksums):
         return folder
     with _exclusive(folder.with_name(f".{folder.name}.lock")):
         if manifest_ok(folder, verify_checksums):  # another process generated it meanwhile
             return folder
-        spec, size = DOMAINS[name], SCALES[scale]
+        spec, size = DOMAINS[name][version], SCALES[scale]
         start = time.perf_counter()
         work = folder.with_name(f".{folder.name}.tmp")  # ours while the lock is held
         shutil.rmtree(work, ignore_errors=True)  # left by a killed generation
@@ -201,7 +268,8 @@ def ensure_domain(root: str | Path, name: str, scale: str = "default", seed: int
         for data in files.values():
             digest.update(data)
         atomic_write_json(work / MANIFEST, {
-            "version": GENERATOR_VERSION, "name": name, "scale": scale, "seed": seed,
+            "version": GENERATOR_VERSION, "name": name, "domain_version": version,
+            "scale": scale, "seed": seed,
             "sha256": digest.hexdigest(),
             "files": {str(p.relative_to(work)): {"size": len(data),
                                                  "sha256": hashlib.sha256(data).hexdigest()}
@@ -212,6 +280,6 @@ def ensure_domain(root: str | Path, name: str, scale: str = "default", seed: int
             _replace_generated(work, folder)
         else:
             os.rename(work, folder)
-        logger.info("Generated %s (%s, seed %d): %d images in %.1f s at %s", name, scale, seed,
-                    len(files), time.perf_counter() - start, folder)
+        logger.info("Generated %s v%d (%s, seed %d): %d files in %.1f s at %s", name, version,
+                    scale, seed, len(files), time.perf_counter() - start, folder)
     return folder

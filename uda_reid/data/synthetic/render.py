@@ -1,17 +1,22 @@
 """Procedural rendering of person-like figures seen by a styled camera.
 
 An identity is a set of attributes (clothing colours, pattern, bag, body shape); an image of
-it adds view, pose, position, scale and occlusion jitter, then the camera's style.
+it adds view, pose, position, scale and occlusion jitter, then the camera's style, and in
+domain version 2 the camera's effects (:mod:`uda_reid.data.synthetic.effects`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from uda_reid.data.synthetic.domains import AttributeDistribution, CameraStyle, hsv_to_rgb
+from uda_reid.data.synthetic.domains import (AttributeDistribution, CameraEffects, CameraStyle,
+                                             TimeOfDay, hsv_to_rgb)
+from uda_reid.data.synthetic.effects import (add_pattern, colour_response, draw_camera_occluder,
+                                             illuminate, illumination_field, sensor_pattern,
+                                             view_transform)
 
 Colour = Tuple[int, int, int]
 
@@ -186,3 +191,24 @@ def render_image(ident: Identity, style: CameraStyle, rng: np.random.Generator,
     _draw_figure(draw, ident, rng, height, width)
     _occlude(draw, rng, height, width)
     return apply_camera_style(np.asarray(canvas), style, rng)
+
+
+def render_with_effects(ident: Identity, style: CameraStyle, effects: CameraEffects,
+                        rng: np.random.Generator, effect_rng: np.random.Generator,
+                        height: int, width: int, camera_key: Sequence[int],
+                        time: Optional[TimeOfDay] = None) -> np.ndarray:
+    """:func:`render_image` with a version-2 camera: the figure seen through the camera's
+    viewpoint, its occluder, the illumination field (and ``time`` of day) before the style,
+    the colour response and the sensor pattern of ``camera_key`` after it. ``rng`` draws
+    what :func:`render_image` draws, ``effect_rng`` the effects' chances. (H, W, 3) uint8."""
+    canvas = Image.fromarray(_background(rng, style, height, width).astype(np.uint8))
+    figure = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    _draw_figure(ImageDraw.Draw(figure), ident, rng, height, width)
+    canvas = Image.alpha_composite(canvas.convert("RGBA"), view_transform(figure, effects))
+    canvas = canvas.convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    _occlude(draw, rng, height, width)
+    draw_camera_occluder(draw, effects, effect_rng, height, width)
+    lit = illuminate(np.asarray(canvas), illumination_field(height, width, effects, time))
+    styled = colour_response(apply_camera_style(lit, style, rng), effects)
+    return add_pattern(styled, sensor_pattern(height, width, effects, camera_key))
