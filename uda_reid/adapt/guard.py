@@ -113,15 +113,18 @@ def _style_files(samples: Sequence[Tuple[str, int, int, int]], num_cameras: int,
 
 def method_inputs(source, target, folder: Path, seed: int,
                   camstyle_dir: Optional[Path] = None
-                  ) -> Tuple[SourceImages, TargetImages, np.ndarray]:
+                  ) -> Tuple[Optional[SourceImages], TargetImages, np.ndarray]:
     """The method's views of the ``source`` and ``target`` datasets (``.name``, ``.train``,
-    ``.num_cameras``), their images linked under ``folder``; and the target identities (N,)
-    in slot order, for the pipeline's monitoring only."""
-    labelled = relabel(source.train)
-    source_files = link_anonymously([s[0] for s in labelled], folder / "source",
-                                    [f"{i:06d}" for i in range(len(labelled))])
-    source_view = SourceImages(source.name, source_files, [s[1] for s in labelled],
-                               [s[2] for s in labelled])
+    ``.num_cameras``), their images linked under ``folder`` (no source view when ``source`` is
+    ``None``); and the target identities (N,) in slot order, for the pipeline's monitoring
+    only."""
+    source_view = None
+    if source is not None:
+        labelled = relabel(source.train)
+        source_files = link_anonymously([s[0] for s in labelled], folder / "source",
+                                        [f"{i:06d}" for i in range(len(labelled))])
+        source_view = SourceImages(source.name, source_files, [s[1] for s in labelled],
+                                   [s[2] for s in labelled])
     for pos, sample in enumerate(target.train):
         if len(sample) != 4:
             raise ValueError(f"sample {pos} is {sample!r}; expected (img_path, pid, camid, index)")

@@ -8,6 +8,11 @@ the pieces of an :class:`AdaptContext`, never the config), evaluating on the tar
 query/gallery every ``TEST.EVAL_PERIOD`` epochs as monitoring: the reported model is the last
 one (no checkpoint is picked by target test scores). ``results.json`` holds both stages, the
 per-epoch curves, the pseudo-label quality and the run's metadata.
+
+Without a source (``--source none``, ``ADAPT.SOURCE none``: fully unsupervised or source-free
+adaptation) there is no stage 1 and no source image is read: stage 2 starts from the model as
+the config builds it (``MODEL.WEIGHTS``, the backbone's pre-training, or random weights), whose
+target metrics are the "before" row; only methods that do not train on the source run so.
 """
 from __future__ import annotations
 
@@ -55,6 +60,7 @@ logger = logging.getLogger(__name__)
 STAGE1_KEYS = ("MODEL", "INPUT", "DATASETS", "DATALOADER", "SOLVER", "SEED",
                "CUDNN_DETERMINISTIC")
 DEFAULT_OUTPUT_DIR = get_default_config().OUTPUT_DIR
+NO_SOURCE = "none"  # ADAPT.SOURCE of a run without source data (no stage 1)
 
 
 def _pair_of(stem: str) -> Optional[Tuple[str, str]]:
@@ -101,7 +107,9 @@ def build_adapt_config(source: Optional[str] = None, target: Optional[str] = Non
     if output_dir is not None:
         cfg.OUTPUT_DIR = output_dir
     apply_overrides(cfg, list(overrides))
-    for key in ("SOURCE", "TARGET"):
+    if cfg.ADAPT.SOURCE.lower() == NO_SOURCE:
+        cfg.ADAPT.SOURCE = NO_SOURCE
+    for key in ("TARGET",) if cfg.ADAPT.SOURCE == NO_SOURCE else ("SOURCE", "TARGET"):
         try:
             setattr(cfg.ADAPT, key, DATASETS.canonical(getattr(cfg.ADAPT, key)))
         except KeyError as err:
@@ -131,10 +139,11 @@ def source_key(cfg: Config) -> str:
 
 
 def adapt_stage_config(cfg: Config) -> Config:
-    """The stage-2 config: ``ADAPT.SOLVER`` in place of ``SOLVER``, source training data."""
+    """The stage-2 config: ``ADAPT.SOLVER`` in place of ``SOLVER``, source training data (none
+    without a source)."""
     stage = copy.deepcopy(cfg)
     stage.SOLVER = copy.deepcopy(cfg.ADAPT.SOLVER)
-    stage.DATASETS.NAMES = (cfg.ADAPT.SOURCE,)
+    stage.DATASETS.NAMES = () if cfg.ADAPT.SOURCE == NO_SOURCE else (cfg.ADAPT.SOURCE,)
     stage.DATASETS.TESTS = (cfg.ADAPT.TARGET,)
     return stage
 
@@ -198,6 +207,20 @@ def train_or_load_source(cfg: Config, device: torch.device) -> Tuple[nn.Module, 
     return model, {"cache": str(cache), "reused": reused, "num_classes": num_classes}
 
 
+def build_start_model(cfg: Config, device: torch.device) -> Tuple[nn.Module, Dict[str, Any]]:
+    """Without a source: the model as ``cfg`` builds it (``MODEL.WEIGHTS`` loaded non-strictly,
+    else the backbone's pre-training, else random weights from ``SEED``), on ``device``. Its
+    source classifier is never trained; it has ``MODEL.HEADS.NUM_CLASSES`` outputs (1 when 0).
+    Returns the model and facts about where it came from."""
+    seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
+    num_classes = cfg.MODEL.HEADS.NUM_CLASSES or 1
+    model = build_model(cfg, num_classes).to(device)
+    backbone = cfg.MODEL.BACKBONE
+    return model, {"weights": cfg.MODEL.WEIGHTS or None,
+                   "backbone_pretrain": (backbone.PRETRAIN_PATH or True) if backbone.PRETRAIN
+                   else None, "num_classes": num_classes}
+
+
 def stage_settings(stage: Config) -> StageSettings:
     """The shared settings a method gets, from the stage-2 config."""
     return StageSettings(
@@ -228,6 +251,9 @@ def run_adaptation(cfg: Config, resume: bool = False, overwrite: bool = False
     setup_logger()  # set-up records wait for the folder (a previous run's log gets none)
     check_output_dir(cfg, resume, overwrite)
     method = build_method(cfg)
+    if cfg.ADAPT.SOURCE == NO_SOURCE and method.uses_source:
+        raise ConfigError(f"ADAPT.METHOD {cfg.ADAPT.METHOD} trains on labelled source images: "
+                          f"it cannot run with ADAPT.SOURCE {NO_SOURCE}")
     labelled_target = build_dataset_from_config(cfg, cfg.ADAPT.TARGET)
     camstyle_dir = None
     if method.uses_camstyle:  # checked before stage 1: a missing folder fails at once
@@ -255,20 +281,29 @@ def _run_stages(cfg: Config, method: AdaptMethod, labelled_target: ReIDDataset,
     if camstyle_dir is not None:
         logger.info("Camera-style images of %s: %s", target_name, camstyle_dir)
 
-    model, source_info = train_or_load_source(cfg, device)
-    direct = build_evaluator(cfg, model, (target_name, source_name))()
-    for name, values in direct.items():
-        logger.info("Stage 1 (source model) on %s: %s", name,
+    stage_cfg = adapt_stage_config(cfg)
+    if source_name == NO_SOURCE:
+        model, source_info = build_start_model(cfg, device)
+        before = build_evaluator(stage_cfg, model, (target_name,))()
+        first = dict(name="start", metrics=before, **source_info,
+                     note="no source: the start model's target metrics, not direct transfer")
+    else:
+        model, source_info = train_or_load_source(cfg, device)
+        before = build_evaluator(cfg, model, (target_name, source_name))()
+        first = dict(name="source", metrics=before, **source_info)
+    for name, values in before.items():
+        logger.info("%s on %s: %s", "Start model" if source_name == NO_SOURCE else
+                    "Stage 1 (source model)", name,
                     ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
-    stages: List[Dict[str, Any]] = [dict(name="source", metrics=direct, **source_info)]
-    final = {target_name: direct[target_name]}
+    stages: List[Dict[str, Any]] = [first]
+    final = {target_name: before[target_name]}
 
     # Stage 2 starts from the same random state whether stage 1 was trained or reused.
     seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
-    stage_cfg = adapt_stage_config(cfg)
-    source, target, identities = method_inputs(build_dataset_from_config(cfg, source_name),
-                                               labelled_target, inputs_dir, cfg.SEED,
-                                               camstyle_dir)
+    source_data = (None if source_name == NO_SOURCE
+                   else build_dataset_from_config(cfg, source_name))
+    source, target, identities = method_inputs(source_data, labelled_target, inputs_dir,
+                                               cfg.SEED, camstyle_dir)
     ctx = AdaptContext(model, source, target, stage_settings(stage_cfg), device, output_dir)
     method.prepare_model(model)
     step = method.build_step(ctx)

@@ -13,12 +13,14 @@ def _pct(value: float) -> str:
 def adaptation_summary(results: Mapping[str, Any], output_dir: Path) -> str:
     """Source-only (direct transfer) vs adapted target mAP / rank-1 from ``results``
     (``results.json``'s content), their change in points, the wall time, the output files and
-    the next commands."""
+    the next commands. A run without a source starts from the start model (no direct
+    transfer)."""
     target, method = results["target"], results["method"]
     before = results["stages"][0]["metrics"][target]
     after = results["metrics"][target]
     adapted = len(results["stages"]) > 1
-    rows = [("source only (direct)", before)]
+    no_source = results["stages"][0]["name"] == "start"
+    rows = [("start model (no source)" if no_source else "source only (direct)", before)]
     if adapted:
         rows.append((f"adapted ({method}, last)", after))
     width = max(len(name) for name, _ in rows)

@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -69,7 +70,10 @@ class ClusterContrastStep(TrainStep):
         self.target = None
         if result.degenerate is None:
             self.labels = np.asarray(result.labels, dtype=np.int64)
-            self.memory.reset(torch.from_numpy(cluster_centroids(features, self.labels)))
+            # the mean of the l2-normalised features, as the official code's (its model
+            # returns normalised features in eval mode)
+            self.memory.reset(torch.from_numpy(cluster_centroids(F.normalize(features, dim=1),
+                                                                 self.labels)))
             try:
                 self.target = BatchStream(build_batch_loader(
                     self.train_images, self.labels.tolist(), self.batch_size,
@@ -132,6 +136,8 @@ class ClusterContrast(AdaptMethod):
         self.num_instances = num_instances
         ClusterMemory(1, temperature, momentum, mode)  # validates the options early
         self.step: Optional[ClusterContrastStep] = None
+
+    uses_source = False  # target images only: runs after a source model or without one
 
     @classmethod
     def from_config(cls, adapt) -> "ClusterContrast":
