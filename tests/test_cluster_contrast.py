@@ -16,7 +16,8 @@ from test_adapt_guard import FILE_NAME, int_sequences, reachable
 from uda_reid.adapt.cluster_memory import (ClusterMemory, hardest_update, mean_update,
                                            memory_contrastive_loss)
 from uda_reid.adapt.guard import slot_order
-from uda_reid.adapt.methods.cluster_contrast import ClusterContrast, ClusterContrastStep
+from uda_reid.adapt.methods.cluster_contrast import (ClusterContrast, ClusterContrastStep,
+                                                     mean_pairwise_cosine)
 from uda_reid.data.datasets import build_dataset
 from uda_reid.data.loaders import collate
 from tiny_runs import tiny_stage1
@@ -78,6 +79,15 @@ def test_momentum_updates_match_slow_loops(momentum):
     # the two variants differ: cluster 2 has four samples
     assert not torch.allclose(mean_update(centroids, features, labels, momentum)[2],
                               hardest_update(centroids, features, labels, momentum)[2])
+
+
+def test_mean_pairwise_cosine_matches_a_loop_over_pairs():
+    g = torch.Generator().manual_seed(1)
+    features = torch.randn(7, 5, generator=g)
+    x = F.normalize(features, dim=1)
+    pairs = [float(x[i] @ x[j]) for i in range(7) for j in range(7) if i != j]
+    assert mean_pairwise_cosine(features) == pytest.approx(float(np.mean(pairs)), abs=1e-6)
+    assert mean_pairwise_cosine(features.abs() + 5) > 0.9  # one orthant, far from the origin
 
 
 def test_memory_initialises_updates_and_checkpoints_with_a_new_cluster_count():

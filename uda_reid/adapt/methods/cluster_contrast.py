@@ -30,6 +30,15 @@ from uda_reid.losses.computer import over_branches
 logger = logging.getLogger(__name__)
 
 
+def mean_pairwise_cosine(features: torch.Tensor) -> float:
+    """Mean cosine similarity over the pairs of distinct rows of ``features`` (N, D), N >= 2:
+    ``(|sum_i x_i|^2 - N) / (N (N - 1))`` for the l2-normalised rows x_i."""
+    x = F.normalize(features.double(), dim=1)
+    total = x.sum(dim=0)
+    n = len(x)
+    return float((total @ total - n) / (n * (n - 1)))
+
+
 class ClusterContrastStep(TrainStep):
     """One iteration: a PK batch of pseudo-labelled target images, the memory loss; the
     round (``begin_epoch``) clusters and re-initialises the memory. ``len`` = target images //
@@ -66,7 +75,15 @@ class ClusterContrastStep(TrainStep):
         (result,) = self.labeler(features)
         record: Dict[str, Any] = {"epoch": epoch + 1, "num_clusters": result.num_clusters,
                                   "num_outliers": result.num_outliers,
-                                  "degenerate": result.degenerate}
+                                  "degenerate": result.degenerate,
+                                  "mean_cosine": mean_pairwise_cosine(features)}
+        if float(features.min()) >= 0:
+            logger.warning(
+                "Round %d: every feature is non-negative (e.g. pool5 after a ReLU), mean cosine "
+                "%.3f between images: at temperature %g the memory loss first spreads them "
+                "apart. A centred feature (a BNNeck head with MODEL.HEADS.NECK_FEAT after, as "
+                "the official code) avoids it.", epoch + 1, record["mean_cosine"],
+                self.memory.temperature)
         self.target = None
         if result.degenerate is None:
             self.labels = np.asarray(result.labels, dtype=np.int64)
