@@ -292,6 +292,8 @@ def test_source_none_adapts_the_start_model_without_any_source_image(full_run, t
     assert [r["epoch"] for r in stage["rounds"]] == [1, 2]
     assert results["metrics"][TARGET] == stage["metrics"][TARGET]
     assert results["metrics"] != {TARGET: start["metrics"][TARGET]}
+    summary = (tmp_path / "run" / "log.txt").read_text().split("Summary: none -> synth-duke")[1]
+    assert "start model (no source)" in summary and "direct" not in summary
 
 
 def test_source_none_runs_the_cluster_baseline_from_random_weights(tmp_path):
