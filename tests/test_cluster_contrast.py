@@ -120,10 +120,8 @@ def run_tool(data_root, cache, out, *extra, source="synth-market", method="clust
     return json.loads((Path(out) / "results.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
-    """An uninterrupted run, with what the method was handed (context, options, batches)."""
-    root, cache = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("cache")
+def recorded_run(root, cache, out, *extra, **kwargs):
+    """:func:`run_tool`'s results and what the method was handed (context, options, batches)."""
     seen = {}
     build, from_config = (ClusterContrast.build_step,
                           ClusterContrast.from_config.__func__)
@@ -143,11 +141,35 @@ def full_run(tmp_path_factory):
     ClusterContrast.build_step = recording_build
     ClusterContrast.from_config = classmethod(recording_from_config)
     try:
-        results = run_tool(root, cache, cache / "full")
+        results = run_tool(root, cache, out, *extra, **kwargs)
     finally:
         ClusterContrast.build_step = build
         ClusterContrast.from_config = classmethod(from_config)
-    return root, cache, results, seen
+    return results, seen
+
+
+def assert_label_free(root, seen):
+    """Nothing the method was handed names a file or orders the images by identity."""
+    target = build_dataset(TARGET, str(root), "tiny", 0)
+    n = len(target.train)
+    truth = np.asarray([target.train[i][1] for i in slot_order(n, 0)])
+    objects = reachable(seen["ctx"], seen["options"], seen["batch"])
+    strings = [o for o in objects if isinstance(o, str)]
+    assert len(strings) > 50
+    assert not [s for s in strings if str(root) in s or FILE_NAME.search(s)]
+    source = seen["ctx"].source
+    sequences = [s for s in int_sequences(objects, n)
+                 if source is None or not np.array_equal(s, np.asarray(source.pids)[:n])]
+    assert sequences
+    assert max(adjusted_rand_score(truth, s) for s in sequences) < 0.2
+    assert set(seen["batch"]["pids"].tolist()) == {-1}
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """An uninterrupted run, with what the method was handed."""
+    root, cache = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("cache")
+    return (root, cache, *recorded_run(root, cache, cache / "full"))
 
 
 def test_tool_trains_with_the_memory_and_reports_rounds(full_run):
@@ -170,18 +192,8 @@ def test_tool_trains_with_the_memory_and_reports_rounds(full_run):
 
 def test_the_label_guard_holds_for_cluster_contrast(full_run):
     root, _, _, seen = full_run
-    target = build_dataset(TARGET, str(root), "tiny", 0)
-    n = len(target.train)
-    truth = np.asarray([target.train[i][1] for i in slot_order(n, 0)])
-    objects = reachable(seen["ctx"], seen["options"], seen["batch"])
-    strings = [o for o in objects if isinstance(o, str)]
-    assert len(strings) > 50
-    assert not [s for s in strings if str(root) in s or FILE_NAME.search(s)]
-    sequences = [s for s in int_sequences(objects, n)
-                 if not np.array_equal(s, np.asarray(seen["ctx"].source.pids)[:n])]
-    assert sequences
-    assert max(adjusted_rand_score(truth, s) for s in sequences) < 0.2
-    assert set(seen["batch"]["pids"].tolist()) == {-1}
+    assert seen["ctx"].source is not None
+    assert_label_free(root, seen)
 
 
 def test_resume_after_a_kill_gives_the_uninterrupted_result(full_run, tmp_path, monkeypatch):
@@ -275,12 +287,14 @@ def test_source_none_adapts_the_start_model_without_any_source_image(full_run, t
     """--source none: no stage 1 (nothing cached), no source image generated or read (the
     synthetic source would generate itself under the data root), the start model is
     MODEL.WEIGHTS (the stage-1 model of ``full_run``: same target metrics as its direct
-    transfer) and its target metrics are the "before" row."""
+    transfer), its target metrics are the "before" row, and the label guard holds."""
     _, cache, full, _ = full_run
     (stage1,) = [p for p in cache.iterdir() if p.name.startswith("synth-market-")]
     fresh, no_cache = tmp_path / "data", tmp_path / "cache"
-    results = run_tool(fresh, no_cache, tmp_path / "run", "MODEL.WEIGHTS",
-                       str(stage1 / "last.pth"), source="none")
+    results, seen = recorded_run(fresh, no_cache, tmp_path / "run", "MODEL.WEIGHTS",
+                                 str(stage1 / "last.pth"), source="none")
+    assert seen["ctx"].source is None
+    assert_label_free(fresh, seen)  # the guard holds without a source too
     assert results["source"] == "none"
     start, stage = results["stages"]
     assert (start["name"], stage["name"]) == ("start", "cluster_contrast")
