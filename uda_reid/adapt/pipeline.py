@@ -76,14 +76,27 @@ def default_config_file(source: Optional[str], target: Optional[str],
     """The recipe ``<method>/<source>2<target>.yml`` for the pair (dataset names or aliases,
     e.g. ``market2duke.yml`` for ``market1501`` -> ``dukemtmc``) under
     :func:`uda_reid.recipes.recipe_dir`, if the method has one; a missing recipe folder is an
-    error (:class:`uda_reid.recipes.RecipeFolderError`)."""
-    if not (source and target and method) or source not in DATASETS or target not in DATASETS:
+    error (:class:`uda_reid.recipes.RecipeFolderError`). Without a source (``none``) the
+    method's one recipe for the target (its stage-2 settings); several are a
+    :class:`ConfigError` asking for ``--config-file``."""
+    if not (source and target and method) or target not in DATASETS:
         return None
-    pair = (DATASETS.canonical(source), DATASETS.canonical(target))
-    for path in sorted((recipe_dir() / method.lower()).glob("*.yml")):
-        if _pair_of(path.stem) == pair:
-            return path
-    return None
+    no_source = source.lower() == NO_SOURCE
+    if not no_source and source not in DATASETS:
+        return None
+    wanted = (None if no_source else DATASETS.canonical(source), DATASETS.canonical(target))
+
+    def matches(path: Path) -> bool:
+        pair = _pair_of(path.stem)
+        return pair is not None and pair[1] == wanted[1] and (no_source or pair[0] == wanted[0])
+
+    found = [path for path in sorted((recipe_dir() / method.lower()).glob("*.yml"))
+             if matches(path)]
+    if len(found) > 1 and no_source:
+        raise ConfigError(f"--source none: the method {method} has several recipes for "
+                          f"{target} ({', '.join(p.name for p in found)}); give one with "
+                          "--config-file")
+    return found[0] if found else None
 
 
 def build_adapt_config(source: Optional[str] = None, target: Optional[str] = None,
@@ -94,13 +107,16 @@ def build_adapt_config(source: Optional[str] = None, target: Optional[str] = Non
     Without ``config_file`` the method's recipe for the pair is used when the checkout has one
     (:func:`default_config_file`). Dataset aliases become their registered names (``market``
     -> ``market1501``). Without an explicit output folder the run writes to
-    ``output/adapt/<source>2<target>/<method>``.
+    ``output/adapt/<source>2<target>/<method>``; so does a run without a source on a recipe
+    picked for it (the recipe's folder is its source run's).
     """
-    if config_file is None:
+    picked = config_file is None
+    if picked:
         config_file = default_config_file(source, target, method)
         if config_file is not None:
             logger.info("Using the recipe %s", config_file)
     cfg = load_config(config_file)
+    recipe_output_dir = cfg.OUTPUT_DIR if picked else None
     for key, value in (("SOURCE", source), ("TARGET", target), ("METHOD", method)):
         if value is not None:
             setattr(cfg.ADAPT, key, value)
@@ -114,7 +130,8 @@ def build_adapt_config(source: Optional[str] = None, target: Optional[str] = Non
             setattr(cfg.ADAPT, key, DATASETS.canonical(getattr(cfg.ADAPT, key)))
         except KeyError as err:
             raise ConfigError(f"ADAPT.{key}: {err.args[0]}") from None
-    if cfg.OUTPUT_DIR == DEFAULT_OUTPUT_DIR and output_dir is None:
+    if output_dir is None and (cfg.OUTPUT_DIR == DEFAULT_OUTPUT_DIR or (
+            cfg.ADAPT.SOURCE == NO_SOURCE and cfg.OUTPUT_DIR == recipe_output_dir)):
         cfg.OUTPUT_DIR = (f"{DEFAULT_OUTPUT_DIR}/adapt/{cfg.ADAPT.SOURCE}2{cfg.ADAPT.TARGET}/"
                           f"{cfg.ADAPT.METHOD}")
     return cfg
