@@ -7,7 +7,8 @@ training sets a method gets:
 - :class:`TargetImages`: the target training images in an order shuffled with a fixed seed
   (so memory slots do not follow identities), their cameras, and optionally each image in
   every camera's style; nothing else.
-- :class:`SourceImages`: the labelled source training images (identities 0..P-1, cameras).
+- :class:`SourceImages`: the labelled source training images (identities 0..P-1, cameras);
+  none in a run without a source.
 
 Both read their images by position from anonymously named links (``uda_reid.data.anonymous``),
 so no file path, dataset folder or file name reaches a method; the true target identities

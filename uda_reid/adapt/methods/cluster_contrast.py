@@ -146,6 +146,8 @@ class ClusterContrastStep(TrainStep):
 class ClusterContrast(AdaptMethod):
     """Cluster Contrast over ADAPT.CLUSTER's first granularity with ADAPT.CC's memory."""
 
+    uses_source = False  # target images only: runs after a source model or without one
+
     def __init__(self, labeler: PseudoLabeler, temperature: float = 0.05, momentum: float = 0.1,
                  mode: str = "mean", num_instances: int = 16) -> None:
         self.labeler = dataclasses.replace(labeler, granularities=labeler.granularities[:1])
@@ -153,8 +155,6 @@ class ClusterContrast(AdaptMethod):
         self.num_instances = num_instances
         ClusterMemory(1, temperature, momentum, mode)  # validates the options early
         self.step: Optional[ClusterContrastStep] = None
-
-    uses_source = False  # target images only: runs after a source model or without one
 
     @classmethod
     def from_config(cls, adapt) -> "ClusterContrast":
