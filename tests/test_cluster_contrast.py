@@ -27,7 +27,8 @@ _spec = importlib.util.spec_from_file_location(
 adapt_tool = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(adapt_tool)
 TARGET = "synth-duke"
-RECIPE = Path(__file__).resolve().parents[1] / "configs/cluster_contrast/synth-market2synth-duke.yml"
+RECIPE = (Path(__file__).resolve().parents[1] / "configs" / "cluster_contrast"
+          / "synth-market2synth-duke.yml")
 
 
 def test_memory_loss_matches_a_hand_computation():
