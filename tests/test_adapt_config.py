@@ -99,6 +99,22 @@ def test_recipe_lookup_accepts_dataset_names_and_aliases(source, target, recipe)
     assert default_config_file(source, target, "cluster-none") is None
 
 
+def test_without_a_source_the_recipe_is_the_methods_one_recipe_for_the_target():
+    cc = CONFIGS.parent / "cluster_contrast"
+    assert default_config_file("none", "synth-duke", "cluster_contrast") == \
+        cc / "synth-market2synth-duke.yml"
+    assert default_config_file("None", "duke", "cluster_contrast") == cc / "market2duke.yml"
+    assert default_config_file("none", "msmt17", "cluster_contrast") is None
+    with pytest.raises(ConfigError, match="several recipes for msmt17 .duke2msmt.yml, "
+                                          "market2msmt.yml.; give one with --config-file"):
+        default_config_file("none", "msmt17", "cluster")
+    cfg = build_adapt_config("none", "synth-duke", "cluster_contrast")
+    assert (cfg.ADAPT.SOURCE, cfg.MODEL.HEADS.NECK_FEAT) == ("none", "after")
+    assert cfg.OUTPUT_DIR == "output/adapt/none2synth-duke/cluster_contrast"  # not the UDA run's
+    assert build_adapt_config("none", "synth-duke", "cluster_contrast",
+                              overrides=["OUTPUT_DIR", "x"]).OUTPUT_DIR == "x"
+
+
 @pytest.mark.parametrize("name", PAIRS)
 def test_direct_recipes_share_the_ecn_source_model(name):
     direct = load_config(CONFIGS.parent / "direct" / f"{name}.yml")

@@ -16,7 +16,8 @@ from test_adapt_guard import FILE_NAME, int_sequences, reachable
 from uda_reid.adapt.cluster_memory import (ClusterMemory, hardest_update, mean_update,
                                            memory_contrastive_loss)
 from uda_reid.adapt.guard import slot_order
-from uda_reid.adapt.methods.cluster_contrast import ClusterContrast, ClusterContrastStep
+from uda_reid.adapt.methods.cluster_contrast import (ClusterContrast, ClusterContrastStep,
+                                                     mean_pairwise_cosine)
 from uda_reid.data.datasets import build_dataset
 from uda_reid.data.loaders import collate
 from tiny_runs import tiny_stage1
@@ -26,6 +27,8 @@ _spec = importlib.util.spec_from_file_location(
 adapt_tool = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(adapt_tool)
 TARGET = "synth-duke"
+RECIPE = (Path(__file__).resolve().parents[1] / "configs" / "cluster_contrast"
+          / "synth-market2synth-duke.yml")
 
 
 def test_memory_loss_matches_a_hand_computation():
@@ -79,6 +82,15 @@ def test_momentum_updates_match_slow_loops(momentum):
                               hardest_update(centroids, features, labels, momentum)[2])
 
 
+def test_mean_pairwise_cosine_matches_a_loop_over_pairs():
+    g = torch.Generator().manual_seed(1)
+    features = torch.randn(7, 5, generator=g)
+    x = F.normalize(features, dim=1)
+    pairs = [float(x[i] @ x[j]) for i in range(7) for j in range(7) if i != j]
+    assert mean_pairwise_cosine(features) == pytest.approx(float(np.mean(pairs)), abs=1e-6)
+    assert mean_pairwise_cosine(features.abs() + 5) > 0.9  # one orthant, far from the origin
+
+
 def test_memory_initialises_updates_and_checkpoints_with_a_new_cluster_count():
     memory = ClusterMemory(3, momentum=0.2, mode="mean")
     memory.reset(torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]]))
@@ -94,9 +106,9 @@ def test_memory_initialises_updates_and_checkpoints_with_a_new_cluster_count():
         ClusterMemory(3, mode="median")
 
 
-def run_tool(data_root, cache, out, *extra):
-    argv = ["--source", "synth-market", "--target", TARGET, "--method", "cluster_contrast",
-            "--output-dir", str(out),
+def run_tool(data_root, cache, out, *extra, source="synth-market", method="cluster_contrast"):
+    argv = ["--source", source, "--target", TARGET, "--method", method,
+            "--config-file", str(RECIPE), "--output-dir", str(out),
             *tiny_stage1(data_root, cache),
             "ADAPT.SOLVER.OPT", "Adam", "ADAPT.SOLVER.BASE_LR", "3.5e-4",
             "ADAPT.SOLVER.IMS_PER_BATCH", "8", "ADAPT.SOLVER.MAX_EPOCH", "2",
@@ -109,10 +121,8 @@ def run_tool(data_root, cache, out, *extra):
     return json.loads((Path(out) / "results.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
-    """An uninterrupted run, with what the method was handed (context, options, batches)."""
-    root, cache = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("cache")
+def recorded_run(root, cache, out, *extra, **kwargs):
+    """:func:`run_tool`'s results and what the method was handed (context, options, batches)."""
     seen = {}
     build, from_config = (ClusterContrast.build_step,
                           ClusterContrast.from_config.__func__)
@@ -132,11 +142,35 @@ def full_run(tmp_path_factory):
     ClusterContrast.build_step = recording_build
     ClusterContrast.from_config = classmethod(recording_from_config)
     try:
-        results = run_tool(root, cache, cache / "full")
+        results = run_tool(root, cache, out, *extra, **kwargs)
     finally:
         ClusterContrast.build_step = build
         ClusterContrast.from_config = classmethod(from_config)
-    return root, cache, results, seen
+    return results, seen
+
+
+def assert_label_free(root, seen):
+    """Nothing the method was handed names a file or orders the images by identity."""
+    target = build_dataset(TARGET, str(root), "tiny", 0)
+    n = len(target.train)
+    truth = np.asarray([target.train[i][1] for i in slot_order(n, 0)])
+    objects = reachable(seen["ctx"], seen["options"], seen["batch"])
+    strings = [o for o in objects if isinstance(o, str)]
+    assert len(strings) > 50
+    assert not [s for s in strings if str(root) in s or FILE_NAME.search(s)]
+    source = seen["ctx"].source
+    sequences = [s for s in int_sequences(objects, n)
+                 if source is None or not np.array_equal(s, np.asarray(source.pids)[:n])]
+    assert sequences
+    assert max(adjusted_rand_score(truth, s) for s in sequences) < 0.2
+    assert set(seen["batch"]["pids"].tolist()) == {-1}
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """An uninterrupted run, with what the method was handed."""
+    root, cache = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("cache")
+    return (root, cache, *recorded_run(root, cache, cache / "full"))
 
 
 def test_tool_trains_with_the_memory_and_reports_rounds(full_run):
@@ -159,18 +193,8 @@ def test_tool_trains_with_the_memory_and_reports_rounds(full_run):
 
 def test_the_label_guard_holds_for_cluster_contrast(full_run):
     root, _, _, seen = full_run
-    target = build_dataset(TARGET, str(root), "tiny", 0)
-    n = len(target.train)
-    truth = np.asarray([target.train[i][1] for i in slot_order(n, 0)])
-    objects = reachable(seen["ctx"], seen["options"], seen["batch"])
-    strings = [o for o in objects if isinstance(o, str)]
-    assert len(strings) > 50
-    assert not [s for s in strings if str(root) in s or FILE_NAME.search(s)]
-    sequences = [s for s in int_sequences(objects, n)
-                 if not np.array_equal(s, np.asarray(seen["ctx"].source.pids)[:n])]
-    assert sequences
-    assert max(adjusted_rand_score(truth, s) for s in sequences) < 0.2
-    assert set(seen["batch"]["pids"].tolist()) == {-1}
+    assert seen["ctx"].source is not None
+    assert_label_free(root, seen)
 
 
 def test_resume_after_a_kill_gives_the_uninterrupted_result(full_run, tmp_path, monkeypatch):
@@ -194,3 +218,115 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(full_run, tmp_path, 
                 for r in results["stages"][1]["rounds"]]
 
     assert rounds(resumed) == rounds(full)
+
+
+class VectorImages(torch.utils.data.Dataset):
+    """Item i: its "image" is the row ``vectors[i]`` (a (D, 1, 1) tensor)."""
+
+    def __init__(self, vectors):
+        self.vectors = vectors
+
+    def __len__(self):
+        return len(self.vectors)
+
+    def __getitem__(self, i):
+        return {"images": self.vectors[i].view(-1, 1, 1), "pids": -1, "camids": 0, "indexes": i}
+
+
+class ReadOut(torch.nn.Module):
+    """The image as its own feature (scaled by one trainable weight)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, images):
+        x = images.flatten(1) * self.scale
+        return {"embedding": x, "features": x} if self.training else x
+
+
+def test_step_pairs_each_batch_row_with_its_own_pseudo_label_and_memory_row():
+    """Rows of the PK batch, their pseudo-labels, the centroids built from the round's
+    features and the rows the momentum update moves must all refer to the same images."""
+    g = torch.Generator().manual_seed(0)
+    n, d = 24, 6
+    vectors = torch.randn(n, d, generator=g)
+    labels = np.array([(7 * i) % 5 if i % 6 else -1 for i in range(n)])  # 5 clusters, outliers
+    result = type("Result", (), {"labels": labels, "num_clusters": 5, "num_outliers": 4,
+                                 "degenerate": None})()
+    data = VectorImages(vectors)
+    loader = torch.utils.data.DataLoader(data, batch_size=5, collate_fn=collate)
+    memory = ClusterMemory(d, temperature=0.1, momentum=0.3)
+    step = ClusterContrastStep(ReadOut(), memory, lambda feats: (result,), data, loader,
+                               batch_size=8, num_instances=2)
+    step.begin_epoch(0)
+    unit = F.normalize(vectors, dim=1)
+    centroids = torch.stack([F.normalize(unit[labels == k].mean(0), dim=0) for k in range(5)])
+    assert torch.allclose(memory.centroids, centroids, atol=1e-6)
+    seen = {}
+    stream_next = step.target.next
+    step.target.next = lambda: seen.setdefault("batch", stream_next())
+    model = step.model.train()
+    loss = step.run(model)["loss_cluster_contrast"]
+    rows = seen["batch"]["indexes"]
+    batch_labels = torch.as_tensor(labels[rows.numpy()])
+    assert (batch_labels >= 0).all()
+    assert float(loss.detach()) == pytest.approx(float(memory_contrastive_loss(
+        vectors[rows], batch_labels, centroids, 0.1)), rel=1e-6)
+    step.after_update(model)
+    assert torch.allclose(memory.centroids, slow_mean(centroids, vectors[rows], batch_labels, 0.3),
+                          atol=1e-6)
+
+
+def only_target_generated(data_root):
+    """Whether the synthetic data under ``data_root`` is the target's alone (with its lock)."""
+    names = {p.name.lstrip(".") for p in data_root.iterdir()}
+    return names == {f"{TARGET}-tiny-s0", f"{TARGET}-tiny-s0.lock"}
+
+
+def test_source_none_adapts_the_start_model_without_any_source_image(full_run, tmp_path):
+    """--source none: no stage 1 (nothing cached), no source image generated or read (the
+    synthetic source would generate itself under the data root), the start model is
+    MODEL.WEIGHTS (the stage-1 model of ``full_run``: same target metrics as its direct
+    transfer), its target metrics are the "before" row, and the label guard holds."""
+    _, cache, full, _ = full_run
+    (stage1,) = [p for p in cache.iterdir() if p.name.startswith("synth-market-")]
+    fresh, no_cache = tmp_path / "data", tmp_path / "cache"
+    results, seen = recorded_run(fresh, no_cache, tmp_path / "run", "MODEL.WEIGHTS",
+                                 str(stage1 / "last.pth"), source="none")
+    assert seen["ctx"].source is None
+    assert_label_free(fresh, seen)  # the guard holds without a source too
+    assert results["source"] == "none"
+    start, stage = results["stages"]
+    assert (start["name"], stage["name"]) == ("start", "cluster_contrast")
+    assert "not direct transfer" in start["note"]
+    assert start["weights"] == str(stage1 / "last.pth")
+    assert start["metrics"] == {TARGET: full["stages"][0]["metrics"][TARGET]}
+    assert only_target_generated(fresh)
+    assert not no_cache.exists()
+    assert [r["epoch"] for r in stage["rounds"]] == [1, 2]
+    assert results["metrics"][TARGET] == stage["metrics"][TARGET]
+    assert results["metrics"] != {TARGET: start["metrics"][TARGET]}
+    summary = (tmp_path / "run" / "log.txt").read_text().split("Summary: none -> synth-duke")[1]
+    assert "start model (no source)" in summary and "direct" not in summary
+
+
+def test_source_none_runs_the_cluster_baseline_from_random_weights(tmp_path):
+    results = run_tool(tmp_path / "data", tmp_path / "cache", tmp_path / "run",
+                       "ADAPT.MLT.NUM_INSTANCES", "2", source="none", method="cluster")
+    start, stage = results["stages"]
+    assert (start["name"], start["weights"], start["backbone_pretrain"]) == ("start", None, None)
+    assert stage["name"] == "cluster" and len(stage["curves"]) == 2
+    assert only_target_generated(tmp_path / "data")
+
+
+@pytest.mark.parametrize("method, extra", [("ecn", []), ("cluster", ["ADAPT.MLT.MIXTURE", "True"])])
+def test_source_none_refuses_a_method_that_trains_on_the_source(tmp_path, capsys, method, extra):
+    argv = ["--source", "none", "--target", TARGET, "--method", method,
+            "--config-file", str(RECIPE), "--output-dir", str(tmp_path / "run"),
+            *tiny_stage1(tmp_path / "data", tmp_path / "cache"), *extra]
+    assert adapt_tool.main(argv) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(f"ADAPT.METHOD {method} trains on labelled source images: it cannot "
+                            "run with ADAPT.SOURCE none")
+    assert not (tmp_path / "run").exists()

@@ -5,6 +5,8 @@
         [--config-file configs/ecn/synth-market2synth-duke.yml] [--output-dir D] \
         [--resume | --overwrite] \
         [KEY VALUE ...]
+    python tools/adapt.py --source none --target synth-duke --method cluster_contrast \
+        [MODEL.WEIGHTS start.pth] [KEY VALUE ...]      # source-free / fully unsupervised
 """
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from uda_reid.engine.defaults import run_tool
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", help="source dataset (default: ADAPT.SOURCE)")
+    parser.add_argument("--source", help="source dataset (default: ADAPT.SOURCE); 'none': no "
+                                         "source stage, adapt the model as MODEL.WEIGHTS / the "
+                                         "backbone's pre-training gives it (source-free)")
     parser.add_argument("--target", help="target dataset (default: ADAPT.TARGET)")
     parser.add_argument("--method", help="adaptation method, e.g. direct, ecn "
                                          "(default: ADAPT.METHOD)")

@@ -41,12 +41,13 @@ class StageSettings:
 
 @dataclass(frozen=True)
 class AdaptContext:
-    """Everything a method may use: the source-trained model, the labelled source training set,
-    the target training set *without identities* (:mod:`uda_reid.adapt.guard`), the shared
-    settings, the device and the folder for its own outputs (e.g. TensorBoard events)."""
+    """Everything a method may use: the source-trained model (without a source: the start
+    model), the labelled source training set (``None`` without a source, ``ADAPT.SOURCE
+    none``), the target training set *without identities* (:mod:`uda_reid.adapt.guard`), the
+    shared settings, the device and the folder for its own outputs (e.g. TensorBoard events)."""
 
     model: nn.Module
-    source: SourceImages
+    source: Optional[SourceImages]
     target: TargetImages
     settings: StageSettings
     device: torch.device
@@ -63,6 +64,12 @@ class AdaptMethod:
     adapted model without them."""
 
     training_modules: Tuple[str, ...] = ()
+
+    @property
+    def uses_source(self) -> bool:
+        """Whether the method trains on the labelled source images (then it cannot run without
+        a source, ``ADAPT.SOURCE none``)."""
+        return True
 
     @property
     def uses_camstyle(self) -> bool:

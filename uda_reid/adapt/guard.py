@@ -7,7 +7,8 @@ training sets a method gets:
 - :class:`TargetImages`: the target training images in an order shuffled with a fixed seed
   (so memory slots do not follow identities), their cameras, and optionally each image in
   every camera's style; nothing else.
-- :class:`SourceImages`: the labelled source training images (identities 0..P-1, cameras).
+- :class:`SourceImages`: the labelled source training images (identities 0..P-1, cameras);
+  none in a run without a source.
 
 Both read their images by position from anonymously named links (``uda_reid.data.anonymous``),
 so no file path, dataset folder or file name reaches a method; the true target identities
@@ -114,16 +115,19 @@ def _style_files(samples: Sequence[Tuple[str, int, int, int]], num_cameras: int,
 
 def method_inputs(source, target, folder: Path, seed: int,
                   camstyle: Optional[CamStyleFolder] = None
-                  ) -> Tuple[SourceImages, TargetImages, np.ndarray]:
+                  ) -> Tuple[Optional[SourceImages], TargetImages, np.ndarray]:
     """The method's views of the ``source`` and ``target`` datasets (``.name``, ``.train``,
     ``.num_cameras``), their images linked under ``folder`` (with the ``camstyle`` folder's
-    images of every target image in every other camera); and the target identities (N,) in
-    slot order, for the pipeline's monitoring only."""
-    labelled = relabel(source.train)
-    source_files = link_anonymously([s[0] for s in labelled], folder / "source",
-                                    [f"{i:06d}" for i in range(len(labelled))])
-    source_view = SourceImages(source.name, source_files, [s[1] for s in labelled],
-                               [s[2] for s in labelled])
+    images of every target image in every other camera; no source view when ``source`` is
+    ``None``); and the target identities (N,) in slot order, for the pipeline's monitoring
+    only."""
+    source_view = None
+    if source is not None:
+        labelled = relabel(source.train)
+        source_files = link_anonymously([s[0] for s in labelled], folder / "source",
+                                        [f"{i:06d}" for i in range(len(labelled))])
+        source_view = SourceImages(source.name, source_files, [s[1] for s in labelled],
+                                   [s[2] for s in labelled])
     for pos, sample in enumerate(target.train):
         if len(sample) != 4:
             raise ValueError(f"sample {pos} is {sample!r}; expected (img_path, pid, camid, index)")

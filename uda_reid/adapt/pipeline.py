@@ -11,6 +11,11 @@ the pieces of an :class:`AdaptContext`, never the config), evaluating on the tar
 query/gallery every ``TEST.EVAL_PERIOD`` epochs as monitoring: the reported model is the last
 one (no checkpoint is picked by target test scores). ``results.json`` holds both stages, the
 per-epoch curves, the pseudo-label quality and the run's metadata.
+
+Without a source (``--source none``, ``ADAPT.SOURCE none``: fully unsupervised or source-free
+adaptation) there is no stage 1 and no source image is read: stage 2 starts from the model as
+the config builds it (``MODEL.WEIGHTS``, the backbone's pre-training, or random weights), whose
+target metrics are the "before" row; only methods that do not train on the source run so.
 """
 from __future__ import annotations
 
@@ -59,6 +64,7 @@ logger = logging.getLogger(__name__)
 STAGE1_KEYS = ("MODEL", "INPUT", "DATASETS", "DATALOADER", "SOLVER", "SEED",
                "CUDNN_DETERMINISTIC")
 DEFAULT_OUTPUT_DIR = get_default_config().OUTPUT_DIR
+NO_SOURCE = "none"  # ADAPT.SOURCE of a run without source data (no stage 1)
 
 
 def _pair_of(stem: str) -> Optional[Tuple[str, str]]:
@@ -74,14 +80,27 @@ def default_config_file(source: Optional[str], target: Optional[str],
     """The recipe ``<method>/<source>2<target>.yml`` for the pair (dataset names or aliases,
     e.g. ``market2duke.yml`` for ``market1501`` -> ``dukemtmc``) under
     :func:`uda_reid.recipes.recipe_dir`, if the method has one; a missing recipe folder is an
-    error (:class:`uda_reid.recipes.RecipeFolderError`)."""
-    if not (source and target and method) or source not in DATASETS or target not in DATASETS:
+    error (:class:`uda_reid.recipes.RecipeFolderError`). Without a source (``none``) the
+    method's one recipe for the target (its stage-2 settings); several are a
+    :class:`ConfigError` asking for ``--config-file``."""
+    if not (source and target and method) or target not in DATASETS:
         return None
-    pair = (DATASETS.canonical(source), DATASETS.canonical(target))
-    for path in sorted((recipe_dir() / method.lower()).glob("*.yml")):
-        if _pair_of(path.stem) == pair:
-            return path
-    return None
+    no_source = source.lower() == NO_SOURCE
+    if not no_source and source not in DATASETS:
+        return None
+    wanted = (None if no_source else DATASETS.canonical(source), DATASETS.canonical(target))
+
+    def matches(path: Path) -> bool:
+        pair = _pair_of(path.stem)
+        return pair is not None and pair[1] == wanted[1] and (no_source or pair[0] == wanted[0])
+
+    found = [path for path in sorted((recipe_dir() / method.lower()).glob("*.yml"))
+             if matches(path)]
+    if len(found) > 1 and no_source:
+        raise ConfigError(f"--source none: the method {method} has several recipes for "
+                          f"{target} ({', '.join(p.name for p in found)}); give one with "
+                          "--config-file")
+    return found[0] if found else None
 
 
 def build_adapt_config(source: Optional[str] = None, target: Optional[str] = None,
@@ -92,25 +111,31 @@ def build_adapt_config(source: Optional[str] = None, target: Optional[str] = Non
     Without ``config_file`` the method's recipe for the pair is used when the checkout has one
     (:func:`default_config_file`). Dataset aliases become their registered names (``market``
     -> ``market1501``). Without an explicit output folder the run writes to
-    ``output/adapt/<source>2<target>/<method>``.
+    ``output/adapt/<source>2<target>/<method>``; so does a run without a source on a recipe
+    picked for it (the recipe's folder is its source run's).
     """
-    if config_file is None:
+    picked = config_file is None
+    if picked:
         config_file = default_config_file(source, target, method)
         if config_file is not None:
             logger.info("Using the recipe %s", config_file)
     cfg = load_config(config_file)
+    recipe_output_dir = cfg.OUTPUT_DIR if picked else None
     for key, value in (("SOURCE", source), ("TARGET", target), ("METHOD", method)):
         if value is not None:
             setattr(cfg.ADAPT, key, value)
     if output_dir is not None:
         cfg.OUTPUT_DIR = output_dir
     apply_overrides(cfg, list(overrides))
-    for key in ("SOURCE", "TARGET"):
+    if cfg.ADAPT.SOURCE.lower() == NO_SOURCE:
+        cfg.ADAPT.SOURCE = NO_SOURCE
+    for key in ("TARGET",) if cfg.ADAPT.SOURCE == NO_SOURCE else ("SOURCE", "TARGET"):
         try:
             setattr(cfg.ADAPT, key, DATASETS.canonical(getattr(cfg.ADAPT, key)))
         except KeyError as err:
             raise ConfigError(f"ADAPT.{key}: {err.args[0]}") from None
-    if cfg.OUTPUT_DIR == DEFAULT_OUTPUT_DIR and output_dir is None:
+    if output_dir is None and (cfg.OUTPUT_DIR == DEFAULT_OUTPUT_DIR or (
+            cfg.ADAPT.SOURCE == NO_SOURCE and cfg.OUTPUT_DIR == recipe_output_dir)):
         cfg.OUTPUT_DIR = (f"{DEFAULT_OUTPUT_DIR}/adapt/{cfg.ADAPT.SOURCE}2{cfg.ADAPT.TARGET}/"
                           f"{cfg.ADAPT.METHOD}")
     return cfg
@@ -135,10 +160,11 @@ def source_key(cfg: Config) -> str:
 
 
 def adapt_stage_config(cfg: Config) -> Config:
-    """The stage-2 config: ``ADAPT.SOLVER`` in place of ``SOLVER``, source training data."""
+    """The stage-2 config: ``ADAPT.SOLVER`` in place of ``SOLVER``, source training data (none
+    without a source)."""
     stage = copy.deepcopy(cfg)
     stage.SOLVER = copy.deepcopy(cfg.ADAPT.SOLVER)
-    stage.DATASETS.NAMES = (cfg.ADAPT.SOURCE,)
+    stage.DATASETS.NAMES = () if cfg.ADAPT.SOURCE == NO_SOURCE else (cfg.ADAPT.SOURCE,)
     stage.DATASETS.TESTS = (cfg.ADAPT.TARGET,)
     return stage
 
@@ -234,6 +260,20 @@ def check_one_stage(cfg: Config, method: AdaptMethod) -> None:
                                 "one_stage starts from these weights)")
 
 
+def build_start_model(cfg: Config, device: torch.device) -> Tuple[nn.Module, Dict[str, Any]]:
+    """Without a source: the model as ``cfg`` builds it (``MODEL.WEIGHTS`` loaded non-strictly,
+    else the backbone's pre-training, else random weights from ``SEED``), on ``device``. Its
+    source classifier is never trained; it has ``MODEL.HEADS.NUM_CLASSES`` outputs (1 when 0).
+    Returns the model and facts about where it came from."""
+    seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
+    num_classes = cfg.MODEL.HEADS.NUM_CLASSES or 1
+    model = build_model(cfg, num_classes).to(device)
+    backbone = cfg.MODEL.BACKBONE
+    return model, {"weights": cfg.MODEL.WEIGHTS or None,
+                   "backbone_pretrain": (backbone.PRETRAIN_PATH or True) if backbone.PRETRAIN
+                   else None, "num_classes": num_classes}
+
+
 def stage_settings(stage: Config) -> StageSettings:
     """The shared settings a method gets, from the stage-2 config."""
     return StageSettings(
@@ -266,6 +306,9 @@ def run_adaptation(cfg: Config, resume: bool = False, overwrite: bool = False
     check_output_dir(cfg, resume, overwrite)
     method = build_method(cfg)
     check_one_stage(cfg, method)
+    if cfg.ADAPT.SOURCE == NO_SOURCE and method.uses_source:
+        raise ConfigError(f"ADAPT.METHOD {cfg.ADAPT.METHOD} trains on labelled source images: "
+                          f"it cannot run with ADAPT.SOURCE {NO_SOURCE}")
     labelled_target = build_dataset_from_config(cfg, cfg.ADAPT.TARGET)
     camstyle = None
     if method.uses_camstyle:  # checked before stage 1: a missing folder fails at once
@@ -295,23 +338,29 @@ def _run_stages(cfg: Config, method: AdaptMethod, labelled_target: ReIDDataset,
         logger.info("Camera-style images of %s: %s (%s)", target_name, camstyle.path,
                     camstyle.naming)
 
-    source_data = build_dataset_from_config(cfg, source_name)
-    if method.needs_source_model:
+    stage_cfg = adapt_stage_config(cfg)
+    source_data = (None if source_name == NO_SOURCE
+                   else build_dataset_from_config(cfg, source_name))
+    tested = (target_name, source_name)
+    if source_data is None:
+        start_name, what, tested = "start", "Start model", (target_name,)
+        model, source_info = build_start_model(cfg, device)
+        source_info["note"] = "no source: the start model's target metrics, not direct transfer"
+    elif method.needs_source_model:
         start_name, what = "source", "Stage 1 (source model)"
         model, source_info = train_or_load_source(cfg, device)
     else:
         start_name, what = "initial", "Initial model (no training)"
         model, source_info = initial_model(cfg, source_data.num_train_pids, device)
-    direct = build_evaluator(cfg, model, (target_name, source_name))()
-    for name, values in direct.items():
+    before = build_evaluator(stage_cfg if source_data is None else cfg, model, tested)()
+    for name, values in before.items():
         logger.info("%s on %s: %s", what, name,
                     ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
-    stages: List[Dict[str, Any]] = [dict(name=start_name, metrics=direct, **source_info)]
-    final = {target_name: direct[target_name]}
+    stages: List[Dict[str, Any]] = [dict(name=start_name, metrics=before, **source_info)]
+    final = {target_name: before[target_name]}
 
     # Stage 2 starts from the same random state whether stage 1 was trained or reused.
     seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
-    stage_cfg = adapt_stage_config(cfg)
     source, target, identities = method_inputs(source_data, labelled_target, inputs_dir,
                                                cfg.SEED, camstyle)
     ctx = AdaptContext(model, source, target, stage_settings(stage_cfg), device, output_dir)

@@ -8,7 +8,8 @@ from typing import Any, Mapping
 
 # The first stage's row: the source model (direct transfer) or, for a one-stage method, the
 # untrained initial model.
-STARTS = {"source": "source only (direct)", "initial": "initial weights (untrained)"}
+STARTS = {"source": "source only (direct)", "initial": "initial weights (untrained)",
+          "start": "start model (no source)"}
 
 
 def _pct(value: float) -> str:
@@ -19,7 +20,8 @@ def adaptation_summary(results: Mapping[str, Any], output_dir: Path) -> str:
     """Source-only (direct transfer; or the initial model of a one-stage run) vs adapted
     target mAP / rank-1 from ``results``
     (``results.json``'s content), their change in points, the wall time, the output files and
-    the next commands."""
+    the next commands. A run without a source starts from the start model (no direct
+    transfer)."""
     target, method = results["target"], results["method"]
     before = results["stages"][0]["metrics"][target]
     after = results["metrics"][target]

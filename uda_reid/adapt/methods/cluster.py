@@ -450,6 +450,11 @@ class ClusterAdaptation(AdaptMethod):
         self.teacher: Optional[MeanTeacher] = None
         self.step: Optional[PseudoLabelStep] = None
 
+    @property
+    def uses_source(self) -> bool:
+        """Source batches join the target ones only with the mixture (ADAPT.MLT.MIXTURE)."""
+        return self.mixture
+
     @classmethod
     def from_config(cls, adapt) -> "ClusterAdaptation":
         m = adapt.MLT

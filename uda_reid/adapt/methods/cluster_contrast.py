@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -37,6 +38,15 @@ class ClusterContrastConfig:
     MOMENTUM: float = 0.1  # centroid momentum (README.md commands; the script's default is 0.2)
     MODE: str = "mean"  # mean (cm.py CM) | hardest (cm.py CM_Hard, --use-hard)
     NUM_INSTANCES: int = 16  # images per pseudo-identity in a PK batch (README.md commands)
+
+
+def mean_pairwise_cosine(features: torch.Tensor) -> float:
+    """Mean cosine similarity over the pairs of distinct rows of ``features`` (N, D), N >= 2:
+    ``(|sum_i x_i|^2 - N) / (N (N - 1))`` for the l2-normalised rows x_i."""
+    x = F.normalize(features.double(), dim=1)
+    total = x.sum(dim=0)
+    n = len(x)
+    return float((total @ total - n) / (n * (n - 1)))
 
 
 class ClusterContrastStep(TrainStep):
@@ -75,11 +85,22 @@ class ClusterContrastStep(TrainStep):
         (result,) = self.labeler(features)
         record: Dict[str, Any] = {"epoch": epoch + 1, "num_clusters": result.num_clusters,
                                   "num_outliers": result.num_outliers,
-                                  "degenerate": result.degenerate}
+                                  "degenerate": result.degenerate,
+                                  "mean_cosine": mean_pairwise_cosine(features)}
+        if float(features.min()) >= 0:
+            logger.warning(
+                "Round %d: every feature is non-negative (e.g. pool5 after a ReLU), mean cosine "
+                "%.3f between images: at temperature %g the memory loss first spreads them "
+                "apart. A centred feature (a BNNeck head with MODEL.HEADS.NECK_FEAT after, as "
+                "the official code) avoids it.", epoch + 1, record["mean_cosine"],
+                self.memory.temperature)
         self.target = None
         if result.degenerate is None:
             self.labels = np.asarray(result.labels, dtype=np.int64)
-            self.memory.reset(torch.from_numpy(cluster_centroids(features, self.labels)))
+            # the mean of the l2-normalised features, as the official code's (its model
+            # returns normalised features in eval mode)
+            self.memory.reset(torch.from_numpy(cluster_centroids(F.normalize(features, dim=1),
+                                                                 self.labels)))
             try:
                 self.target = BatchStream(build_batch_loader(
                     self.train_images, self.labels.tolist(), self.batch_size,
@@ -134,6 +155,8 @@ class ClusterContrastStep(TrainStep):
 @METHODS.register("cluster_contrast", aliases=("cc",))
 class ClusterContrast(AdaptMethod):
     """Cluster Contrast over ADAPT.CLUSTER's first granularity with ADAPT.CC's memory."""
+
+    uses_source = False  # target images only: runs after a source model or without one
 
     def __init__(self, labeler: PseudoLabeler, temperature: float = 0.05, momentum: float = 0.1,
                  mode: str = "mean", num_instances: int = 16) -> None:

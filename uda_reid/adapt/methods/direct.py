@@ -7,7 +7,10 @@ from uda_reid.adapt.registry import METHODS
 
 @METHODS.register("direct", aliases=("direct_transfer", "source_only"))
 class DirectTransfer(AdaptMethod):
-    """Stage 1 only: its ``build_step`` is the base class's ``None``."""
+    """Stage 1 only: its ``build_step`` is the base class's ``None``. Without a source
+    (``ADAPT.SOURCE none``) the run only evaluates the start model."""
+
+    uses_source = False
 
     @classmethod
     def from_config(cls, adapt) -> "DirectTransfer":

@@ -24,7 +24,7 @@ METHOD_OPTIONS: Dict[str, type] = {}
 @section
 class AdaptConfig:
     METHOD: str = "direct"
-    SOURCE: str = "synth-market"
+    SOURCE: str = "synth-market"  # "none": no source stage (source-free, --source none)
     TARGET: str = "synth-duke"
     # Stage-1 source models are cached here, one folder per hash of the source config.
     SOURCE_CACHE: str = "output/source_models"
