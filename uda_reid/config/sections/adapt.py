@@ -8,6 +8,7 @@ from uda_reid.config.schema import section
 from uda_reid.config.sections.cluster import ClusterConfig
 from uda_reid.config.sections.mlt import MLTConfig
 from uda_reid.config.sections.solver import SolverConfig
+from uda_reid.config.sections.spcl import SpCLConfig
 
 
 @section
@@ -53,3 +54,4 @@ class AdaptConfig:
     CLUSTER: ClusterConfig = field(default_factory=ClusterConfig)
     MLT: MLTConfig = field(default_factory=MLTConfig)
     CC: ClusterContrastConfig = field(default_factory=ClusterContrastConfig)
+    SPCL: SpCLConfig = field(default_factory=SpCLConfig)
