@@ -11,10 +11,13 @@ the cross-entropy of these logits with the group of the feature's own slot (a so
 class, a target image's own slot). After each optimiser step the batch's slots move towards
 its features by momentum and are re-normalised.
 
-The official loss adds 1e-6 to the softmax denominator and inside the log; this one is the
-exact log-softmax.
+As in the official code, 1e-6 is added to the softmax denominator and to the probability
+inside the log (it bounds a sample's loss by -log 1e-6 = 13.8); the loss is computed in log
+space.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -24,11 +27,14 @@ from torch import nn
 from uda_reid.adapt.cluster_memory import mean_update
 from uda_reid.adapt.clustering import apply_outlier_policy
 
+OFFICIAL_SMOOTHING = 1e-6  # yxgeee/SpCL spcl/models/hm.py masked_softmax epsilon and log(p + 1e-6)
+
 
 def hybrid_contrastive_loss(features: torch.Tensor, slots: torch.Tensor, bank: torch.Tensor,
                             groups: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Mean over the batch of ``-log softmax_g(mean_{k in g} normalise(f) . bank_k / tau)`` at
-    the group of the sample's slot.
+    """Mean over the batch of ``-log(p + s)`` with ``p = exp(z_y) / (sum_g exp(z_g) + s)``,
+    ``z_g = mean_{k in g} normalise(f) . bank_k / tau``, y the group of the sample's slot and
+    ``s`` = OFFICIAL_SMOOTHING. Computed in log space.
 
     features: (B, D); slots: (B,) slot of each sample; bank: (M, D) slots (constants, no
     gradient); groups: (M,) group of each slot in 0..G-1 (a group without slots takes no part).
@@ -37,9 +43,11 @@ def hybrid_contrastive_loss(features: torch.Tensor, slots: torch.Tensor, bank: t
     num_groups = int(groups.max()) + 1
     counts = torch.bincount(groups, minlength=num_groups).to(sims.dtype)
     sums = sims.new_zeros(len(sims), num_groups).index_add_(1, groups, sims)
-    logits = sums / counts.clamp(min=1)
-    logits = logits.masked_fill(counts == 0, float("-inf"))
-    return F.cross_entropy(logits, groups[slots])
+    logits = (sums / counts.clamp(min=1)).masked_fill(counts == 0, float("-inf"))
+    log_s = math.log(OFFICIAL_SMOOTHING)
+    denominator = torch.logaddexp(torch.logsumexp(logits, dim=1), sims.new_tensor(log_s))
+    log_p = logits.gather(1, groups[slots].unsqueeze(1)).squeeze(1) - denominator
+    return -torch.logaddexp(log_p, sims.new_tensor(log_s)).mean()
 
 
 def target_groups(labels: np.ndarray, num_source: int) -> torch.Tensor:
