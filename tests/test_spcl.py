@@ -319,3 +319,27 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(full_run, tmp_path, 
     memories = [torch.load(folder / "last.pth", weights_only=False)["step"]["memory"]
                 for folder in (cache / "full", tmp_path)]
     assert all(torch.equal(memories[0][k], memories[1][k]) for k in ("features", "groups"))
+
+
+@pytest.mark.parametrize("source,target", [
+    ("market", "duke"), ("duke", "market"), ("market", "msmt"), ("duke", "msmt"),
+    ("synth-market", "synth-duke"), ("synth-duke", "synth-market")])
+def test_recipes_have_the_official_values_and_share_the_cluster_stage1(source, target):
+    from uda_reid.adapt.pipeline import build_adapt_config, build_method, source_key
+
+    cfg, cluster = (build_adapt_config(source, target, m, None, "/tmp/unused", [])
+                    for m in ("spcl", "cluster"))
+    method = build_method(cfg)
+    assert type(method) is SpCL and source_key(cfg) == source_key(cluster)
+    assert (method.temperature, method.momentum, method.self_paced, method.indep_quantile,
+            method.num_instances, method.domain_bn) == (0.05, 0.2, True, 0.9, 4, True)
+    eps = cluster.ADAPT.CLUSTER.EPS[0]  # the synthetic eps: chosen on the development domains
+    assert method.labeler.granularities == pytest.approx((eps - 0.02, eps, eps + 0.02))
+    solver = cfg.ADAPT.SOLVER
+    assert (solver.OPT, solver.BASE_LR, solver.WEIGHT_DECAY, solver.IMS_PER_BATCH) == (
+        "Adam", 3.5e-4, 5e-4, 64)
+    if not source.startswith("synth"):
+        assert eps == 0.6 and (cfg.ADAPT.CLUSTER.K1, cfg.ADAPT.CLUSTER.K2) == (30, 6)
+        assert (solver.MAX_EPOCH, solver.STEPS, solver.AMP) == (50, (20, 40), False)
+        assert solver.ITERS_PER_EPOCH == (800 if target == "msmt" else 400)
+        assert cfg.MODEL.HEADS.NECK_FEAT == "after"
