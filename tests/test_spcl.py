@@ -14,15 +14,12 @@ import torch.nn.functional as F
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
-from test_adapt_guard import FILE_NAME, int_sequences, reachable
+from method_runs import assert_label_guard, killed_then_resumed, recorded_run
 from uda_reid.adapt.clustering import build_backend
-from uda_reid.adapt.guard import slot_order
 from uda_reid.adapt.hybrid_memory import HybridMemory, hybrid_contrastive_loss
 from uda_reid.adapt.methods.spcl import SpCL, SpCLStep
 from uda_reid.adapt.pseudo_labels import PseudoLabeler
 from uda_reid.adapt.self_paced import membership_iou, self_paced_labels
-from uda_reid.data.datasets import build_dataset
-from uda_reid.data.loaders import collate
 from uda_reid.data.samplers import GroupStreamBatchSampler
 from tiny_runs import tiny_stage1
 
@@ -225,28 +222,7 @@ def run_tool(data_root, cache, out, *extra):
 def full_run(tmp_path_factory):
     """An uninterrupted run, with what the method was handed (context, options, batches)."""
     root, cache = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("cache")
-    seen = {}
-    build, from_config = SpCL.build_step, SpCL.from_config.__func__
-
-    def recording_build(self, ctx):
-        seen["ctx"] = ctx
-        with torch.random.fork_rng():  # a loader draws its seed: leave the run's RNG as it is
-            seen["batch"] = next(iter(torch.utils.data.DataLoader(
-                ctx.target.dataset(lambda img: torch.zeros(1)), batch_size=len(ctx.target),
-                collate_fn=collate)))
-        return build(self, ctx)
-
-    def recording_from_config(cls, adapt):
-        seen["options"] = adapt
-        return from_config(cls, adapt)
-
-    SpCL.build_step = recording_build
-    SpCL.from_config = classmethod(recording_from_config)
-    try:
-        results = run_tool(root, cache, cache / "full")
-    finally:
-        SpCL.build_step = build
-        SpCL.from_config = classmethod(from_config)
+    results, seen = recorded_run(SpCL, lambda: run_tool(root, cache, cache / "full"))
     return root, cache, results, seen
 
 
@@ -273,49 +249,27 @@ def test_tool_trains_with_the_hybrid_memory_and_reports_rounds(full_run):
                           atol=1e-5)
     labels = state["step"]["labels"].numpy()
     assert torch.equal(memory["groups"][:num_source], torch.arange(num_source))
-    assert adjusted_rand_score(labels[labels >= 0],
-                               memory["groups"][num_source:].numpy()[labels >= 0]) == 1.0
+    groups = memory["groups"][num_source:].numpy()
+    assert adjusted_rand_score(labels[labels >= 0], groups[labels >= 0]) == 1.0
+    alone = groups[labels < 0]  # each un-clustered instance a group of its own
+    assert len(set(alone)) == len(alone) and not set(alone) & set(groups[labels >= 0])
     # DSBN: the source BatchNorms are training-only modules of the checkpoint
     assert any("other_domains" in name for name in state["meta"]["training_modules"])
 
 
 def test_the_label_guard_holds_for_spcl(full_run):
     root, _, _, seen = full_run
-    target = build_dataset(TARGET, str(root), "tiny", 0)
-    n = len(target.train)
-    truth = np.asarray([target.train[i][1] for i in slot_order(n, 0)])
-    objects = reachable(seen["ctx"], seen["options"], seen["batch"])
-    strings = [o for o in objects if isinstance(o, str)]
-    assert len(strings) > 50
-    assert not [s for s in strings if str(root) in s or FILE_NAME.search(s)]
-    sequences = [s for s in int_sequences(objects, n)
-                 if not np.array_equal(s, np.asarray(seen["ctx"].source.pids)[:n])]
-    assert sequences
-    assert max(adjusted_rand_score(truth, s) for s in sequences) < 0.2
-    assert set(seen["batch"]["pids"].tolist()) == {-1}
+    assert_label_guard(seen, root, TARGET)
 
 
 def test_resume_after_a_kill_gives_the_uninterrupted_result(full_run, tmp_path, monkeypatch):
     root, cache, full, _ = full_run
-    run = SpCLStep.run
-
-    def killed_in_epoch_two(self, model):
-        if len(self.rounds) == 2:
-            raise KeyboardInterrupt("killed")
-        return run(self, model)
-
-    monkeypatch.setattr(SpCLStep, "run", killed_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        run_tool(root, cache, tmp_path)
-    monkeypatch.setattr(SpCLStep, "run", run)
-    resumed = run_tool(root, cache, tmp_path, "--resume")
+    resumed = killed_then_resumed(
+        SpCLStep, lambda *extra: run_tool(root, cache, tmp_path, *extra), monkeypatch)
     assert resumed["metrics"] == full["metrics"]
-
-    def rounds(results):
-        return [{k: v for k, v in r.items() if k != "seconds"}
-                for r in results["stages"][1]["rounds"]]
-
-    assert rounds(resumed) == rounds(full)
+    assert [{k: v for k, v in r.items() if k != "seconds"}
+            for r in resumed["stages"][1]["rounds"]] == \
+        [{k: v for k, v in r.items() if k != "seconds"} for r in full["stages"][1]["rounds"]]
     memories = [torch.load(folder / "last.pth", weights_only=False)["step"]["memory"]
                 for folder in (cache / "full", tmp_path)]
     assert all(torch.equal(memories[0][k], memories[1][k]) for k in ("features", "groups"))

@@ -166,11 +166,10 @@ class SpCLStep(TrainStep):
             self._pending = None
 
     def scalars(self) -> Dict[str, float]:
-        if not self.rounds:
-            return {}
-        last = self.rounds[-1]
-        return {"pseudo0_num_clusters": float(last["num_clusters"]),
-                "pseudo0_num_unclustered": float(last["num_unclustered"])}
+        """The last round's counts of clusters and un-clustered instances."""
+        last = self.rounds[-1] if self.rounds else {}
+        return {f"pseudo0_{key}": float(last[key]) for key in ("num_clusters", "num_unclustered")
+                if key in last}
 
     def state_dict(self) -> Dict[str, Any]:
         return {"memory": self.memory.state_dict(), "initialised": self.initialised,
