@@ -26,6 +26,7 @@ from torch import nn
 
 from uda_reid.adapt.cluster_memory import mean_update
 from uda_reid.adapt.clustering import apply_outlier_policy
+from uda_reid.utils.distributed import all_gather_rows
 
 OFFICIAL_SMOOTHING = 1e-6  # yxgeee/SpCL spcl/models/hm.py masked_softmax epsilon and log(p + 1e-6)
 
@@ -106,6 +107,9 @@ class HybridMemory(nn.Module):
     @torch.no_grad()
     def update(self, features: torch.Tensor, slots: torch.Tensor) -> None:
         """``slot <- normalise(m slot + (1 - m) normalise(f))`` for each (f, slot) in batch
-        order."""
+        order; under torch.distributed every rank applies every rank's pairs in rank order, so
+        the memories stay identical."""
+        features = all_gather_rows(features.detach())
+        slots = all_gather_rows(slots.to(self.features.device))
         self.features.copy_(mean_update(self.features, features, slots, self.momentum))
 
