@@ -1,7 +1,10 @@
-"""Checks shared by the end-to-end tests of memory-based adaptation methods: a run that records
-what the method was handed, the label guard over it, and a run killed in its second epoch then
-resumed."""
-from typing import Any, Callable, Dict, Tuple
+"""Checks shared by the end-to-end tests of memory-based adaptation methods: a tiny
+tools/adapt.py run (two short epochs, tiny clustering), a run that records what the method was
+handed, the label guard over it, and a run killed in its second epoch then resumed."""
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any, Callable, Dict, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -12,6 +15,30 @@ from test_adapt_guard import FILE_NAME, int_sequences, reachable
 from uda_reid.adapt.guard import slot_order
 from uda_reid.data.datasets import build_dataset
 from uda_reid.data.loaders import collate
+from tiny_runs import tiny_stage1
+
+_spec = importlib.util.spec_from_file_location(
+    "adapt_tool_method_runs", Path(__file__).resolve().parents[1] / "tools" / "adapt.py")
+adapt_tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(adapt_tool)
+# Stage 2 of the tiny runs: Adam, batches of 8, two epochs of two iterations, a clustering
+# that finds clusters in the tiny target set, evaluation at the end, a checkpoint every epoch.
+TINY_STAGE2 = ("ADAPT.SOLVER.OPT", "Adam", "ADAPT.SOLVER.BASE_LR", "3.5e-4",
+               "ADAPT.SOLVER.IMS_PER_BATCH", "8", "ADAPT.SOLVER.MAX_EPOCH", "2",
+               "ADAPT.SOLVER.ITERS_PER_EPOCH", "2", "ADAPT.SOLVER.STEPS", "[1]",
+               "ADAPT.CLUSTER.EPS", "[0.5]", "ADAPT.CLUSTER.K1", "6", "ADAPT.CLUSTER.K2", "2",
+               "ADAPT.CLUSTER.MIN_SAMPLES", "2",
+               "TEST.EVAL_PERIOD", "2", "ADAPT.SOLVER.CHECKPOINT_PERIOD", "1")
+
+
+def tiny_adapt_run(method: str, target: str, data_root, cache, out,
+                   options: Sequence[str] = ()) -> Dict[str, Any]:
+    """``tools/adapt.py`` from synth-market to ``target`` with the tiny stage 1 and stage 2 and
+    ``options`` (``KEY VALUE`` items and flags); its results.json."""
+    argv = ["--source", "synth-market", "--target", target, "--method", method,
+            "--output-dir", str(out), *tiny_stage1(data_root, cache), *TINY_STAGE2, *options]
+    assert adapt_tool.main(argv) == 0
+    return json.loads((Path(out) / "results.json").read_text())
 
 
 def recorded_run(method_cls, run: Callable[[], Any]) -> Tuple[Any, Dict[str, Any]]:

@@ -2,10 +2,7 @@
 official masked softmax, its momentum update against a slow loop, the self-paced criteria
 against a slow transcription of the official refinement, the target batch sampler, the label
 guard, and tools/adapt.py --method spcl end to end with an exact resume (memory included)."""
-import importlib.util
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,19 +11,14 @@ import torch.nn.functional as F
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
-from method_runs import assert_label_guard, killed_then_resumed, recorded_run
+from method_runs import assert_label_guard, killed_then_resumed, recorded_run, tiny_adapt_run
 from uda_reid.adapt.clustering import build_backend
 from uda_reid.adapt.hybrid_memory import HybridMemory, hybrid_contrastive_loss
 from uda_reid.adapt.methods.spcl import SpCL, SpCLStep
 from uda_reid.adapt.pseudo_labels import PseudoLabeler
 from uda_reid.adapt.self_paced import membership_iou, self_paced_labels
 from uda_reid.data.samplers import GroupStreamBatchSampler
-from tiny_runs import tiny_stage1
 
-_spec = importlib.util.spec_from_file_location(
-    "adapt_tool_spcl", Path(__file__).resolve().parents[1] / "tools" / "adapt.py")
-adapt_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(adapt_tool)
 TARGET = "synth-duke"
 
 
@@ -204,18 +196,9 @@ def test_options_are_checked():
 
 
 def run_tool(data_root, cache, out, *extra):
-    argv = ["--source", "synth-market", "--target", TARGET, "--method", "spcl",
-            "--output-dir", str(out),
-            *tiny_stage1(data_root, cache),
-            "ADAPT.SOLVER.OPT", "Adam", "ADAPT.SOLVER.BASE_LR", "3.5e-4",
-            "ADAPT.SOLVER.IMS_PER_BATCH", "8", "ADAPT.SOLVER.MAX_EPOCH", "2",
-            "ADAPT.SOLVER.ITERS_PER_EPOCH", "2", "ADAPT.SOLVER.STEPS", "[1]",
-            "ADAPT.SPCL.NUM_INSTANCES", "2", "ADAPT.SPCL.INDEP_QUANTILE", "0.5",
-            "ADAPT.CLUSTER.EPS", "[0.5]", "ADAPT.CLUSTER.K1", "6", "ADAPT.CLUSTER.K2", "2",
-            "ADAPT.CLUSTER.MIN_SAMPLES", "2",
-            "TEST.EVAL_PERIOD", "2", "ADAPT.SOLVER.CHECKPOINT_PERIOD", "1", *extra]
-    assert adapt_tool.main(argv) == 0
-    return json.loads((Path(out) / "results.json").read_text())
+    return tiny_adapt_run("spcl", TARGET, data_root, cache, out,
+                          ["ADAPT.SPCL.NUM_INSTANCES", "2", "ADAPT.SPCL.INDEP_QUANTILE", "0.5",
+                           *extra])
 
 
 @pytest.fixture(scope="module")
