@@ -145,6 +145,9 @@ def test_self_paced_criteria_on_a_hand_made_clustering():
     assert result.threshold == pytest.approx(0.75)
     assert partition(result.labels) == {frozenset(range(4)), frozenset({4, 5, 6}),
                                         frozenset({9, 10, 11})}
+    # no cluster (a degenerate round): every image un-clustered, no threshold set yet
+    alone = self_paced_labels(np.full(5, -1), np.full(5, -1), np.full(5, -1))
+    assert (alone.labels == -1).all() and alone.threshold is None
     # a threshold from an earlier round is kept, whatever the quantile
     result = self_paced_labels(labels, tight, loose, threshold=0.9, quantile=0.9)
     assert partition(result.labels) == {frozenset({4, 5, 6})} and result.threshold == 0.9

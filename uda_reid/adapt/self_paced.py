@@ -8,8 +8,8 @@ with others when eps grows), its *compactness* IoU(C(i), T(i)) (it does not spli
 shrinks). A cluster is independent when the largest independence of its members reaches the
 threshold; in an independent cluster the members whose compactness is the largest of the
 cluster's stay, the others become un-clustered instances. As in the official code, the
-independence threshold is set once, in the first round, so that the fraction ``quantile`` of
-the clusters of two or more images passes (then kept for the later rounds).
+independence threshold is set once, in the first round (the first with a cluster), so that the
+fraction ``quantile`` of the clusters of two or more images passes; the later rounds keep it.
 """
 from __future__ import annotations
 
@@ -78,14 +78,13 @@ def self_paced_labels(labels: np.ndarray, tight: np.ndarray, loose: np.ndarray,
         threshold = independence_threshold(best_independence, sizes, quantile)
     independent = (np.zeros(num, dtype=bool) if threshold is None
                    else best_independence >= threshold)
+    member = labels[clustered]
     keep = clustered.copy()
-    keep[clustered] = (independent[labels[clustered]]
-                       & (compactness[clustered] >= best_compactness[labels[clustered]]))
-    kept_sizes = np.bincount(labels[keep], minlength=num)
-    reliable = kept_sizes > 1  # one remaining member is an un-clustered instance
-    keep &= clustered & reliable[np.maximum(labels, 0)]
+    keep[clustered] = independent[member] & (compactness[clustered] >= best_compactness[member])
+    reliable = np.bincount(labels[keep], minlength=num) > 1  # one kept member is un-clustered
+    keep[clustered] &= reliable[member]
     refined = np.full(len(labels), -1, dtype=np.int64)
     refined[keep] = np.cumsum(reliable)[labels[keep]] - 1
     rejected = int(((sizes > 1) & ~independent).sum())
-    dropped = int((clustered & independent[np.maximum(labels, 0)]).sum() - keep.sum())
+    dropped = int(independent[member].sum() - keep.sum())
     return SelfPacedResult(refined, threshold, rejected, dropped)
