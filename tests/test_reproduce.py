@@ -115,6 +115,11 @@ CITED = {
         ("MMT", "market1501", "dukemtmc"): (67.7, 80.3),
         ("SpCL", "dukemtmc", "market1501"): (78.2, 90.5),
         ("SpCL", "market1501", "dukemtmc"): (70.4, 83.8)},
+    "open-mmlab/OpenUnReID docs/LEADERBOARD.md": {
+        ("SpCL (paper)", "dukemtmc", "market1501"): (76.7, 90.3),
+        ("SpCL (paper)", "market1501", "dukemtmc"): (68.8, 82.9),
+        ("SpCL (paper)", "market1501", "msmt17"): (26.8, 53.7),
+        ("SpCL (paper)", "dukemtmc", "msmt17"): (26.5, 53.1)},
     "yxgeee/SpCL figs/results.png": {
         ("SpCL", "vehicleid", "veri776"): (38.9, 80.4)},
     FASTREID: {

@@ -65,6 +65,15 @@ def _check_batch_size(batch_size: int) -> None:
         raise ValueError(f"batch size must be positive, got {batch_size}")
 
 
+def label_members(labels: Sequence[int]) -> List[np.ndarray]:
+    """The indexes of each label's items, by increasing label; label -1 is left out."""
+    index: Dict[int, List[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        if int(label) >= 0:
+            index[int(label)].append(i)
+    return [np.asarray(members) for _, members in sorted(index.items())]
+
+
 class PKBatchSampler(EpochBatchSampler):
     """Batches of ``P = batch_size / K`` identities with ``K = num_instances`` images each.
 
@@ -83,15 +92,11 @@ class PKBatchSampler(EpochBatchSampler):
                              f"DATALOADER.NUM_INSTANCE={num_instances}")
         self.num_instances = num_instances
         self.ids_per_batch = batch_size // num_instances
-        index: Dict[int, List[int]] = defaultdict(list)
-        for i, label in enumerate(labels):
-            if int(label) >= 0:
-                index[int(label)].append(i)
-        if len(index) < self.ids_per_batch * self.world_size:
-            raise ValueError(f"{len(index)} identities cannot fill a batch of "
+        self.index = label_members(labels)
+        if len(self.index) < self.ids_per_batch * self.world_size:
+            raise ValueError(f"{len(self.index)} identities cannot fill a batch of "
                              f"{self.ids_per_batch} identities x {num_instances} images on "
                              f"each of {self.world_size} rank(s)")
-        self.index = [np.asarray(members) for _, members in sorted(index.items())]
 
     def num_epoch_batches(self) -> int:
         return len(self.index) // self.ids_per_batch
@@ -130,6 +135,46 @@ class RandomBatchSampler(EpochBatchSampler):
         order = self.indices[rng.permutation(len(self.indices))]
         n = self.num_epoch_batches() * self.batch_size
         return order[:n].reshape(-1, self.batch_size).tolist()
+
+
+class GroupStreamBatchSampler(EpochBatchSampler):
+    """SpCL's target batches: every epoch each group in a random order gives ``num_instances``
+    of its images (with replacement when it has fewer) or, a group of one image, that image
+    once; the stream is cut into batches of ``batch_size`` (a group may straddle two batches;
+    the last incomplete batch is dropped). Labels ``-1`` are never sampled.
+
+    As yxgeee/SpCL's RandomMultipleGallerySampler with drop_last batches, without its
+    preference for images from other cameras."""
+
+    def __init__(self, labels: Sequence[int], batch_size: int, num_instances: int,
+                 seed: int = 0, rank: Optional[int] = None,
+                 world_size: Optional[int] = None) -> None:
+        super().__init__(seed, rank, world_size)
+        _check_batch_size(batch_size)
+        if num_instances < 1:
+            raise ValueError(f"num_instances must be positive, got {num_instances}")
+        self.batch_size, self.num_instances = batch_size, num_instances
+        self.index = label_members(labels)
+        drawn = sum(1 if len(m) == 1 else num_instances for m in self.index)
+        if drawn < batch_size * self.world_size:
+            raise ValueError(f"{drawn} images per epoch cannot fill a batch of {batch_size} "
+                             f"on each of {self.world_size} rank(s)")
+        self.drawn = drawn
+
+    def num_epoch_batches(self) -> int:
+        return self.drawn // self.batch_size
+
+    def epoch_batches(self, rng: np.random.Generator) -> List[List[int]]:
+        stream: List[int] = []
+        for j in rng.permutation(len(self.index)):
+            members = self.index[j]
+            if len(members) == 1:
+                stream.append(int(members[0]))
+            else:
+                replace = len(members) < self.num_instances
+                stream.extend(rng.choice(members, self.num_instances, replace=replace).tolist())
+        n = self.num_epoch_batches() * self.batch_size
+        return [stream[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
 
 
 class ShardSampler(Sampler[int]):
