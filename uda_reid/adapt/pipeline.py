@@ -150,11 +150,14 @@ def source_stage_config(cfg: Config) -> Config:
 
 
 def source_key(cfg: Config) -> str:
-    """Short hash of everything that decides the stage-1 model (device and tests excluded)."""
+    """Short hash of everything that decides the stage-1 model (device and tests excluded).
+    ``DATASETS.SYNTH_VERSION`` 1 is left out: the domains as they were before versions
+    existed keep the keys, and so the cached models, they had."""
     data = to_dict(source_stage_config(cfg))
     kept: Dict[str, Any] = {k: data[k] for k in STAGE1_KEYS}
     kept["MODEL"] = {k: v for k, v in kept["MODEL"].items() if k != "DEVICE"}
-    kept["DATASETS"] = {k: v for k, v in kept["DATASETS"].items() if k != "TESTS"}
+    kept["DATASETS"] = {k: v for k, v in kept["DATASETS"].items()
+                        if k != "TESTS" and not (k == "SYNTH_VERSION" and v == 1)}
     blob = json.dumps(kept, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
