@@ -169,3 +169,27 @@ def test_table_outputs_with_paper_numbers_and_difference(tmp_path):
     assert csv[0].startswith("source,target,method") and "55.00,5.00" in csv[1]
     est = estimate_seconds(cells, tmp_path, default=600.0)
     assert est[cells[0]] == 100.0 and est[cells[2]] == 600.0
+
+
+def test_mlt_ablation_cells_add_one_piece_at_a_time(tmp_path):
+    from uda_reid.adapt.pipeline import source_key
+    from uda_reid.reproduce.runner import MLT_ABLATION, TABLES, cell_config
+    from uda_reid.reproduce.table import Cell
+
+    assert TABLES["synthetic_mlt_ablation"]["methods"] == list(MLT_ABLATION)
+    pieces = []
+    for name in MLT_ABLATION:
+        cfg = cell_config(Cell("synth-market", "synth-duke", name, 1), tmp_path / name,
+                          [], tmp_path / "cache")
+        m = cfg.ADAPT.MLT
+        pieces.append((cfg.ADAPT.METHOD, len(cfg.ADAPT.CLUSTER.EPS), m.TRANSPORT,
+                       m.RECLUSTER_PERIOD, m.MIXTURE, m.DSBN, m.MEAN_TEACHER, source_key(cfg)))
+    key = pieces[0][-1]
+    assert [p[:-1] for p in pieces] == [
+        ("cluster", 1, "none", 1, False, False, False),
+        ("mlt", 3, "none", 1, False, False, False),
+        ("mlt", 3, "epoch", 2, False, False, False),
+        ("mlt", 3, "epoch", 2, True, False, False),
+        ("mlt", 3, "epoch", 2, True, True, False),
+        ("mlt", 3, "epoch", 2, True, True, True)]
+    assert all(p[-1] == key for p in pieces)  # one source model for every cell

@@ -20,6 +20,20 @@ VARIANTS = {
     "ecn_en": ("ecn", ("ADAPT.ECN.CAMSTYLE", "False")),
     "ecn_ecn": ("ecn", ("ADAPT.ECN.CAMSTYLE", "True")),
 }
+# Mixture label transport's ablation (issue "MLT as published"): the synthetic ``mlt`` recipe
+# of the pair built up one piece at a time from ``cluster``: three granularities, the per-epoch
+# label transport (re-clustering every second epoch), the labelled source batch, domain-specific
+# BatchNorm, the mean teacher.
+MLT_TRANSPORT = ("ADAPT.MLT.TRANSPORT", "epoch", "ADAPT.MLT.RECLUSTER_PERIOD", "2")
+MLT_ABLATION = ("cluster", "mlt_gran", "mlt_transport", "mlt_source", "mlt_dsbn", "mlt_teacher")
+VARIANTS.update({
+    "mlt_gran": ("mlt", ("ADAPT.MLT.MIXTURE", "False")),
+    "mlt_transport": ("mlt", ("ADAPT.MLT.MIXTURE", "False", *MLT_TRANSPORT)),
+    "mlt_source": ("mlt", ("ADAPT.MLT.MIXTURE", "True", *MLT_TRANSPORT)),
+    "mlt_dsbn": ("mlt", ("ADAPT.MLT.MIXTURE", "True", *MLT_TRANSPORT, "ADAPT.MLT.DSBN", "True")),
+    "mlt_teacher": ("mlt", ("ADAPT.MLT.MIXTURE", "True", *MLT_TRANSPORT, "ADAPT.MLT.DSBN", "True",
+                            "ADAPT.MLT.MEAN_TEACHER", "True")),
+})
 REAL_PAIRS = ["market:duke", "duke:market", "market:msmt", "duke:msmt"]
 SYNTHETIC_PAIRS = ["synth-market:synth-duke", "synth-duke:synth-market",
                    "synth-market:synth-msmt", "synth-duke:synth-msmt"]
@@ -28,6 +42,7 @@ TABLES = {
     "synthetic": {"pairs": SYNTHETIC_PAIRS, "methods": ["direct", "ecn", "cluster", "mlt", "spcl"]},
     "ecn_ablation": {"pairs": ["duke:market", "market:duke"], "methods": list(ECN_ABLATION)},
     "synthetic_ecn_ablation": {"pairs": SYNTHETIC_PAIRS[:2], "methods": list(ECN_ABLATION)},
+    "synthetic_mlt_ablation": {"pairs": SYNTHETIC_PAIRS[:1], "methods": list(MLT_ABLATION)},
 }
 
 
