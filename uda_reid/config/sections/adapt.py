@@ -7,6 +7,7 @@ from typing import Tuple
 from uda_reid.config.schema import section
 from uda_reid.config.sections.cluster import ClusterConfig
 from uda_reid.config.sections.mlt import MLTConfig
+from uda_reid.config.sections.mmt import MMTConfig
 from uda_reid.config.sections.solver import SolverConfig
 
 
@@ -53,3 +54,4 @@ class AdaptConfig:
     CLUSTER: ClusterConfig = field(default_factory=ClusterConfig)
     MLT: MLTConfig = field(default_factory=MLTConfig)
     CC: ClusterContrastConfig = field(default_factory=ClusterContrastConfig)
+    MMT: MMTConfig = field(default_factory=MMTConfig)
