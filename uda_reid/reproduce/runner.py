@@ -8,9 +8,9 @@ from uda_reid.reproduce.table import Cell, Runner
 
 TABLES = {
     "uda": {"pairs": ["market:duke", "duke:market", "market:msmt", "duke:msmt"],
-            "methods": ["direct", "ecn", "cluster", "mlt"]},
+            "methods": ["direct", "ecn", "cluster", "mlt", "mmt"]},
     "synthetic": {"pairs": ["synth-market:synth-duke", "synth-duke:synth-market"],
-                  "methods": ["direct", "ecn", "cluster", "mlt"]},
+                  "methods": ["direct", "ecn", "cluster", "mlt", "mmt"]},
 }
 
 
