@@ -261,3 +261,29 @@ def test_resume_after_a_kill_mid_epoch_gives_every_tensor_of_the_uninterrupted_r
     # both teachers and both students (the hook holds the students after the epoch's swap)
     assert_same_tensors(a["hooks"]["MeanTeacherHook"], b["hooks"]["MeanTeacherHook"], "teacher")
     assert_same_tensors(a["hooks"]["EpochCurvesHook"], b["hooks"]["EpochCurvesHook"], "curves")
+
+
+@pytest.mark.parametrize("source,target,k", [
+    ("market", "duke", 700), ("duke", "market", 500), ("market", "msmt", 1500),
+    ("duke", "msmt", 1500), ("synth-market", "synth-duke", None),
+    ("synth-duke", "synth-market", None)])
+def test_recipes_resolve_to_the_published_values(source, target, k):
+    from uda_reid.adapt.clustering import KMeansBackend
+    from uda_reid.adapt.pipeline import build_adapt_config, build_method, source_key
+
+    cfg = build_adapt_config(source, target, "mmt", None, "/tmp/unused", [])
+    method = build_method(cfg)
+    assert type(method) is MMT
+    assert (method.soft_ce_weight, method.soft_triplet_weight) == (0.5, 0.8)
+    assert (method.triplet_margin, method.teacher_momentum) == (0.0, 0.999)
+    assert cfg.ADAPT.SOLVER.OPT == "Adam" and cfg.ADAPT.SOLVER.BASE_LR == 3.5e-4
+    assert cfg.ADAPT.SOLVER.IMS_PER_BATCH == 64 and method.num_instances == 4
+    if k is None:  # the synthetic recipes share the cluster recipes' stage 1 and clustering
+        cluster = build_adapt_config(source, target, "cluster", None, "/tmp/unused", [])
+        assert source_key(cfg) == source_key(cluster)
+        assert cfg.ADAPT.CLUSTER == cluster.ADAPT.CLUSTER
+    else:
+        assert isinstance(method.labeler.backend, KMeansBackend)
+        assert method.labeler.granularities == (k,)
+        assert (cfg.ADAPT.SOLVER.MAX_EPOCH, cfg.ADAPT.SOLVER.ITERS_PER_EPOCH) == (40, 400)
+        assert (cfg.MODEL.POOLING.NAME, cfg.MODEL.HEADS.NECK_FEAT) == ("avg", "after")
