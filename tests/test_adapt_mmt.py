@@ -2,32 +2,20 @@
 computation), options checked at the edge, and tools/adapt.py --method mmt end to end: two
 networks and two teachers trained and checkpointed, the exported teacher of network 1, the
 label guard, and an exact resume after a kill in the middle of an epoch."""
-import importlib.util
-import json
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
-from sklearn.metrics import adjusted_rand_score
 from torch import nn
 
-from test_adapt_guard import FILE_NAME, int_sequences, reachable
+from recorded_runs import assert_label_guard_holds, recording
+from test_adapt_cluster_end_to_end import run_tool
 from tiny_runs import tiny_stage1
-from uda_reid.adapt.guard import slot_order
 from uda_reid.adapt.methods.mmt import (CLASSIFIERS, MMT, PEER, MMTStep, TwoViews,
                                         training_outputs)
 from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
 from uda_reid.config import get_default_config
-from uda_reid.data.datasets import build_dataset
-from uda_reid.data.loaders import collate
 from uda_reid.losses.functional import cross_entropy_smooth, triplet_loss
 from uda_reid.losses.soft_targets import soft_cross_entropy, soft_triplet_loss
 
-_spec = importlib.util.spec_from_file_location(
-    "adapt_tool_mmt", Path(__file__).resolve().parents[1] / "tools" / "adapt.py")
-adapt_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(adapt_tool)
 TARGET = "synth-duke"
 
 
@@ -75,11 +63,12 @@ def test_each_network_learns_from_the_other_networks_teacher():
         want["loss_soft_triplet"] += 0.8 * soft_triplet_loss(f, y, peer_f)
     assert set(got) == set(want)
     for key in want:
-        assert float(got[key].detach()) == pytest.approx(float(want[key].detach()), rel=1e-6), key
-    # taught by its own teacher instead, network 1's soft CE would differ
-    own = soft_cross_entropy(nets[0].pseudo_classifiers(0, students[0]["embedding"][rows]),
-                             teacher.pseudo_classifiers(0, teachers[0]["embedding"][rows]))
-    assert abs(float(own) - float(got["loss_soft_ce"]) / 0.5) > 1e-3
+        assert got[key].item() == pytest.approx(want[key].item(), rel=1e-6), key
+    # taught by their own teachers instead, the networks' soft CE would differ
+    own = sum(soft_cross_entropy(nets[i].pseudo_classifiers(0, students[i]["embedding"][rows]),
+                                 teacher_nets[i].pseudo_classifiers(
+                                     0, teachers[i]["embedding"][rows])) for i in (0, 1))
+    assert abs(own.item() - got["loss_soft_ce"].item() / 0.5) > 1e-3
 
 
 def test_two_views_are_independent_draws_and_the_teacher_keeps_its_statistics():
@@ -117,50 +106,28 @@ def test_options_are_checked_at_the_edge():
 
 
 # ---------------------------------------------------------------- tools/adapt.py end to end
-def run_tool(data_root, cache, out, *extra):
-    argv = ["--source", "synth-market", "--target", TARGET, "--method", "mmt",
-            "--output-dir", str(out), *tiny_stage1(data_root, cache),
-            "ADAPT.SOLVER.OPT", "Adam", "ADAPT.SOLVER.BASE_LR", "3.5e-4",
-            "ADAPT.SOLVER.IMS_PER_BATCH", "8", "ADAPT.SOLVER.MAX_EPOCH", "2",
-            "ADAPT.SOLVER.ITERS_PER_EPOCH", "3", "ADAPT.SOLVER.STEPS", "[1]",
-            "ADAPT.MMT.NUM_INSTANCES", "2", "ADAPT.MMT.TEACHER_MOMENTUM", "0.9",
-            "ADAPT.CLUSTER.BACKEND", "kmeans", "ADAPT.CLUSTER.NUM_CLUSTERS", "[8]",
-            "TEST.EVAL_PERIOD", "2", "ADAPT.SOLVER.CHECKPOINT_PERIOD", "1", *extra]
-    assert adapt_tool.main(argv) == 0
-    return json.loads((Path(out) / "results.json").read_text())
+# k-means at 8 clusters, 3 iterations per epoch: a kill after one step of epoch 2 is mid-epoch
+OPTIONS = ("ADAPT.SOLVER.OPT", "Adam", "ADAPT.SOLVER.BASE_LR", "3.5e-4",
+           "ADAPT.SOLVER.ITERS_PER_EPOCH", "3", "ADAPT.MMT.NUM_INSTANCES", "2",
+           "ADAPT.MMT.TEACHER_MOMENTUM", "0.9", "ADAPT.CLUSTER.BACKEND", "kmeans",
+           "ADAPT.CLUSTER.NUM_CLUSTERS", "[8]")
+
+
+def run_mmt(root, out, *extra):
+    return run_tool(root, out, "mmt", *OPTIONS, *extra)
 
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     """An uninterrupted run, with what the method was handed (context, options, batches)."""
-    root, cache = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("cache")
-    seen = {}
-    build, from_config = MMT.build_step, MMT.from_config.__func__
-
-    def recording_build(self, ctx):
-        seen["ctx"] = ctx
-        with torch.random.fork_rng():  # a loader draws its seed: leave the run's RNG as it is
-            seen["batch"] = next(iter(torch.utils.data.DataLoader(
-                ctx.target.dataset(lambda img: torch.zeros(1)), batch_size=len(ctx.target),
-                collate_fn=collate)))
-        return build(self, ctx)
-
-    def recording_from_config(cls, adapt):
-        seen["options"] = adapt
-        return from_config(cls, adapt)
-
-    MMT.build_step = recording_build
-    MMT.from_config = classmethod(recording_from_config)
-    try:
-        results = run_tool(root, cache, cache / "full")
-    finally:
-        MMT.build_step = build
-        MMT.from_config = classmethod(from_config)
-    return root, cache, results, seen
+    root = tmp_path_factory.mktemp("data")
+    with recording(MMT) as seen:
+        results = run_mmt(root, root / "full")
+    return root, results, seen
 
 
 def test_tool_trains_two_networks_with_their_teachers(full_run):
-    _, cache, results, _ = full_run
+    root, results, _ = full_run
     stage = results["stages"][1]
     assert [s["name"] for s in results["stages"]] == ["source", "mmt"]
     assert [r["epoch"] for r in stage["rounds"]] == [1, 2]
@@ -171,7 +138,7 @@ def test_tool_trains_two_networks_with_their_teachers(full_run):
                                           "loss_soft_triplet"))
     for quality in stage["label_quality"]:  # the pipeline scores the reported labels
         assert quality["granularities"][0]["num_clusters"] == 8
-    state = torch.load(cache / "full" / "last.pth", weights_only=False)
+    state = torch.load(root / "full" / "last.pth", weights_only=False)
     assert state["meta"]["training_modules"] == [CLASSIFIERS, PEER]
     hook = state["hooks"]["MeanTeacherHook"]
     assert hook["swapped"] is True  # the model slot holds the teachers, the hook the students
@@ -193,8 +160,8 @@ def test_the_exported_teacher_of_network_one_tests_alone_to_its_reported_metrics
     from uda_reid.config import load_config
     from uda_reid.engine.defaults import test
 
-    _, cache, results, _ = full_run
-    out = cache / "full"
+    root, results, _ = full_run
+    out = root / "full"
     cfg = load_config(out / "config.yaml", ["MODEL.WEIGHTS", str(out / "last.pth"),
                                             "DATASETS.TESTS", f"['{TARGET}']",
                                             "OUTPUT_DIR", str(tmp_path)])
@@ -203,19 +170,8 @@ def test_the_exported_teacher_of_network_one_tests_alone_to_its_reported_metrics
 
 
 def test_the_label_guard_holds_for_mmt(full_run):
-    root, _, _, seen = full_run
-    target = build_dataset(TARGET, str(root), "tiny", 0)
-    n = len(target.train)
-    truth = np.asarray([target.train[i][1] for i in slot_order(n, 0)])
-    objects = reachable(seen["ctx"], seen["options"], seen["batch"])
-    strings = [o for o in objects if isinstance(o, str)]
-    assert len(strings) > 50
-    assert not [s for s in strings if str(root) in s or FILE_NAME.search(s)]
-    sequences = [s for s in int_sequences(objects, n)
-                 if not np.array_equal(s, np.asarray(seen["ctx"].source.pids)[:n])]
-    assert sequences
-    assert max(adjusted_rand_score(truth, s) for s in sequences) < 0.2
-    assert set(seen["batch"]["pids"].tolist()) == {-1}
+    root, _, seen = full_run
+    assert_label_guard_holds(seen, root, TARGET)
 
 
 def assert_same_tensors(a, b, where="checkpoint"):
@@ -236,7 +192,7 @@ def assert_same_tensors(a, b, where="checkpoint"):
 
 def test_resume_after_a_kill_mid_epoch_gives_every_tensor_of_the_uninterrupted_run(
         full_run, tmp_path, monkeypatch):
-    root, cache, full, _ = full_run
+    root, full, _ = full_run
     run = MMTStep.run
     calls = []
 
@@ -249,11 +205,11 @@ def test_resume_after_a_kill_mid_epoch_gives_every_tensor_of_the_uninterrupted_r
 
     monkeypatch.setattr(MMTStep, "run", killed_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        run_tool(root, cache, tmp_path)
+        run_mmt(root, tmp_path)
     monkeypatch.setattr(MMTStep, "run", run)
-    resumed = run_tool(root, cache, tmp_path, "--resume")
+    resumed = run_mmt(root, tmp_path, "--resume")
     assert resumed["metrics"] == full["metrics"]
-    a = torch.load(cache / "full" / "last.pth", weights_only=False)
+    a = torch.load(root / "full" / "last.pth", weights_only=False)
     b = torch.load(tmp_path / "last.pth", weights_only=False)
     assert len(a["model"]) > 300 and a["optimizer"]["state"]
     for key in ("model", "optimizer", "step", "rng"):
