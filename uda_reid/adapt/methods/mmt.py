@@ -95,6 +95,13 @@ def single_branch(value: Any) -> torch.Tensor:
                      f"{len(value)} branches")
 
 
+def check_one_granularity(labeler: PseudoLabeler) -> None:
+    """MMT clusters at one granularity: a clear error for ADAPT.CLUSTER with several."""
+    if len(labeler.granularities) != 1:
+        raise ValueError("ADAPT.METHOD mmt clusters at one granularity; ADAPT.CLUSTER gives "
+                         f"{len(labeler.granularities)}: {list(labeler.granularities)}")
+
+
 def network_pair(model: nn.Module) -> Tuple[nn.Module, nn.Module]:
     """(network 1, network 2) of a composite model (or of its teacher)."""
     return model, model.get_submodule(PEER)
@@ -115,9 +122,7 @@ class MMTStep(PseudoLabelStep):
                  soft_ce_weight: float = 0.5, triplet_margin: float = 0.0,
                  soft_triplet_weight: float = 0.8, flip: bool = False, num_workers: int = 0,
                  seed: int = 0, device: torch.device | str = "cpu") -> None:
-        if len(labeler.granularities) != 1:
-            raise ValueError("ADAPT.METHOD mmt clusters at one granularity; ADAPT.CLUSTER gives "
-                             f"{len(labeler.granularities)}: {list(labeler.granularities)}")
+        check_one_granularity(labeler)
         if num_instances < 1 or batch_size % num_instances:
             raise ValueError(f"the batch size {batch_size} must be a multiple of "
                              f"ADAPT.MMT.NUM_INSTANCES={num_instances}")
@@ -211,9 +216,7 @@ class MMT(ClusterAdaptation):
                  soft_triplet_weight: float = 0.8, ce_epsilon: float = 0.1,
                  triplet_margin: float = 0.0, num_instances: int = 4, cls_scale: float = 0.0,
                  teacher_momentum: float = 0.999, teacher_ramp: bool = True) -> None:
-        if len(labeler.granularities) != 1:
-            raise ValueError("ADAPT.METHOD mmt clusters at one granularity; ADAPT.CLUSTER gives "
-                             f"{len(labeler.granularities)}: {list(labeler.granularities)}")
+        check_one_granularity(labeler)
         if not 0.0 <= teacher_momentum < 1.0:
             raise ValueError(f"ADAPT.MMT.TEACHER_MOMENTUM must lie in [0, 1), got "
                              f"{teacher_momentum}")
