@@ -106,6 +106,11 @@ CITED = {
     "zhunzhong07/ECN imgs/msmt17.png": {
         ("ECN", "market1501", "msmt17"): (8.5, 25.3),
         ("ECN", "dukemtmc", "msmt17"): (10.2, 30.2)},
+    "yxgeee/MMT figs/results.png": {
+        ("MMT (paper)", "dukemtmc", "market1501"): (71.2, 87.7),
+        ("MMT (paper)", "market1501", "dukemtmc"): (65.1, 78.0),
+        ("MMT (paper)", "market1501", "msmt17"): (22.9, 49.2),
+        ("MMT (paper)", "dukemtmc", "msmt17"): (23.3, 50.1)},
     "open-mmlab/OpenUnReID docs/MODEL_ZOO.md": {
         ("direct transfer", "dukemtmc", "market1501"): (27.2, 58.9),
         ("direct transfer", "market1501", "dukemtmc"): (28.1, 49.3),

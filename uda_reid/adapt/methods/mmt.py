@@ -1,0 +1,290 @@
+"""Mutual Mean-Teaching (Ge et al., ICLR 2020; yxgeee/MMT): two networks teach each other
+through their mean teachers.
+
+Both networks start from the source model; the second one lives inside the first as the
+training-only sub-module ``mmt_peer`` (so the shared trainer's one optimiser trains both and
+its checkpoints hold both), each with its own pseudo-label classifier (``pseudo_classifiers``).
+One :class:`~uda_reid.adapt.mean_teacher.MeanTeacher` of that composite model is the pair of
+teachers: the EMA of every tensor of both networks and classifiers.
+
+Every epoch (one round) the l2-normalised target features of the two teachers are averaged and
+clustered at ADAPT.CLUSTER's one granularity (k-means with K clusters, or DBSCAN); all four
+classifiers restart from the l2-normalised cluster centroids. Every PK batch over the
+pseudo-labels is drawn with two independent augmentations, one per network; network i (view
+i) learns from the hard labels and from the teacher of network j (view j)::
+
+    (1 - w_ce) CE_ls(C_i(f_i), y) + w_ce SoftCE(C_i(f_i), C'_j(f'_j))
+    + (1 - w_tri) triplet(f_i, y) + w_tri SoftTriplet(f_i, f'_j, y)
+
+summed over both networks (primes: teacher; ``w_ce``, ``w_tri``: ADAPT.MMT's SOFT_*_WEIGHT;
+the classifier reads the retrieval feature of NECK_FEAT, the triplets the pooled feature).
+The teachers follow by EMA after every step. Evaluation, ``last.pth`` and the exported model
+are the teacher of network 1, as in the paper.
+
+Differences from the official code: both networks start from the one cached source model
+(the paper pre-trains two with different seeds), so they differ by their augmentations only;
+the teachers' forward passes use their running BatchNorm statistics (the EMA of the students')
+instead of the batch's; the Adam moments of the classifiers, not of every weight, restart at
+each re-clustering.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from uda_reid.adapt.base import AdaptContext
+from uda_reid.adapt.mean_teacher import MeanTeacher
+from uda_reid.adapt.methods.cluster import (FEATURE_KEYS, ClusterAdaptation,
+                                            FreshClassifierStateHook, PseudoLabelStep,
+                                            target_feature_loader)
+from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
+from uda_reid.adapt.pseudo_labels import PseudoLabeler
+from uda_reid.adapt.registry import METHODS
+from uda_reid.config.sections.adapt import method_options
+from uda_reid.data.loaders import per_rank_batch_size
+from uda_reid.engine.hooks import HookBase
+from uda_reid.engine.trainer import forward_model
+from uda_reid.evaluation.extract import extract_features
+from uda_reid.losses.functional import cross_entropy_smooth, triplet_loss
+from uda_reid.losses.soft_targets import soft_cross_entropy, soft_triplet_loss
+from uda_reid.utils.distributed import any_rank
+
+CLASSIFIERS = "pseudo_classifiers"
+PEER = "mmt_peer"
+_INFERENCE_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.Dropout)
+
+
+# ADAPT.MMT: two networks, each with a mean teacher, learn from hard pseudo-labels
+# (ADAPT.CLUSTER, one granularity) and from the soft predictions of the other network's teacher.
+# Defaults from yxgeee/MMT (examples/mmt_train_kmeans.py, scripts/train_mmt_kmeans.sh,
+# mmt/trainers.py).
+@method_options("MMT")
+class MMTConfig:
+    # Loss of each network: (1 - SOFT_CE_WEIGHT) CE(hard labels) + SOFT_CE_WEIGHT CE(peer
+    # teacher's softmax) + (1 - SOFT_TRIPLET_WEIGHT) triplet(hard labels) + SOFT_TRIPLET_WEIGHT
+    # softmax triplet(peer teacher's); --soft-ce-weight 0.5 --soft-tri-weight 0.8.
+    SOFT_CE_WEIGHT: float = 0.5
+    SOFT_TRIPLET_WEIGHT: float = 0.8
+    CE_EPSILON: float = 0.1  # label smoothing of the hard CE (CrossEntropyLabelSmooth)
+    # Hard triplet margin; 0: the soft margin log(1 + exp(d_ap - d_an)) of the official
+    # SoftTripletLoss(margin=0.0).
+    TRIPLET_MARGIN: float = 0.0
+    NUM_INSTANCES: int = 4  # K images per pseudo-identity in a PK batch (--num-instances)
+    # 0: bias-free linear logits (the official classifier); > 0: cosine logits at this scale.
+    # Either way every round starts the classifiers at the l2-normalised cluster centroids.
+    CLS_SCALE: float = 0.0
+    TEACHER_MOMENTUM: float = 0.999  # EMA alpha (--alpha)
+    TEACHER_RAMP: bool = True  # alpha = min(1 - 1 / (step + 1), momentum) (_update_ema_variables)
+
+
+class TwoViews:
+    """A transform applied twice to one image: (2, C, H, W), two independent draws."""
+
+    def __init__(self, transform: Callable) -> None:
+        self.transform = transform
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        return torch.stack([self.transform(image), self.transform(image)])
+
+
+@contextlib.contextmanager
+def training_outputs(model: nn.Module) -> Iterator[None]:
+    """``model`` returns its training outputs (logits, features) while its BatchNorms use and
+    keep their running statistics and dropout is off; its modes are restored afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.train()
+    for m in model.modules():
+        if isinstance(m, _INFERENCE_LAYERS):
+            m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def single_branch(value: Any) -> torch.Tensor:
+    """The model output as one tensor; MMT has no pairing of multi-branch (JPM) outputs."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if len(value) == 1:
+        return value[0]
+    raise ValueError("ADAPT.METHOD mmt needs a single-branch head (no JPM): the model returned "
+                     f"{len(value)} branches")
+
+
+def check_one_granularity(labeler: PseudoLabeler) -> None:
+    """MMT clusters at one granularity: a clear error for ADAPT.CLUSTER with several."""
+    if len(labeler.granularities) != 1:
+        raise ValueError("ADAPT.METHOD mmt clusters at one granularity; ADAPT.CLUSTER gives "
+                         f"{len(labeler.granularities)}: {list(labeler.granularities)}")
+
+
+def network_pair(model: nn.Module) -> Tuple[nn.Module, nn.Module]:
+    """(network 1, network 2) of a composite model (or of its teacher)."""
+    return model, model.get_submodule(PEER)
+
+
+class MMTStep(PseudoLabelStep):
+    """One MMT iteration on a two-view PK batch; the rounds are :class:`PseudoLabelStep`'s
+    with the teachers' mean features and the classifiers of all four networks restarted.
+
+    model: network 1 holding network 2 (``mmt_peer``) and both holding their classifiers
+    (``pseudo_classifiers``); mean_teacher: the EMA of that model; train_images: items whose
+    ``images`` are two views (2, C, H, W) of an image (:class:`TwoViews`).
+    """
+
+    def __init__(self, model: nn.Module, mean_teacher: MeanTeacher, labeler: PseudoLabeler,
+                 train_images: Dataset, feature_loader, batch_size: int, num_instances: int,
+                 feature_key: str = "embedding", ce_epsilon: float = 0.1,
+                 soft_ce_weight: float = 0.5, triplet_margin: float = 0.0,
+                 soft_triplet_weight: float = 0.8, flip: bool = False, num_workers: int = 0,
+                 seed: int = 0, device: torch.device | str = "cpu") -> None:
+        check_one_granularity(labeler)
+        if num_instances < 1 or batch_size % num_instances:
+            raise ValueError(f"the batch size {batch_size} must be a multiple of "
+                             f"ADAPT.MMT.NUM_INSTANCES={num_instances}")
+        for key, weight in (("SOFT_CE_WEIGHT", soft_ce_weight),
+                            ("SOFT_TRIPLET_WEIGHT", soft_triplet_weight)):
+            if not 0.0 <= weight <= 1.0:
+                raise ValueError(f"ADAPT.MMT.{key} must lie in [0, 1], got {weight}")
+        teacher = mean_teacher.teacher
+        super().__init__(model, labeler, model.get_submodule(CLASSIFIERS), train_images,
+                         feature_loader, batch_size, num_instances, feature_key,
+                         ce_epsilon=ce_epsilon, ce_scale=1.0 - soft_ce_weight,
+                         triplet_margin=triplet_margin, triplet_scale=1.0 - soft_triplet_weight,
+                         flip=flip, num_workers=num_workers, seed=seed, device=device,
+                         teacher=teacher, teacher_classifiers=teacher.get_submodule(CLASSIFIERS))
+        self.soft_ce_weight, self.soft_triplet_weight = soft_ce_weight, soft_triplet_weight
+
+    def _labelling_features(self) -> torch.Tensor:
+        """(N, D) mean of the two teachers' l2-normalised target features."""
+        features = [F.normalize(extract_features(net, self.feature_loader, self.flip,
+                                                 self.device)[0].float(), dim=1)
+                    for net in network_pair(self.teacher)]
+        return (features[0] + features[1]) / 2
+
+    def pseudo_label_round(self, epoch: int) -> Dict[str, Any]:
+        """The round of :class:`PseudoLabelStep`; new clusters restart network 2's classifier
+        and its teacher's from the same centroids as network 1's."""
+        record = super().pseudo_label_round(epoch)
+        if record["granularities"][0]["labels"] == "new":
+            state = self.classifiers.state_dict()
+            for net in (self.model.get_submodule(PEER), self.teacher.get_submodule(PEER)):
+                net.get_submodule(CLASSIFIERS).load_state_dict(state)
+        return record
+
+    def run(self, model: nn.Module) -> Dict[str, torch.Tensor]:
+        """The four summed losses of both networks, or ``{}`` when the batch has no label."""
+        if self.target is None:
+            raise RuntimeError("MMTStep.run() before begin_epoch()")
+        if self.idle:
+            return {}
+        batch = self.target.next()
+        labels = torch.as_tensor(self.labels[0, batch["indexes"].cpu().numpy()],
+                                 device=self.device)
+        rows = labels >= 0
+        if not any_rank(bool(rows.any())):
+            return {}
+        views, camids = batch["images"], batch["camids"]
+        if views.dim() != 5 or views.shape[1] != 2:
+            raise ValueError(f"MMTStep needs two views per image (B, 2, C, H, W), got "
+                             f"{tuple(views.shape)}")
+        students = [forward_model(net, {"images": views[:, v], "camids": camids})
+                    for v, net in enumerate(network_pair(model))]
+        with torch.no_grad(), training_outputs(self.teacher):
+            teachers = [forward_model(net, {"images": views[:, v], "camids": camids})
+                        for v, net in enumerate(network_pair(self.teacher))]
+        return self.mutual_losses(students, teachers, labels[rows], rows)
+
+    def mutual_losses(self, students: Sequence[Dict[str, Any]],
+                      teachers: Sequence[Dict[str, Any]], labels: torch.Tensor,
+                      rows: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Losses of networks 1 and 2 from their outputs and their teachers' (network i is
+        taught by teacher 1 - i), over the batch ``rows`` (B,) with pseudo-labels (R,)."""
+        classifiers = [net.get_submodule(CLASSIFIERS) for net in network_pair(self.model)]
+        teacher_classifiers = [net.get_submodule(CLASSIFIERS)
+                               for net in network_pair(self.teacher)]
+        terms: Dict[str, List[torch.Tensor]] = {"ce": [], "soft_ce": [], "tri": [], "soft_tri": []}
+        for i, j in ((0, 1), (1, 0)):
+            logits = classifiers[i](0, single_branch(students[i][self.feature_key])[rows])
+            with torch.no_grad():
+                peer_logits = teacher_classifiers[j](
+                    0, single_branch(teachers[j][self.feature_key])[rows])
+            features = single_branch(students[i]["features"])[rows]
+            peer_features = single_branch(teachers[j]["features"])[rows]
+            terms["ce"].append(cross_entropy_smooth(logits, labels, self.ce_epsilon))
+            terms["soft_ce"].append(soft_cross_entropy(logits, peer_logits))
+            terms["tri"].append(triplet_loss(features, labels, self.triplet_margin))
+            terms["soft_tri"].append(soft_triplet_loss(features, labels, peer_features))
+        return {"loss_ce": self.ce_scale * sum(terms["ce"]),
+                "loss_soft_ce": self.soft_ce_weight * sum(terms["soft_ce"]),
+                "loss_triplet": self.triplet_scale * sum(terms["tri"]),
+                "loss_soft_triplet": self.soft_triplet_weight * sum(terms["soft_tri"])}
+
+
+@METHODS.register("mmt", aliases=("mutual_mean_teaching",))
+class MMT(ClusterAdaptation):
+    """Mutual Mean-Teaching over ADAPT.CLUSTER's one granularity with ADAPT.MMT's options; the
+    rounds, reported labels and report are :class:`ClusterAdaptation`'s."""
+
+    training_modules = (CLASSIFIERS, PEER)
+
+    def __init__(self, labeler: PseudoLabeler, soft_ce_weight: float = 0.5,
+                 soft_triplet_weight: float = 0.8, ce_epsilon: float = 0.1,
+                 triplet_margin: float = 0.0, num_instances: int = 4, cls_scale: float = 0.0,
+                 teacher_momentum: float = 0.999, teacher_ramp: bool = True) -> None:
+        check_one_granularity(labeler)
+        if not 0.0 <= teacher_momentum < 1.0:
+            raise ValueError(f"ADAPT.MMT.TEACHER_MOMENTUM must lie in [0, 1), got "
+                             f"{teacher_momentum}")
+        super().__init__(labeler, 0, ce_epsilon, 1.0 - soft_ce_weight, triplet_margin,
+                         1.0 - soft_triplet_weight, num_instances, cls_scale, mean_teacher=True,
+                         teacher_momentum=teacher_momentum, teacher_ramp=teacher_ramp)
+        self.soft_ce_weight, self.soft_triplet_weight = soft_ce_weight, soft_triplet_weight
+
+    @classmethod
+    def from_config(cls, adapt) -> "MMT":
+        """From the ADAPT section; both networks' parameters form one optimiser whose backbone
+        prefix only matches network 1, so ADAPT.SOLVER must give backbone and heads one LR."""
+        s = adapt.SOLVER
+        if s.BACKBONE_LR_FACTOR != s.HEADS_LR_FACTOR:
+            raise ValueError("ADAPT.METHOD mmt trains every part of both networks at one "
+                             "learning rate: ADAPT.SOLVER.BACKBONE_LR_FACTOR "
+                             f"({s.BACKBONE_LR_FACTOR}) must equal HEADS_LR_FACTOR "
+                             f"({s.HEADS_LR_FACTOR})")
+        m = adapt.MMT
+        return cls(PseudoLabeler.from_config(adapt.CLUSTER), m.SOFT_CE_WEIGHT,
+                   m.SOFT_TRIPLET_WEIGHT, m.CE_EPSILON, m.TRIPLET_MARGIN, m.NUM_INSTANCES,
+                   m.CLS_SCALE, m.TEACHER_MOMENTUM, m.TEACHER_RAMP)
+
+    def build_step(self, ctx: AdaptContext) -> MMTStep:
+        """Adds network 1's classifier, then network 2 (a copy of both), then copies the
+        teachers, before the trainer builds its optimiser over all of it."""
+        s = ctx.settings
+        feature_loader, dim = target_feature_loader(ctx)
+        ctx.model.add_module(CLASSIFIERS, PseudoClassifiers(1, len(ctx.target), dim,
+                                                            self.cls_scale).to(ctx.device))
+        ctx.model.add_module(PEER, copy.deepcopy(ctx.model))
+        self.teacher = MeanTeacher(ctx.model, self.teacher_momentum, self.teacher_ramp)
+        self.step = MMTStep(
+            ctx.model, self.teacher, self.labeler,
+            ctx.target.dataset(TwoViews(s.train_transform)), feature_loader,
+            per_rank_batch_size(s.batch_size, "ADAPT.SOLVER.IMS_PER_BATCH"), self.num_instances,
+            FEATURE_KEYS[s.neck_feat], self.ce_epsilon, self.soft_ce_weight,
+            self.triplet_margin, self.soft_triplet_weight, s.flip, s.num_workers, s.seed,
+            ctx.device)
+        return self.step
+
+    def hooks(self, ctx: AdaptContext) -> List[HookBase]:
+        """:class:`ClusterAdaptation`'s (network 1's fresh classifier state, TensorBoard, the
+        teachers' EMA) and network 2's fresh classifier state."""
+        hooks = super().hooks(ctx)
+        peer_classifiers = ctx.model.get_submodule(PEER).get_submodule(CLASSIFIERS)
+        return [*hooks, FreshClassifierStateHook(peer_classifiers, self.recluster_period)]
