@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from recorded_runs import assert_label_guard_holds, recording
+from method_runs import assert_label_guard, recorded_run
 from test_adapt_cluster_end_to_end import run_tool
 from tiny_runs import tiny_stage1
 from uda_reid.adapt.methods.mmt import (CLASSIFIERS, MMT, PEER, MMTStep, TwoViews,
@@ -125,8 +125,7 @@ def full_run(tmp_path_factory):
     """An uninterrupted run, with what the method was handed (context, options, batches)."""
     root, cache = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("cache")
     out = cache / "full"  # the output folder (the method sees it) outside the data's
-    with recording(MMT) as seen:
-        results = run_mmt(root, cache, out)
+    results, seen = recorded_run(MMT, lambda: run_mmt(root, cache, out))
     return root, out, results, seen
 
 
@@ -174,7 +173,7 @@ def test_the_exported_teacher_of_network_one_tests_alone_to_its_reported_metrics
 
 def test_the_label_guard_holds_for_mmt(full_run):
     root, _, _, seen = full_run
-    assert_label_guard_holds(seen, root, TARGET)
+    assert_label_guard(seen, root, TARGET)
 
 
 def assert_same_tensors(a, b, where="checkpoint"):

@@ -10,15 +10,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import adjusted_rand_score
 
-from test_adapt_guard import FILE_NAME, int_sequences, reachable
+from method_runs import assert_label_guard, killed_then_resumed, recorded_run
 from uda_reid.adapt.cluster_memory import (ClusterMemory, hardest_update, mean_update,
                                            memory_contrastive_loss)
-from uda_reid.adapt.guard import slot_order
 from uda_reid.adapt.methods.cluster_contrast import (ClusterContrast, ClusterContrastStep,
                                                      mean_pairwise_cosine)
-from uda_reid.data.datasets import build_dataset
 from uda_reid.data.loaders import collate
 from tiny_runs import tiny_stage1
 
@@ -121,56 +118,12 @@ def run_tool(data_root, cache, out, *extra, source="synth-market", method="clust
     return json.loads((Path(out) / "results.json").read_text())
 
 
-def recorded_run(root, cache, out, *extra, **kwargs):
-    """:func:`run_tool`'s results and what the method was handed (context, options, batches)."""
-    seen = {}
-    build, from_config = (ClusterContrast.build_step,
-                          ClusterContrast.from_config.__func__)
-
-    def recording_build(self, ctx):
-        seen["ctx"] = ctx
-        with torch.random.fork_rng():  # a loader draws its seed: leave the run's RNG as it is
-            seen["batch"] = next(iter(torch.utils.data.DataLoader(
-                ctx.target.dataset(lambda img: torch.zeros(1)), batch_size=len(ctx.target),
-                collate_fn=collate)))
-        return build(self, ctx)
-
-    def recording_from_config(cls, adapt):
-        seen["options"] = adapt
-        return from_config(cls, adapt)
-
-    ClusterContrast.build_step = recording_build
-    ClusterContrast.from_config = classmethod(recording_from_config)
-    try:
-        results = run_tool(root, cache, out, *extra, **kwargs)
-    finally:
-        ClusterContrast.build_step = build
-        ClusterContrast.from_config = classmethod(from_config)
-    return results, seen
-
-
-def assert_label_free(root, seen):
-    """Nothing the method was handed names a file or orders the images by identity."""
-    target = build_dataset(TARGET, str(root), "tiny", 0)
-    n = len(target.train)
-    truth = np.asarray([target.train[i][1] for i in slot_order(n, 0)])
-    objects = reachable(seen["ctx"], seen["options"], seen["batch"])
-    strings = [o for o in objects if isinstance(o, str)]
-    assert len(strings) > 50
-    assert not [s for s in strings if str(root) in s or FILE_NAME.search(s)]
-    source = seen["ctx"].source
-    sequences = [s for s in int_sequences(objects, n)
-                 if source is None or not np.array_equal(s, np.asarray(source.pids)[:n])]
-    assert sequences
-    assert max(adjusted_rand_score(truth, s) for s in sequences) < 0.2
-    assert set(seen["batch"]["pids"].tolist()) == {-1}
-
-
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    """An uninterrupted run, with what the method was handed."""
+    """An uninterrupted run, with what the method was handed (context, options, batches)."""
     root, cache = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("cache")
-    return (root, cache, *recorded_run(root, cache, cache / "full"))
+    results, seen = recorded_run(ClusterContrast, lambda: run_tool(root, cache, cache / "full"))
+    return root, cache, results, seen
 
 
 def test_tool_trains_with_the_memory_and_reports_rounds(full_run):
@@ -193,24 +146,14 @@ def test_tool_trains_with_the_memory_and_reports_rounds(full_run):
 
 def test_the_label_guard_holds_for_cluster_contrast(full_run):
     root, _, _, seen = full_run
-    assert seen["ctx"].source is not None
-    assert_label_free(root, seen)
+    assert_label_guard(seen, root, TARGET)
 
 
 def test_resume_after_a_kill_gives_the_uninterrupted_result(full_run, tmp_path, monkeypatch):
     root, cache, full, _ = full_run
-    run = ClusterContrastStep.run
-
-    def killed_in_epoch_two(self, model):
-        if len(self.rounds) == 2:
-            raise KeyboardInterrupt("killed")
-        return run(self, model)
-
-    monkeypatch.setattr(ClusterContrastStep, "run", killed_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        run_tool(root, cache, tmp_path)
-    monkeypatch.setattr(ClusterContrastStep, "run", run)
-    resumed = run_tool(root, cache, tmp_path, "--resume")
+    resumed = killed_then_resumed(ClusterContrastStep,
+                                  lambda *extra: run_tool(root, cache, tmp_path, *extra),
+                                  monkeypatch)
     assert resumed["metrics"] == full["metrics"]
 
     def rounds(results):
@@ -292,10 +235,11 @@ def test_source_none_adapts_the_start_model_without_any_source_image(full_run, t
     _, cache, full, _ = full_run
     (stage1,) = [p for p in cache.iterdir() if p.name.startswith("synth-market-")]
     fresh, no_cache = tmp_path / "data", tmp_path / "cache"
-    results, seen = recorded_run(fresh, no_cache, tmp_path / "run", "MODEL.WEIGHTS",
-                                 str(stage1 / "last.pth"), source="none")
+    results, seen = recorded_run(ClusterContrast, lambda: run_tool(
+        fresh, no_cache, tmp_path / "run", "MODEL.WEIGHTS", str(stage1 / "last.pth"),
+        source="none"))
     assert seen["ctx"].source is None
-    assert_label_free(fresh, seen)  # the guard holds without a source too
+    assert_label_guard(seen, fresh, TARGET)  # the guard holds without a source too
     assert results["source"] == "none"
     start, stage = results["stages"]
     assert (start["name"], stage["name"]) == ("start", "cluster_contrast")
