@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from method_runs import adapt_tool
 from tiny_runs import tiny_stage1
-from tools import adapt as adapt_tool
 from uda_reid.adapt.methods.adabn import AdaBN, BatchNormStatisticsStep
 from uda_reid.config import ConfigError, load_config
 
