@@ -24,15 +24,23 @@ VARIANTS = {
 # of the pair built up one piece at a time from ``cluster``: three granularities, the per-epoch
 # label transport (re-clustering every second epoch), the labelled source batch, domain-specific
 # BatchNorm, the mean teacher.
-MLT_TRANSPORT = ("ADAPT.MLT.TRANSPORT", "epoch", "ADAPT.MLT.RECLUSTER_PERIOD", "2")
 MLT_ABLATION = ("cluster", "mlt_gran", "mlt_transport", "mlt_source", "mlt_dsbn", "mlt_teacher")
+
+
+def _mlt_cell(transport: bool, source: bool, dsbn: bool, teacher: bool) -> Tuple[str, ...]:
+    """Every piece of the ablation switched explicitly, whatever the recipe has on."""
+    return ("ADAPT.MLT.TRANSPORT", "epoch" if transport else "none",
+            "ADAPT.MLT.RECLUSTER_PERIOD", "2" if transport else "1",
+            "ADAPT.MLT.MIXTURE", str(source), "ADAPT.MLT.DSBN", str(dsbn),
+            "ADAPT.MLT.MEAN_TEACHER", str(teacher))
+
+
 VARIANTS.update({
-    "mlt_gran": ("mlt", ("ADAPT.MLT.MIXTURE", "False")),
-    "mlt_transport": ("mlt", ("ADAPT.MLT.MIXTURE", "False", *MLT_TRANSPORT)),
-    "mlt_source": ("mlt", ("ADAPT.MLT.MIXTURE", "True", *MLT_TRANSPORT)),
-    "mlt_dsbn": ("mlt", ("ADAPT.MLT.MIXTURE", "True", *MLT_TRANSPORT, "ADAPT.MLT.DSBN", "True")),
-    "mlt_teacher": ("mlt", ("ADAPT.MLT.MIXTURE", "True", *MLT_TRANSPORT, "ADAPT.MLT.DSBN", "True",
-                            "ADAPT.MLT.MEAN_TEACHER", "True")),
+    "mlt_gran": ("mlt", _mlt_cell(False, False, False, False)),
+    "mlt_transport": ("mlt", _mlt_cell(True, False, False, False)),
+    "mlt_source": ("mlt", _mlt_cell(True, True, False, False)),
+    "mlt_dsbn": ("mlt", _mlt_cell(True, True, True, False)),
+    "mlt_teacher": ("mlt", _mlt_cell(True, True, True, True)),
 })
 REAL_PAIRS = ["market:duke", "duke:market", "market:msmt", "duke:msmt"]
 SYNTHETIC_PAIRS = ["synth-market:synth-duke", "synth-duke:synth-market",
