@@ -32,6 +32,10 @@ def run_tool(data_root, out, method, *extra):
             "ADAPT.SOLVER.ITERS_PER_EPOCH", "2", "ADAPT.SOLVER.STEPS", "[1]",
             "ADAPT.MLT.NUM_INSTANCES", "2", "ADAPT.MLT.SOURCE_IMS_PER_BATCH", "8",
             "ADAPT.CLUSTER.K1", "6", "ADAPT.CLUSTER.K2", "2", "ADAPT.CLUSTER.MIN_SAMPLES", "2",
+            # re-clustering every epoch, one BatchNorm (the recipes' transport and DSBN have
+            # their own tests)
+            "ADAPT.MLT.TRANSPORT", "none", "ADAPT.MLT.RECLUSTER_PERIOD", "1",
+            "ADAPT.MLT.DSBN", "False",
             "TEST.EVAL_PERIOD", "2", "ADAPT.SOLVER.CHECKPOINT_PERIOD", "1", *extra]
     assert adapt_tool.main(argv) == 0
     return json.loads((Path(out) / "results.json").read_text())
