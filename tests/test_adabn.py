@@ -1,6 +1,5 @@
 """AdaBN: target BatchNorm statistics, checked against a hand computation and end to end."""
 import json
-from pathlib import Path
 
 import pytest
 import torch

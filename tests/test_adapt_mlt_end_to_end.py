@@ -1,7 +1,6 @@
 """tools/adapt.py --method mlt with every published piece on: k-means granularities, label
 transport between re-clusterings, DSBN on the mixed batch and a mean teacher; exact resume;
 the exported checkpoint is the evaluated teacher with the target's BatchNorm."""
-import json
 
 import pytest
 import torch

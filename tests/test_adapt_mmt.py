@@ -8,7 +8,6 @@ from torch import nn
 
 from method_runs import assert_label_guard, recorded_run
 from test_adapt_cluster_end_to_end import run_tool
-from tiny_runs import tiny_stage1
 from uda_reid.adapt.methods.mmt import (CLASSIFIERS, MMT, PEER, MMTStep, TwoViews,
                                         training_outputs)
 from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers

@@ -1,13 +1,12 @@
 """ECN's ablation cells (source only, +E, +E+C, +E+N, +E+C+N): the ``ecn`` recipe with its target
 terms switched, what each switch does to the training step, and the paper's numbers beside
 ours in the table."""
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from test_camstyle_sampling import Split, styled_target
+from test_camstyle_sampling import styled_target
 from test_reproduce import fake_runner
 from uda_reid.adapt.base import AdaptContext, StageSettings
 from uda_reid.adapt.guard import SourceImages
