@@ -104,10 +104,10 @@ def test_without_a_source_the_recipe_is_the_methods_one_recipe_for_the_target():
     assert default_config_file("none", "synth-duke", "cluster_contrast") == \
         cc / "synth-market2synth-duke.yml"
     assert default_config_file("None", "duke", "cluster_contrast") == cc / "market2duke.yml"
-    assert default_config_file("none", "msmt17", "cluster_contrast") is None
-    with pytest.raises(ConfigError, match="several recipes for msmt17 .duke2msmt.yml, "
-                                          "market2msmt.yml.; give one with --config-file"):
-        default_config_file("none", "msmt17", "cluster")
+    for method in ("cluster", "cluster_contrast"):
+        with pytest.raises(ConfigError, match="several recipes for msmt17 .duke2msmt.yml, "
+                                              "market2msmt.yml.; give one with --config-file"):
+            default_config_file("none", "msmt17", method)
     cfg = build_adapt_config("none", "synth-duke", "cluster_contrast")
     assert (cfg.ADAPT.SOURCE, cfg.MODEL.HEADS.NECK_FEAT) == ("none", "after")
     assert cfg.OUTPUT_DIR == "output/adapt/none2synth-duke/cluster_contrast"  # not the UDA run's

@@ -176,6 +176,18 @@ def test_table_outputs_with_paper_numbers_and_difference(tmp_path):
     assert est[cells[0]] == 100.0 and est[cells[2]] == 600.0
 
 
+def test_every_cell_of_the_real_table_has_its_recipe():
+    from uda_reid.adapt.pipeline import default_config_file
+    from uda_reid.reproduce.runner import TABLES, recipe_of
+
+    assert "cluster_contrast" in TABLES["uda"]["methods"]
+    for pair in TABLES["uda"]["pairs"]:
+        source, target = pair.split(":")
+        for method in TABLES["uda"]["methods"]:
+            recipe = default_config_file(source, target, recipe_of(method)[0])
+            assert recipe is not None and recipe.stem == f"{source}2{target}", (pair, method)
+
+
 def test_mlt_ablation_cells_add_one_piece_at_a_time(tmp_path):
     from uda_reid.adapt.pipeline import source_key
     from uda_reid.reproduce.runner import MLT_ABLATION, TABLES, cell_config

@@ -46,7 +46,8 @@ REAL_PAIRS = ["market:duke", "duke:market", "market:msmt", "duke:msmt"]
 SYNTHETIC_PAIRS = ["synth-market:synth-duke", "synth-duke:synth-market",
                    "synth-market:synth-msmt", "synth-duke:synth-msmt"]
 TABLES = {
-    "uda": {"pairs": REAL_PAIRS, "methods": ["direct", "ecn", "cluster", "mlt", "spcl", "mmt"]},
+    "uda": {"pairs": REAL_PAIRS,
+            "methods": ["direct", "ecn", "cluster", "mlt", "spcl", "mmt", "cluster_contrast"]},
     "synthetic": {"pairs": SYNTHETIC_PAIRS, "methods": ["direct", "ecn", "cluster", "mlt", "spcl", "mmt"]},
     "ecn_ablation": {"pairs": ["duke:market", "market:duke"], "methods": list(ECN_ABLATION)},
     "synthetic_ecn_ablation": {"pairs": SYNTHETIC_PAIRS[:2], "methods": list(ECN_ABLATION)},
