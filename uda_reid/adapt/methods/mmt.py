@@ -5,9 +5,10 @@ Network 1 starts from the run's source model, network 2 from the source model of
 seed, ``SEED + ADAPT.MMT.PEER_SOURCE_SEED_OFFSET`` (as the paper pre-trains two source models
 with different seeds, 1 and 2 in yxgeee/MMT's scripts; the pipeline trains it once under that
 seed's stage-1 cache key and reuses it, :meth:`AdaptContext.start_model`; without a source,
-the start model of that seed; offset 0: a copy of network 1's). Network 2 lives inside network 1 as the training-only sub-module ``mmt_peer`` (so
-the shared trainer's one optimiser trains both and its checkpoints hold both; a resume reads
-both from the checkpoint), each with its own pseudo-label classifier (``pseudo_classifiers``).
+the start model of that seed; offset 0: a copy of network 1's). Network 2 lives inside
+network 1 as the training-only sub-module ``mmt_peer`` (so the shared trainer's one optimiser
+trains both and its checkpoints hold both; a resume reads both from the checkpoint), each with
+its own pseudo-label classifier (``pseudo_classifiers``).
 One :class:`~uda_reid.adapt.mean_teacher.MeanTeacher` of that composite model is the pair of
 teachers: the EMA of every tensor of both networks and classifiers.
 
