@@ -1,10 +1,17 @@
 """Mutual Mean-Teaching: each network is taught by the other's teacher (losses against a direct
 computation), options checked at the edge, and tools/adapt.py --method mmt end to end: two
-networks and two teachers trained and checkpointed, the exported teacher of network 1, the
-label guard, and an exact resume after a kill in the middle of an epoch."""
+networks and two teachers trained and checkpointed, network 2 starting from the source model
+of another seed (each seed's stage 1 trained once, then reused from the cache), the exported
+teacher of network 1, the label guard, and an exact resume after a kill in the middle of an
+epoch."""
+import contextlib
+import json
+
 import pytest
 import torch
 from torch import nn
+
+import uda_reid.adapt.pipeline as pipeline
 
 from method_runs import assert_label_guard, recorded_run
 from test_adapt_cluster_end_to_end import run_tool
@@ -102,7 +109,14 @@ def test_options_are_checked_at_the_edge():
     cfg.ADAPT.MMT.TEACHER_MOMENTUM = 1.0
     with pytest.raises(ValueError, match="ADAPT.MMT.TEACHER_MOMENTUM"):
         MMT.from_config(cfg.ADAPT)
-    assert isinstance(MMT.from_config(get_default_config().ADAPT), MMT)
+    cfg = get_default_config()
+    cfg.ADAPT.MMT.PEER_SOURCE_SEED_OFFSET = -1
+    with pytest.raises(ValueError, match="ADAPT.MMT.PEER_SOURCE_SEED_OFFSET"):
+        MMT.from_config(cfg.ADAPT)
+    method = MMT.from_config(get_default_config().ADAPT)
+    assert method.start_model_seeds(5) == (6,)  # the default offset 1
+    cfg.ADAPT.MMT.PEER_SOURCE_SEED_OFFSET = 0
+    assert MMT.from_config(cfg.ADAPT).start_model_seeds(5) == ()
 
 
 # ---------------------------------------------------------------- tools/adapt.py end to end
@@ -119,13 +133,101 @@ def run_mmt(root, cache, out, *extra):
     return run_tool(root, out, "mmt", *OPTIONS, "ADAPT.SOURCE_CACHE", str(cache), *extra)
 
 
+@contextlib.contextmanager
+def start_and_stage1_recorded(seen):
+    """Records in ``seen`` the seeds of the stage-1 trainings (``stage1_seeds``) and, as
+    ``MMT.build_step`` leaves them, the starting tensors of network 1 (``start``) and network
+    2 (``peer_start``, under network 1's names)."""
+    build, train = MMT.build_step, pipeline.train
+    seen["stage1_seeds"] = []
+
+    def recording_build(self, ctx):
+        step = build(self, ctx)
+        state = {k: v.clone() for k, v in ctx.model.state_dict().items()}
+        seen["start"] = {k: v for k, v in state.items() if not k.startswith(f"{PEER}.")}
+        seen["peer_start"] = {k[len(PEER) + 1:]: v for k, v in state.items()
+                              if k.startswith(f"{PEER}.")}
+        return step
+
+    def recording_train(cfg, *args, **kwargs):
+        seen["stage1_seeds"].append(cfg.SEED)
+        return train(cfg, *args, **kwargs)
+
+    MMT.build_step, pipeline.train = recording_build, recording_train
+    try:
+        yield seen
+    finally:
+        MMT.build_step, pipeline.train = build, train
+
+
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    """An uninterrupted run, with what the method was handed (context, options, batches)."""
+    """An uninterrupted run, with what the method was handed (context, options, batches), the
+    networks' starting tensors and the stage-1 trainings it ran."""
     root, cache = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("cache")
     out = cache / "full"  # the output folder (the method sees it) outside the data's
-    results, seen = recorded_run(MMT, lambda: run_mmt(root, cache, out))
-    return root, out, results, seen
+    with start_and_stage1_recorded({}) as start:
+        results, seen = recorded_run(MMT, lambda: run_mmt(root, cache, out))
+    return root, out, results, {**seen, **start}
+
+
+def source_weights(cache_dir):
+    """The model tensors of the source model cached in ``cache_dir``."""
+    return torch.load(f"{cache_dir}/last.pth", weights_only=False)["model"]
+
+
+def assert_starts_from(start, weights):
+    """Every tensor of a source model's checkpoint ``weights`` is the network's at the start
+    (which adds only its pseudo-label classifier)."""
+    assert set(start) - set(weights) == {k for k in start if k.startswith(f"{CLASSIFIERS}.")}
+    for key, value in weights.items():
+        assert torch.equal(start[key], value), key
+
+
+def test_network_two_starts_from_the_source_model_of_the_next_seed(full_run):
+    from uda_reid.config import load_config
+
+    _, out, results, seen = full_run
+    source = results["stages"][0]
+    assert [m["seed"] for m in source["seed_models"]] == [1]
+    peer_cache = source["seed_models"][0]["cache"]
+    # the cache folder of each seed is the one the pipeline gives a run with that SEED
+    cfg = load_config(out / "config.yaml")
+    for seed, cache in ((0, source["cache"]), (1, peer_cache)):
+        cfg.SEED = seed
+        assert cache == str(pipeline.source_cache_dir(cfg))
+    assert source["cache"] != peer_cache
+    assert_starts_from(seen["start"], source_weights(source["cache"]))
+    assert_starts_from(seen["peer_start"], source_weights(peer_cache))
+    key = "backbone.conv1.weight"  # two pre-trainings of different seeds differ
+    assert not torch.allclose(seen["start"][key], seen["peer_start"][key])
+    # both classifiers start from the same centroids
+    for name in ("weight", "num_classes"):
+        assert torch.equal(seen["start"][f"{CLASSIFIERS}.{name}"],
+                           seen["peer_start"][f"{CLASSIFIERS}.{name}"])
+
+
+def test_each_seeds_stage1_is_trained_once_then_reused(full_run, tmp_path):
+    from pathlib import Path
+
+    root, out, results, seen = full_run
+    source = results["stages"][0]
+    assert seen["stage1_seeds"] == [0, 1]  # the run's own, then network 2's
+    assert not source["reused"] and not source["seed_models"][0]["reused"]
+    cached = {p.name for p in out.parent.iterdir() if p.name != "full"}
+    assert cached == {Path(source["cache"]).name, Path(source["seed_models"][0]["cache"]).name}
+    # the run of SEED 1 reuses both: its own source model is the one above's network 2's
+    with start_and_stage1_recorded({}) as again:
+        run_mmt(root, out.parent, tmp_path, "SEED", "1", "ADAPT.MMT.PEER_SOURCE_SEED_OFFSET",
+                "0", "ADAPT.SOLVER.MAX_EPOCH", "1", "ADAPT.SOLVER.ITERS_PER_EPOCH", "1")
+    rerun = json.loads((tmp_path / "results.json").read_text())["stages"][0]
+    assert again["stage1_seeds"] == [] and rerun["reused"] and "seed_models" not in rerun
+    assert rerun["cache"] == source["seed_models"][0]["cache"]
+    # offset 0: network 2 starts as a copy of network 1 (classifier included)
+    assert_starts_from(again["start"], source_weights(rerun["cache"]))
+    assert set(again["peer_start"]) == set(again["start"])
+    for key, value in again["start"].items():
+        assert torch.equal(again["peer_start"][key], value), key
 
 
 def test_tool_trains_two_networks_with_their_teachers(full_run):
@@ -147,7 +249,7 @@ def test_tool_trains_two_networks_with_their_teachers(full_run):
     teachers, students = state["model"], hook["mean_teacher"]["teacher"]
     assert set(teachers) == set(students)
     key = "backbone.conv1.weight"
-    # the two students saw other views: they drifted apart from their common start
+    # the two students started from different source models and saw other views
     assert not torch.allclose(students[key], students[f"{PEER}.{key}"])
     assert not torch.allclose(teachers[key], students[key])
     # all four classifiers restarted from the same centroids of the last round
@@ -210,6 +312,9 @@ def test_resume_after_a_kill_mid_epoch_gives_every_tensor_of_the_uninterrupted_r
     monkeypatch.setattr(MMTStep, "run", run)
     resumed = run_mmt(root, out.parent, tmp_path, "--resume")
     assert resumed["metrics"] == full["metrics"]
+    # both source models were reused from the cache the uninterrupted run trained them in,
+    # and stage 2 is the same as when they were trained
+    assert resumed["stages"][0]["reused"] and resumed["stages"][0]["seed_models"][0]["reused"]
     a = torch.load(out / "last.pth", weights_only=False)
     b = torch.load(tmp_path / "last.pth", weights_only=False)
     assert any(k.startswith(f"{PEER}.backbone") for k in a["model"]) and a["optimizer"]["state"]
@@ -233,6 +338,7 @@ def test_recipes_resolve_to_the_published_values(source, target, k):
     assert type(method) is MMT
     assert (method.soft_ce_weight, method.soft_triplet_weight) == (0.5, 0.8)
     assert (method.triplet_margin, method.teacher_momentum) == (0.0, 0.999)
+    assert method.peer_seed_offset == 1  # two source models of different seeds
     assert cfg.ADAPT.SOLVER.OPT == "Adam" and cfg.ADAPT.SOLVER.BASE_LR == 3.5e-4
     assert cfg.ADAPT.SOLVER.IMS_PER_BATCH == 64 and method.num_instances == 4
     if k is None:  # the synthetic recipes share the cluster recipes' stage 1 and clustering

@@ -3,9 +3,9 @@ losses, memories, pseudo-labels) and hooks for the shared trainer, from the piec
 :class:`AdaptContext` - never from the run's config."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -44,7 +44,9 @@ class AdaptContext:
     """Everything a method may use: the source-trained model (without a source: the start
     model), the labelled source training set (``None`` without a source, ``ADAPT.SOURCE
     none``), the target training set *without identities* (:mod:`uda_reid.adapt.guard`), the
-    shared settings, the device and the folder for its own outputs (e.g. TensorBoard events)."""
+    shared settings, the device and the folder for its own outputs (e.g. TensorBoard events).
+    ``seed_models``: the start models of the other ``SEED`` values the method asked for
+    (:meth:`AdaptMethod.start_model_seeds`), read with :meth:`start_model`."""
 
     model: nn.Module
     source: Optional[SourceImages]
@@ -52,6 +54,16 @@ class AdaptContext:
     settings: StageSettings
     device: torch.device
     output_dir: Path
+    seed_models: Mapping[int, nn.Module] = field(default_factory=dict)
+
+    def start_model(self, seed: int) -> nn.Module:
+        """The model the run would start from with ``SEED`` = ``seed`` (the source model stage 1
+        trains or reuses for that seed), on the device; only for the seeds the method asked
+        for."""
+        if seed not in self.seed_models:
+            raise KeyError(f"no start model of SEED {seed} was prepared: the method asks for "
+                           f"the seeds {sorted(self.seed_models)} (start_model_seeds)")
+        return self.seed_models[seed]
 
 
 class AdaptMethod:
@@ -83,8 +95,16 @@ class AdaptMethod:
         it trains the model from its initial weights in one stage."""
         return True
 
+    def start_model_seeds(self, seed: int) -> Tuple[int, ...]:
+        """The other ``SEED`` values (beside the run's ``seed``) whose start model the method
+        needs, e.g. a second network's; the pipeline builds each as it builds the run's own
+        (stage 1 trained, or reused from its cache, for that seed) before stage 2 is seeded,
+        and hands them over in :attr:`AdaptContext.seed_models`."""
+        return ()
+
     def prepare_model(self, model: nn.Module) -> None:
-        """Change the model before its optimiser is built (e.g. freeze early stages)."""
+        """Change the model before its optimiser is built (e.g. freeze early stages); the
+        start models of :meth:`start_model_seeds` are prepared too."""
 
     def build_step(self, ctx: AdaptContext) -> Optional[TrainStep]:
         return None

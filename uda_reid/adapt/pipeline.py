@@ -16,6 +16,11 @@ Without a source (``--source none``, ``ADAPT.SOURCE none``: fully unsupervised o
 adaptation) there is no stage 1 and no source image is read: stage 2 starts from the model as
 the config builds it (``MODEL.WEIGHTS``, the backbone's pre-training, or random weights), whose
 target metrics are the "before" row; only methods that do not train on the source run so.
+
+A method may ask for the start models of other seeds too (:meth:`AdaptMethod.start_model_seeds`,
+e.g. MMT's second network): each is built as the run's own with only ``SEED`` changed (a
+source model under that seed's cache key, trained once and reused by every run that needs it)
+before stage 2 is seeded, so whether they were trained or reused does not change stage 2.
 """
 from __future__ import annotations
 
@@ -277,6 +282,39 @@ def build_start_model(cfg: Config, device: torch.device) -> Tuple[nn.Module, Dic
                    else None, "num_classes": num_classes}
 
 
+def start_model(cfg: Config, method: AdaptMethod, source_data: Optional[ReIDDataset],
+                device: torch.device) -> Tuple[nn.Module, Dict[str, Any]]:
+    """The model stage 2 of ``cfg`` starts from and facts about it: without a source the
+    :func:`build_start_model`, for a method that needs it the stage-1 source model
+    (:func:`train_or_load_source`), else the :func:`initial_model`."""
+    if source_data is None:
+        return build_start_model(cfg, device)
+    if method.needs_source_model:
+        return train_or_load_source(cfg, device)
+    return initial_model(cfg, source_data.num_train_pids, device)
+
+
+def other_seed_start_models(cfg: Config, method: AdaptMethod,
+                            source_data: Optional[ReIDDataset], device: torch.device
+                            ) -> Tuple[Dict[int, nn.Module], List[Dict[str, Any]]]:
+    """The start model of each other ``SEED`` the method asks for
+    (:meth:`AdaptMethod.start_model_seeds`): :func:`start_model` of ``cfg`` with that ``SEED``
+    (so a source model is cached under that seed's key, trained once, reused by every run
+    that needs it), prepared by the method; and facts about each (``seed`` and
+    :func:`start_model`'s)."""
+    models: Dict[int, nn.Module] = {}
+    infos: List[Dict[str, Any]] = []
+    for seed in method.start_model_seeds(cfg.SEED):
+        seeded = copy.deepcopy(cfg)
+        seeded.SEED = seed
+        logger.info("The start model of SEED %d, which the method asks for", seed)
+        model, info = start_model(seeded, method, source_data, device)
+        method.prepare_model(model)
+        models[seed] = model
+        infos.append({"seed": seed, **info})
+    return models, infos
+
+
 def stage_settings(stage: Config) -> StageSettings:
     """The shared settings a method gets, from the stage-2 config."""
     return StageSettings(
@@ -345,16 +383,17 @@ def _run_stages(cfg: Config, method: AdaptMethod, labelled_target: ReIDDataset,
     source_data = (None if source_name == NO_SOURCE
                    else build_dataset_from_config(cfg, source_name))
     tested = (target_name, source_name)
+    model, source_info = start_model(cfg, method, source_data, device)
     if source_data is None:
         start_name, what, tested = "start", "Start model", (target_name,)
-        model, source_info = build_start_model(cfg, device)
         source_info["note"] = "no source: the start model's target metrics, not direct transfer"
     elif method.needs_source_model:
         start_name, what = "source", "Stage 1 (source model)"
-        model, source_info = train_or_load_source(cfg, device)
     else:
         start_name, what = "initial", "Initial model (no training)"
-        model, source_info = initial_model(cfg, source_data.num_train_pids, device)
+    seed_models, seed_infos = other_seed_start_models(cfg, method, source_data, device)
+    if seed_infos:
+        source_info["seed_models"] = seed_infos
     before = build_evaluator(stage_cfg if source_data is None else cfg, model, tested)()
     for name, values in before.items():
         logger.info("%s on %s: %s", what, name,
@@ -366,7 +405,8 @@ def _run_stages(cfg: Config, method: AdaptMethod, labelled_target: ReIDDataset,
     seed_everything(cfg.SEED, cfg.CUDNN_DETERMINISTIC)
     source, target, identities = method_inputs(source_data, labelled_target, inputs_dir,
                                                cfg.SEED, camstyle)
-    ctx = AdaptContext(model, source, target, stage_settings(stage_cfg), device, output_dir)
+    ctx = AdaptContext(model, source, target, stage_settings(stage_cfg), device, output_dir,
+                       seed_models)
     method.prepare_model(model)
     step = method.build_step(ctx)
     if step is not None:

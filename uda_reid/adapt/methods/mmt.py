@@ -1,9 +1,14 @@
 """Mutual Mean-Teaching (Ge et al., ICLR 2020; yxgeee/MMT): two networks teach each other
 through their mean teachers.
 
-Both networks start from the source model; the second one lives inside the first as the
-training-only sub-module ``mmt_peer`` (so the shared trainer's one optimiser trains both and
-its checkpoints hold both), each with its own pseudo-label classifier (``pseudo_classifiers``).
+Network 1 starts from the run's source model, network 2 from the source model of another
+seed, ``SEED + ADAPT.MMT.PEER_SOURCE_SEED_OFFSET`` (as the paper pre-trains two source models
+with different seeds, 1 and 2 in yxgeee/MMT's scripts; the pipeline trains it once under that
+seed's stage-1 cache key and reuses it, :meth:`AdaptContext.start_model`; without a source,
+the start model of that seed; offset 0: a copy of network 1's). Network 2 lives inside
+network 1 as the training-only sub-module ``mmt_peer`` (so the shared trainer's one optimiser
+trains both and its checkpoints hold both; a resume reads both from the checkpoint), each with
+its own pseudo-label classifier (``pseudo_classifiers``).
 One :class:`~uda_reid.adapt.mean_teacher.MeanTeacher` of that composite model is the pair of
 teachers: the EMA of every tensor of both networks and classifiers.
 
@@ -21,11 +26,9 @@ the classifier reads the retrieval feature of NECK_FEAT, the triplets the pooled
 The teachers follow by EMA after every step. Evaluation, ``last.pth`` and the exported model
 are the teacher of network 1, as in the paper.
 
-Differences from the official code: both networks start from the one cached source model
-(the paper pre-trains two with different seeds), so they differ by their augmentations only;
-the teachers' forward passes use their running BatchNorm statistics (the EMA of the students')
-instead of the batch's; the Adam moments of the classifiers, not of every weight, restart at
-each re-clustering.
+Differences from the official code: the teachers' forward passes use their running BatchNorm
+statistics (the EMA of the students') instead of the batch's; the Adam moments of the
+classifiers, not of every weight, restart at each re-clustering.
 """
 from __future__ import annotations
 
@@ -81,6 +84,10 @@ class MMTConfig:
     CLS_SCALE: float = 0.0
     TEACHER_MOMENTUM: float = 0.999  # EMA alpha (--alpha)
     TEACHER_RAMP: bool = True  # alpha = min(1 - 1 / (step + 1), momentum) (_update_ema_variables)
+    # Network 2 starts from the source model of SEED + this offset (trained once under that
+    # seed's stage-1 cache key and reused; --init-1/--init-2: the pre-trainings of seeds 1 and 2,
+    # scripts/pretrain.sh, train_mmt_kmeans.sh); 0: from network 1's source model.
+    PEER_SOURCE_SEED_OFFSET: int = 1
 
 
 class TwoViews:
@@ -239,15 +246,20 @@ class MMT(ClusterAdaptation):
     def __init__(self, labeler: PseudoLabeler, soft_ce_weight: float = 0.5,
                  soft_triplet_weight: float = 0.8, ce_epsilon: float = 0.1,
                  triplet_margin: float = 0.0, num_instances: int = 4, cls_scale: float = 0.0,
-                 teacher_momentum: float = 0.999, teacher_ramp: bool = True) -> None:
+                 teacher_momentum: float = 0.999, teacher_ramp: bool = True,
+                 peer_seed_offset: int = 1) -> None:
         check_one_granularity(labeler)
         if not 0.0 <= teacher_momentum < 1.0:
             raise ValueError(f"ADAPT.MMT.TEACHER_MOMENTUM must lie in [0, 1), got "
                              f"{teacher_momentum}")
+        if peer_seed_offset < 0:
+            raise ValueError(f"ADAPT.MMT.PEER_SOURCE_SEED_OFFSET must be >= 0, got "
+                             f"{peer_seed_offset}")
         super().__init__(labeler, 0, ce_epsilon, 1.0 - soft_ce_weight, triplet_margin,
                          1.0 - soft_triplet_weight, num_instances, cls_scale, mean_teacher=True,
                          teacher_momentum=teacher_momentum, teacher_ramp=teacher_ramp)
         self.soft_ce_weight, self.soft_triplet_weight = soft_ce_weight, soft_triplet_weight
+        self.peer_seed_offset = peer_seed_offset
 
     @classmethod
     def from_config(cls, adapt) -> "MMT":
@@ -262,16 +274,26 @@ class MMT(ClusterAdaptation):
         m = adapt.MMT
         return cls(PseudoLabeler.from_config(adapt.CLUSTER), m.SOFT_CE_WEIGHT,
                    m.SOFT_TRIPLET_WEIGHT, m.CE_EPSILON, m.TRIPLET_MARGIN, m.NUM_INSTANCES,
-                   m.CLS_SCALE, m.TEACHER_MOMENTUM, m.TEACHER_RAMP)
+                   m.CLS_SCALE, m.TEACHER_MOMENTUM, m.TEACHER_RAMP, m.PEER_SOURCE_SEED_OFFSET)
+
+    def start_model_seeds(self, seed: int) -> Tuple[int, ...]:
+        """Network 2's seed, ``seed + PEER_SOURCE_SEED_OFFSET``; none at offset 0."""
+        return (seed + self.peer_seed_offset,) if self.peer_seed_offset else ()
 
     def build_step(self, ctx: AdaptContext) -> MMTStep:
-        """Adds network 1's classifier, then network 2 (a copy of both), then copies the
+        """Adds network 1's classifier, then network 2 (the start model of the peer's seed, or
+        a copy of network 1 at offset 0) with a copy of that classifier, then copies the
         teachers, before the trainer builds its optimiser over all of it."""
         s = ctx.settings
         feature_loader, dim = target_feature_loader(ctx)
-        ctx.model.add_module(CLASSIFIERS, PseudoClassifiers(1, len(ctx.target), dim,
-                                                            self.cls_scale).to(ctx.device))
-        ctx.model.add_module(PEER, copy.deepcopy(ctx.model))
+        classifiers = PseudoClassifiers(1, len(ctx.target), dim, self.cls_scale).to(ctx.device)
+        ctx.model.add_module(CLASSIFIERS, classifiers)
+        if self.peer_seed_offset:
+            peer = ctx.start_model(s.seed + self.peer_seed_offset)
+            peer.add_module(CLASSIFIERS, copy.deepcopy(classifiers))
+        else:
+            peer = copy.deepcopy(ctx.model)
+        ctx.model.add_module(PEER, peer)
         self.teacher = MeanTeacher(ctx.model, self.teacher_momentum, self.teacher_ramp)
         self.step = MMTStep(
             ctx.model, self.teacher, self.labeler,
