@@ -1,7 +1,9 @@
 """SpCL: the hybrid memory's loss against a hand computation and a slow transcription of the
 official masked softmax, its momentum update against a slow loop, the self-paced criteria
-against a slow transcription of the official refinement, the target batch sampler, the label
+against a slow transcription of the official refinement, the batch sampler (camera-aware:
+against a slow transcription of the official sampler and hand-checked properties), the label
 guard, and tools/adapt.py --method spcl end to end with an exact resume (memory included)."""
+import copy
 import math
 
 import numpy as np
@@ -17,7 +19,7 @@ from uda_reid.adapt.hybrid_memory import HybridMemory, hybrid_contrastive_loss
 from uda_reid.adapt.methods.spcl import SpCL, SpCLStep
 from uda_reid.adapt.pseudo_labels import PseudoLabeler
 from uda_reid.adapt.self_paced import membership_iou, self_paced_labels
-from uda_reid.data.samplers import GroupStreamBatchSampler
+from uda_reid.data.samplers import GroupStreamBatchSampler, PKBatchSampler
 
 TARGET = "synth-duke"
 
@@ -184,6 +186,127 @@ def test_target_batches_take_groups_whole_and_singletons_once():
         GroupStreamBatchSampler(labels, batch_size=7, num_instances=2)
 
 
+# ------------------------------------------------ camera-aware batches (official sampler)
+# groups (label: images, cameras): 0: 0-3 in cameras 0, 0, 1, 2; 1: 4-6 all in camera 3;
+# 2: 7, 8 in cameras 0, 1; 3: image 9 alone; 11-15 (label 4) in cameras 1, 1, 1, 2, 2; 10: -1
+LABELS = [0, 0, 0, 0, 1, 1, 1, 2, 2, 3, -1, 4, 4, 4, 4, 4]
+CAMIDS = [0, 0, 1, 2, 3, 3, 3, 0, 1, 5, 0, 1, 1, 1, 2, 2]
+
+
+def slow_camera_aware_batches(labels, camids, batch_size, k, seed, epoch, rank=0, world=1):
+    """The official RandomMultipleGallerySampler written out with lists, drawing from the
+    generator of (seed, epoch) as the sampler family does: groups by increasing label in a
+    random order; an anchor, then k - 1 images of other cameras, else of the group's other
+    images (with replacement unless k are there), a lone image once; the stream cut into full
+    batches; rank r of ``world`` takes every world-th batch of the usable ones."""
+    rng = np.random.default_rng([seed, epoch])
+    groups = {}
+    for i, label in enumerate(labels):
+        if label >= 0:
+            groups.setdefault(label, []).append(i)
+    groups = [groups[label] for label in sorted(groups)]
+    stream = []
+    for j in rng.permutation(len(groups)):
+        members = groups[j]
+        if len(members) == 1:
+            stream.append(members[0])
+            continue
+        anchor = members[rng.integers(len(members))]
+        stream.append(anchor)
+        select = [m for m in members if camids[m] != camids[anchor]]
+        if not select:
+            select = [m for m in members if m != anchor]
+        for pick in rng.choice(np.array(select), k - 1, replace=len(select) < k):
+            stream.append(int(pick))
+    batches = [stream[i:i + batch_size]
+               for i in range(0, len(stream) - batch_size + 1, batch_size)]
+    usable = len(batches) // world * world
+    return batches[rank:usable:world]
+
+
+def group_runs(stream, labels):
+    """The stream split into runs of one label (consecutive groups differ in label)."""
+    runs = []
+    for i in stream:
+        if runs and labels[runs[-1][0]] == labels[i]:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def test_camera_aware_batches_match_the_slow_official_sampler():
+    for seed, batch_size, k, world in ((0, 13, 3, 1), (3, 4, 3, 1), (1, 3, 2, 2), (2, 2, 4, 2)):
+        for rank in range(world):
+            sampler = GroupStreamBatchSampler(LABELS, batch_size, k, seed, rank, world,
+                                              camids=CAMIDS)
+            for epoch in range(5):
+                sampler.set_epoch(epoch)
+                want = slow_camera_aware_batches(LABELS, CAMIDS, batch_size, k, seed, epoch,
+                                                 rank, world)
+                assert list(sampler) == want and len(sampler) == len(want)
+
+
+def test_camera_aware_groups_prefer_other_cameras_than_their_anchor():
+    k = 3
+    sampler = GroupStreamBatchSampler(LABELS, 13, k, seed=7, camids=CAMIDS)
+    anchors, same_camera = {}, 0
+    for epoch in range(300):
+        sampler.set_epoch(epoch)
+        (batch,) = list(sampler)  # 3 + 3 + 3 + 1 + 3 images: the whole epoch's stream
+        runs = group_runs(batch, LABELS)
+        assert sorted(LABELS[r[0]] for r in runs) == [0, 1, 2, 3, 4]  # each group once
+        for run in runs:
+            label = LABELS[run[0]]
+            if label == 3:
+                assert run == [9]
+                continue
+            anchor, rest = run[0], run[1:]
+            members = [i for i, lab in enumerate(LABELS) if lab == label]
+            assert len(run) == k and set(run) <= set(members) and anchor not in rest
+            anchors.setdefault(label, set()).add(anchor)
+            other = [m for m in members if CAMIDS[m] != CAMIDS[anchor]]
+            if other:
+                assert all(CAMIDS[i] != CAMIDS[anchor] for i in rest)
+            if len(other or members) - (0 if other else 1) >= k:  # k to draw from: no repeat
+                assert len(set(rest)) == len(rest)
+            same_camera += sum(CAMIDS[i] == CAMIDS[anchor] for i in rest)
+    # every image is an anchor sometimes; only group 1 (one camera) repeats the anchor's camera
+    assert all(anchors[label] == {i for i, lab in enumerate(LABELS) if lab == label}
+               for label in anchors)
+    assert same_camera == 300 * (k - 1)
+    # without camera ids the other groups draw images of the same camera as well
+    plain = GroupStreamBatchSampler(LABELS, 13, k, seed=7)
+    mixed = 0
+    for epoch in range(300):
+        plain.set_epoch(epoch)
+        for run in group_runs(list(plain)[0], LABELS):
+            if LABELS[run[0]] in (0, 4):
+                mixed += len({CAMIDS[i] for i in run}) < len(run)
+    assert mixed > 100
+
+
+def test_camera_aware_batches_are_seeded_and_resume_mid_epoch():
+    def epoch_batches(seed, epoch, state=None):
+        sampler = GroupStreamBatchSampler(LABELS, 4, 3, seed, camids=CAMIDS)
+        if state is None:
+            sampler.set_epoch(epoch)
+        else:
+            sampler.load_state_dict(state)
+        return sampler, list(sampler)
+
+    sampler, batches = epoch_batches(5, 2)
+    assert epoch_batches(5, 2)[1] == batches
+    assert epoch_batches(6, 2)[1] != batches and epoch_batches(5, 3)[1] != batches
+    # a run stopped after two batches of the epoch: the restored sampler (its state a
+    # checkpoint of the epoch) draws the same remaining batches
+    done = batches[:2]
+    _, restored = epoch_batches(5, 0, sampler.state_dict())
+    assert restored[:2] == done and restored[2:] == batches[2:]
+    with pytest.raises(ValueError, match="16 camera ids for 15 labels"):
+        GroupStreamBatchSampler(LABELS[:-1], 4, 3, camids=CAMIDS)
+
+
 def test_options_are_checked():
     dbscan = PseudoLabeler(build_backend("dbscan"), (0.6,))
     with pytest.raises(ValueError, match="ADAPT.CLUSTER.BACKEND dbscan"):
@@ -199,17 +322,50 @@ def test_options_are_checked():
 
 
 def run_tool(data_root, cache, out, *extra):
+    """A tiny run with the official camera-aware batches (the synthetic recipe keeps its
+    plain ones)."""
     return tiny_adapt_run("spcl", TARGET, data_root, cache, out,
                           ["ADAPT.SPCL.NUM_INSTANCES", "2", "ADAPT.SPCL.INDEP_QUANTILE", "0.5",
-                           *extra])
+                           "ADAPT.SPCL.CAMERA_AWARE_SAMPLING", "True", *extra])
 
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    """An uninterrupted run, with what the method was handed (context, options, batches)."""
+    """An uninterrupted run, with what the method was handed (context, options, batches), the
+    step it built (``step``) and, built aside from the same context, the step it would build
+    without camera-aware sampling (``plain_step``)."""
     root, cache = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("cache")
-    results, seen = recorded_run(SpCL, lambda: run_tool(root, cache, cache / "full"))
-    return root, cache, results, seen
+    build, steps = SpCL.build_step, []
+
+    def keeping_build(self, ctx):
+        with torch.random.fork_rng():  # leave the run's random state as it is
+            plain = copy.copy(self)
+            plain.camera_aware = False
+            steps.append(build(plain, ctx))
+        steps.append(build(self, ctx))
+        return steps[-1]
+
+    SpCL.build_step = keeping_build
+    try:
+        results, seen = recorded_run(SpCL, lambda: run_tool(root, cache, cache / "full"))
+    finally:
+        SpCL.build_step = build
+    return root, cache, results, {**seen, "plain_step": steps[0], "step": steps[1]}
+
+
+def test_camera_aware_sampling_switches_both_samplers(full_run):
+    _, _, _, seen = full_run
+    step, ctx = seen["step"], seen["ctx"]
+    for stream, images in ((step.source, ctx.source), (step.target, ctx.target)):
+        sampler = stream.loader.batch_sampler
+        assert isinstance(sampler, GroupStreamBatchSampler)
+        assert sampler.camids.tolist() == list(images.camids)
+    assert [len(m) for m in step.source.loader.batch_sampler.index] == \
+        np.bincount(ctx.source.pids).tolist()  # one group per source identity
+    # off (the synthetic recipes): PK source batches, target groups without camera ids
+    plain = seen["plain_step"]
+    assert isinstance(plain.source.loader.batch_sampler, PKBatchSampler)
+    assert plain.target_camids is None and step.target_camids == ctx.target.camids
 
 
 def test_tool_trains_with_the_hybrid_memory_and_reports_rounds(full_run):
@@ -273,6 +429,9 @@ def test_recipes_have_the_official_values_and_share_the_cluster_stage1(source, t
     assert type(method) is SpCL and source_key(cfg) == source_key(cluster)
     assert (method.temperature, method.momentum, method.self_paced, method.indep_quantile,
             method.num_instances, method.domain_bn) == (0.05, 0.2, True, 0.9, 4, True)
+    # the official sampler prefers other cameras; the synthetic recipes keep the sampling
+    # they were chosen with
+    assert method.camera_aware == (not source.startswith("synth"))
     eps = cluster.ADAPT.CLUSTER.EPS[0]  # the synthetic eps: chosen on the development domains
     assert method.labeler.granularities == pytest.approx((eps - 0.02, eps, eps + 0.02))
     solver = cfg.ADAPT.SOLVER

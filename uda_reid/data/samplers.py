@@ -138,23 +138,31 @@ class RandomBatchSampler(EpochBatchSampler):
 
 
 class GroupStreamBatchSampler(EpochBatchSampler):
-    """SpCL's target batches: every epoch each group in a random order gives ``num_instances``
-    of its images (with replacement when it has fewer) or, a group of one image, that image
-    once; the stream is cut into batches of ``batch_size`` (a group may straddle two batches;
-    the last incomplete batch is dropped). Labels ``-1`` are never sampled.
+    """SpCL's batches: every epoch each group in a random order gives ``num_instances`` of its
+    images (with replacement when it has fewer) or, a group of one image, that image once; the
+    stream is cut into batches of ``batch_size`` (a group may straddle two batches; the last
+    incomplete batch is dropped). Labels ``-1`` are never sampled.
 
-    As yxgeee/SpCL's RandomMultipleGallerySampler with drop_last batches, without its
-    preference for images from other cameras."""
+    With ``camids`` (N,) a group's images prefer other cameras than a random anchor's: the
+    anchor, then ``num_instances - 1`` images drawn from the group's images in other cameras,
+    or from its other images when all share the anchor's camera; drawn with replacement
+    unless there are at least ``num_instances`` to draw from (the official threshold).
+
+    As yxgeee/SpCL's RandomMultipleGallerySampler with drop_last batches; without ``camids``,
+    without its preference for other cameras."""
 
     def __init__(self, labels: Sequence[int], batch_size: int, num_instances: int,
-                 seed: int = 0, rank: Optional[int] = None,
-                 world_size: Optional[int] = None) -> None:
+                 seed: int = 0, rank: Optional[int] = None, world_size: Optional[int] = None,
+                 camids: Optional[Sequence[int]] = None) -> None:
         super().__init__(seed, rank, world_size)
         _check_batch_size(batch_size)
         if num_instances < 1:
             raise ValueError(f"num_instances must be positive, got {num_instances}")
+        if camids is not None and len(camids) != len(labels):
+            raise ValueError(f"{len(camids)} camera ids for {len(labels)} labels")
         self.batch_size, self.num_instances = batch_size, num_instances
         self.index = label_members(labels)
+        self.camids = None if camids is None else np.asarray(camids, dtype=np.int64)
         drawn = sum(1 if len(m) == 1 else num_instances for m in self.index)
         if drawn < batch_size * self.world_size:
             raise ValueError(f"{drawn} images per epoch cannot fill a batch of {batch_size} "
@@ -164,12 +172,25 @@ class GroupStreamBatchSampler(EpochBatchSampler):
     def num_epoch_batches(self) -> int:
         return self.drawn // self.batch_size
 
+    def _camera_aware_draw(self, members: np.ndarray, rng: np.random.Generator) -> List[int]:
+        """A random anchor of the group and ``num_instances - 1`` of its other images,
+        preferring other cameras than the anchor's."""
+        anchor = members[rng.integers(len(members))]
+        others = members[members != anchor]
+        pool = others[self.camids[others] != self.camids[anchor]]
+        if len(pool) == 0:
+            pool = others
+        drawn = rng.choice(pool, self.num_instances - 1, replace=len(pool) < self.num_instances)
+        return [int(anchor), *drawn.tolist()]
+
     def epoch_batches(self, rng: np.random.Generator) -> List[List[int]]:
         stream: List[int] = []
         for j in rng.permutation(len(self.index)):
             members = self.index[j]
             if len(members) == 1:
                 stream.append(int(members[0]))
+            elif self.camids is not None:
+                stream.extend(self._camera_aware_draw(members, rng))
             else:
                 replace = len(members) < self.num_instances
                 stream.extend(rng.choice(members, self.num_instances, replace=replace).tolist())

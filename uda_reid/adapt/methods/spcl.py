@@ -7,11 +7,13 @@ epoch (one *round*) the memory's target features - not freshly extracted ones - 
 (ADAPT.CLUSTER: DBSCAN on the k-reciprocal Jaccard distance) at eps and, for the self-paced
 refinement (:mod:`uda_reid.adapt.self_paced`), at eps -/+ ADAPT.SPCL.EPS_GAP; the reliable
 clusters group their slots, every other target image is an un-clustered instance. Each
-iteration forwards a source PK batch and a target batch (groups of NUM_INSTANCES images of a
-cluster, un-clustered images alone) in one pass, through domain-specific BatchNorm as the
-official code does (ADAPT.SPCL.DSBN; source rows first), and sums the unified contrastive
-losses of both; after the optimiser step the memory moves the batch's slots towards its
-features.
+iteration forwards a source batch of identities and a target batch (groups of NUM_INSTANCES
+images of a cluster, un-clustered images alone; with ADAPT.SPCL.CAMERA_AWARE_SAMPLING, as the
+official RandomMultipleGallerySampler, each identity's or cluster's images after a random
+anchor come from other cameras than the anchor's when it has any) in one pass, through
+domain-specific BatchNorm as the official code does (ADAPT.SPCL.DSBN; source rows first), and
+sums the unified contrastive losses of both; after the optimiser step the memory moves the
+batch's slots towards its features.
 """
 from __future__ import annotations
 
@@ -69,6 +71,22 @@ class SpCLConfig:
     # Domain-specific BatchNorm over the joint source + target forward pass (the official
     # create_model converts every BatchNorm with convert_dsbn); False: one shared BatchNorm.
     DSBN: bool = True
+    # Source and target batches take each identity's / cluster's images after a random anchor
+    # from other cameras than the anchor's where it has any (RandomMultipleGallerySampler of
+    # spcl/utils/data/sampler.py, the official sampler of both loaders; source batches are then
+    # drawn as the target's, identity groups in one stream); False: any NUM_INSTANCES of its
+    # images (PK source batches).
+    CAMERA_AWARE_SAMPLING: bool = True
+
+
+def group_stream_loader(images: Dataset, labels: Sequence[int], batch_size: int,
+                        num_instances: int, seed: int, camids: Optional[Sequence[int]] = None,
+                        num_workers: int = 0) -> DataLoader:
+    """Batches of ``images`` from a :class:`GroupStreamBatchSampler` over ``labels`` (N,),
+    preferring other cameras within a group when ``camids`` (N,) are given."""
+    return DataLoader(images, batch_sampler=GroupStreamBatchSampler(
+        labels, batch_size, num_instances, seed, camids=camids),
+        num_workers=num_workers, collate_fn=collate)
 
 
 class SpCLStep(TrainStep):
@@ -76,9 +94,10 @@ class SpCLStep(TrainStep):
     (``begin_epoch``) initialises the memory once, then regroups its target slots.
 
     labeler: the clustering at ``(eps,)`` or, with ``self_paced``, ``(eps - gap, eps,
-    eps + gap)``; source_loader: labelled PK batches; target_images: the target training set
-    (train transform); source/target_feature_loader: both training sets with the test
-    transform in slot order (to initialise the memory).
+    eps + gap)``; source_loader: labelled batches of identities; target_images: the target
+    training set (train transform); source/target_feature_loader: both training sets with the
+    test transform in slot order (to initialise the memory); target_camids: (N,) the target
+    images' cameras for camera-aware target batches, ``None``: any images of a cluster.
     """
 
     def __init__(self, model: nn.Module, memory: HybridMemory, labeler: PseudoLabeler,
@@ -87,7 +106,8 @@ class SpCLStep(TrainStep):
                  target_feature_loader: Iterable, batch_size: int, num_instances: int,
                  feature_key: str = "embedding", self_paced: bool = True,
                  indep_quantile: float = 0.9, domain_bn: bool = True, flip: bool = False,
-                 num_workers: int = 0, seed: int = 0, device: torch.device | str = "cpu") -> None:
+                 num_workers: int = 0, seed: int = 0, device: torch.device | str = "cpu",
+                 target_camids: Optional[Sequence[int]] = None) -> None:
         if len(labeler.granularities) != (3 if self_paced else 1):
             raise ValueError("the labeler must cluster at (eps - gap, eps, eps + gap) with "
                              "self-paced refinement, else at eps alone")
@@ -105,6 +125,7 @@ class SpCLStep(TrainStep):
         self.domain_bn = domain_bn
         self.flip, self.num_workers, self.seed = flip, num_workers, seed
         self.device = torch.device(device)
+        self.target_camids = target_camids
         self.initialised = False
         self.threshold: Optional[float] = None
         self.labels = np.full(memory.num_target, -1, dtype=np.int64)
@@ -152,11 +173,10 @@ class SpCLStep(TrainStep):
         self.memory.set_target_labels(self.labels)
         record["num_clusters"] = int(self.labels.max(initial=-1)) + 1
         record["num_unclustered"] = int((self.labels < 0).sum())
-        self.target = BatchStream(DataLoader(
-            self.target_images, batch_sampler=GroupStreamBatchSampler(
-                apply_outlier_policy(self.labels, "singleton"), self.batch_size,
-                self.num_instances, self.seed + epoch),
-            num_workers=self.num_workers, collate_fn=collate), self.device)
+        self.target = BatchStream(group_stream_loader(
+            self.target_images, apply_outlier_policy(self.labels, "singleton"),
+            self.batch_size, self.num_instances, self.seed + epoch, self.target_camids,
+            self.num_workers), self.device)
         self.source.begin_epoch(epoch)
         logger.info("Round %d: %d clusters, %d un-clustered instances (DBSCAN: %d clusters, "
                     "%d outliers)", epoch + 1, record["num_clusters"],
@@ -216,7 +236,7 @@ class SpCL(AdaptMethod):
     def __init__(self, labeler: PseudoLabeler, temperature: float = 0.05, momentum: float = 0.2,
                  eps_gap: float = 0.02, self_paced: bool = True, indep_quantile: float = 0.9,
                  num_instances: int = 4, source_batch_size: int = 0,
-                 domain_bn: bool = True) -> None:
+                 domain_bn: bool = True, camera_aware: bool = True) -> None:
         if not isinstance(labeler.backend, DBSCANBackend):
             raise ValueError("spcl clusters with DBSCAN: set ADAPT.CLUSTER.BACKEND dbscan")
         if labeler.outliers != "drop":
@@ -238,6 +258,7 @@ class SpCL(AdaptMethod):
         self.self_paced, self.indep_quantile = self_paced, indep_quantile
         self.num_instances, self.source_batch_size = num_instances, source_batch_size
         self.domain_bn = domain_bn
+        self.camera_aware = camera_aware
         self.step: Optional[SpCLStep] = None
 
     @classmethod
@@ -245,7 +266,7 @@ class SpCL(AdaptMethod):
         c = adapt.SPCL
         return cls(PseudoLabeler.from_config(adapt.CLUSTER), c.TEMPERATURE, c.MOMENTUM,
                    c.EPS_GAP, c.SELF_PACED, c.INDEP_QUANTILE, c.NUM_INSTANCES,
-                   c.SOURCE_IMS_PER_BATCH, c.DSBN)
+                   c.SOURCE_IMS_PER_BATCH, c.DSBN, c.CAMERA_AWARE_SAMPLING)
 
     def prepare_model(self, model: nn.Module) -> None:
         """With DSBN every BatchNorm keeps target (main, exported) and source statistics."""
@@ -267,14 +288,21 @@ class SpCL(AdaptMethod):
                              if self.source_batch_size else batch_size)
         memory = HybridMemory(dim, ctx.source.num_classes, len(ctx.target), self.temperature,
                               self.momentum)
+        source_images = ctx.source.dataset(s.train_transform)
+        if self.camera_aware:
+            source_batches = group_stream_loader(source_images, ctx.source.pids,
+                                                 source_batch_size, self.num_instances, s.seed,
+                                                 ctx.source.camids, s.num_workers)
+        else:
+            source_batches = build_batch_loader(source_images, ctx.source.pids,
+                                                source_batch_size, self.num_instances,
+                                                s.num_workers, s.seed)
         self.step = SpCLStep(
-            ctx.model, memory, self.labeler,
-            build_batch_loader(ctx.source.dataset(s.train_transform), ctx.source.pids,
-                               source_batch_size, self.num_instances, s.num_workers, s.seed),
+            ctx.model, memory, self.labeler, source_batches,
             ctx.target.dataset(s.train_transform), source_loader, ctx.source.pids,
             target_loader, batch_size, self.num_instances, FEATURE_KEYS[s.neck_feat],
             self.self_paced, self.indep_quantile, self.domain_bn, s.flip, s.num_workers, s.seed,
-            ctx.device)
+            ctx.device, ctx.target.camids if self.camera_aware else None)
         return self.step
 
     def hooks(self, ctx: AdaptContext) -> List[HookBase]:
