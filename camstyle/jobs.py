@@ -3,21 +3,16 @@ loading), for ``CAMSTYLE.MODEL`` stargan (one model in ``OUTPUT_DIR/last.pth``) 
 per camera pair under ``OUTPUT_DIR/pairs/``, :mod:`camstyle.cyclegan_train`)."""
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-import torch
-
-from camstyle.config import build_trainer, model_spec, resolve_device
 from camstyle.cyclegan_train import (camera_pairs, check_pair_folders, shard_pairs,
                                      train_pairs)
-from camstyle.data import CameraImageDataset, CameraSample, camera_samples
+from camstyle.data import CameraSample, camera_samples
 from camstyle.evaluate import evaluate_transfers, reid_embedder
 from camstyle.generate import generate_pair_shard, generate_shard, pair_units, unit_pairs
 from camstyle.translators import PairTranslator, load_cyclegan_translator, load_translator
-from camstyle.trainer import BatchStream, fit, load_checkpoint, sample_images
+from camstyle.stargan_train import build_stargan_trainer
 from camstyle.verify import VerifyReport, verify_folder
 from uda_reid.adapt.camstyle_data import CAMSTYLE_DIR
 from uda_reid.config import Config, ConfigError, load_config, save_config
@@ -25,6 +20,8 @@ from uda_reid.config.io import config_diff
 from uda_reid.config.schema import to_dict
 from uda_reid.config.sections.camstyle import MODELS
 from uda_reid.data.datasets import DATASETS, build_dataset_from_config
+from uda_reid.engine.defaults import resolve_device
+from uda_reid.engine.hooks import WallClockHook, current_lr
 from uda_reid.engine.run_folder import check_output_folder, clear_run_outputs
 from uda_reid.utils.atomic import atomic_write_json
 
@@ -132,27 +129,25 @@ def train(cfg: Config, dataset_name: str, resume: bool = False, progress: bool =
                           "model (CAMSTYLE.MODEL stargan)")
     cs, out = cfg.CAMSTYLE, Path(cfg.OUTPUT_DIR)
     check_train_output(cfg, out, resume, overwrite)
-    random.seed(cfg.SEED)
-    np.random.seed(cfg.SEED)
-    torch.manual_seed(cfg.SEED)
     dataset, samples, num_cameras = dataset_cameras(cfg, dataset_name)
-    images = CameraImageDataset(samples, cs.IMAGE_SIZE, cs.FLIP)
-    trainer = build_trainer(cs, num_cameras, resolve_device(cfg.MODEL.DEVICE))
-    stream = BatchStream(images, cs.BATCH_SIZE, seed=cfg.SEED, num_workers=cs.NUM_WORKERS)
-    extra = {"model_spec": model_spec(cs, num_cameras), "dataset": dataset.name,
-             "train_seconds": 0.0, "train_cpu_seconds": 0.0}
+    identity = {"CAMSTYLE": to_dict(cs), "SEED": cfg.SEED, "dataset": dataset.name}
+    trainer, checkpointer = build_stargan_trainer(
+        cs, samples, num_cameras, out, identity=identity, meta={"dataset": dataset.name},
+        seed=cfg.SEED, device=resolve_device(cfg.MODEL.DEVICE), progress=progress)
     if resume:
-        state = load_checkpoint(trainer, stream, out / "last.pth")
-        extra.update({k: state[k] for k in ("train_seconds", "train_cpu_seconds")})
+        trainer.load_state_dict(checkpointer.load("last.pth"))
     else:
         if overwrite:
             clear_run_outputs(out, TRAIN_OUTPUTS)
         save_config(cfg, out / "config.yaml")
-    summary = fit(trainer, stream, out, sample_batch=sample_images(images, cs.NUM_SAMPLE_IMAGES),
-                  log_period=cs.LOG_PERIOD, sample_period=cs.SAMPLE_PERIOD,
-                  checkpoint_period=cs.CHECKPOINT_PERIOD, extra_state=extra, progress=progress)
-    summary.update({"dataset": dataset.name, "num_cameras": num_cameras,
-                    "num_images": len(samples), "checkpoint": str(out / "last.pth")})
+    trainer.train()
+    clock = next(h for h in trainer.hooks if isinstance(h, WallClockHook))
+    summary = {"iterations": trainer.completed_epochs, "train_seconds": clock.elapsed,
+               "train_cpu_seconds": clock.cpu_elapsed,
+               "last_losses": {**trainer.losses, **trainer.step.scalars(),
+                               "lr": current_lr(trainer)},
+               "dataset": dataset.name, "num_cameras": num_cameras, "num_images": len(samples),
+               "checkpoint": str(out / "last.pth")}
     atomic_write_json(out / "camstyle_train.json", summary)
     return summary
 

@@ -100,24 +100,37 @@ class BatchStream:
 
     Passes are numbered 0, 1, 2, ...; a sampler with ``set_epoch`` gets the pass number
     before each pass, so every pass draws a new order (a sampler seeded by the epoch alone
-    would repeat its order within an epoch). The pass counter, and the sampler's own
-    ``state_dict`` when it has one, are saved so a resumed run draws the same batches.
-    ``begin_epoch(epoch)`` starts a pass (the epoch number itself is not needed).
+    would repeat its order within an epoch). The pass counter, the position in the current
+    pass and the sampler's own ``state_dict`` when it has one are saved so a resumed run draws
+    the same batches. ``begin_epoch(epoch)`` starts a pass (the epoch number itself is not
+    needed); a step that never calls it (a stream spanning epochs) continues a restored pass
+    at its position, through the sampler's ``skip_batches``.
     """
 
     def __init__(self, loader: Iterable, device: torch.device | str = "cpu") -> None:
         self.loader = loader
         self.device = torch.device(device)
         self.passes = 0
+        self.position = 0  # batches drawn from the current pass
         self._iterator: Optional[Iterator] = None
 
-    def _new_pass(self) -> None:
+    def _open_pass(self, number: int, skip: int = 0) -> None:
         for sampler in (getattr(self.loader, "sampler", None),
                         getattr(self.loader, "batch_sampler", None)):
             if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(self.passes)
-        self.passes += 1
+                sampler.set_epoch(number)
+        if skip:
+            sampler = _sampler_with_state(self.loader)
+            if not hasattr(sampler, "skip_batches"):
+                raise ValueError("Resuming in the middle of a pass needs a sampler with "
+                                 "skip_batches (uda_reid.data.samplers)")
+            sampler.skip_batches(skip)
+        self.position = skip
         self._iterator = iter(self.loader)
+
+    def _new_pass(self) -> None:
+        self._open_pass(self.passes)
+        self.passes += 1
 
     def begin_epoch(self, epoch: int) -> None:
         self._new_pass()
@@ -125,7 +138,10 @@ class BatchStream:
     def next(self) -> Dict[str, Any]:
         """The next batch on the stream's device."""
         if self._iterator is None:
-            self._new_pass()
+            if self.passes and self.position:  # restored in the middle of pass passes - 1
+                self._open_pass(self.passes - 1, self.position)
+            else:
+                self._new_pass()
         try:
             batch = next(self._iterator)
         except StopIteration:
@@ -135,17 +151,19 @@ class BatchStream:
             except StopIteration:
                 raise ValueError("The training loader yields no batches (too few images or "
                                  "identities for one batch?)") from None
+        self.position += 1
         return move_batch(batch, self.device)
 
     def state_dict(self) -> Dict[str, Any]:
         sampler = _sampler_with_state(self.loader)
-        state: Dict[str, Any] = {"passes": self.passes}
+        state: Dict[str, Any] = {"passes": self.passes, "position": self.position}
         if sampler is not None:
             state["sampler"] = sampler.state_dict()
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.passes = int(state.get("passes", 0))
+        self.position = int(state.get("position", 0))
         self._iterator = None
         if "sampler" in state:
             sampler = _sampler_with_state(self.loader)
