@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from camstyle.jobs import load_camstyle_config
 from uda_reid import recipes
 from uda_reid.adapt.pipeline import default_config_file
 from uda_reid.engine.defaults import run_tool
@@ -21,12 +22,16 @@ def test_the_checkout_configs_folder_is_the_default(monkeypatch):
 def test_an_explicit_folder_is_used_for_method_recipes_and_references(tmp_path, monkeypatch):
     (tmp_path / "ecn").mkdir()
     (tmp_path / "ecn" / "market2duke.yml").write_text("SEED: 7\n")
+    (tmp_path / "camstyle").mkdir()
+    (tmp_path / "camstyle" / "synth-duke.yml").write_text("SEED: 9\n")
     (tmp_path / "reproduce").mkdir()
     shutil.copy(CHECKOUT / "reproduce" / "references.yml", tmp_path / "reproduce")
     monkeypatch.setenv(recipes.ENV_VAR, str(tmp_path))
     assert default_config_file("market", "duke", "ecn") == tmp_path / "ecn" / "market2duke.yml"
     assert default_config_file("market", "duke", "mlt") is None  # no recipe for the method
     assert load_references() == load_references(CHECKOUT / "reproduce" / "references.yml")
+    assert load_camstyle_config("synth-duke").SEED == 9
+    assert load_camstyle_config("synth-market").SEED == 0  # no recipe for it: the defaults
 
 
 def test_a_missing_recipe_folder_is_an_error_not_the_defaults(tmp_path, monkeypatch, capsys):
@@ -36,6 +41,9 @@ def test_a_missing_recipe_folder_is_an_error_not_the_defaults(tmp_path, monkeypa
         default_config_file("market", "duke", "ecn")
     with pytest.raises(RecipeFolderError):
         load_references()
+    with pytest.raises(RecipeFolderError):
+        load_camstyle_config("synth-duke")
+    assert load_camstyle_config("synth-duke", str(CHECKOUT / "camstyle" / "synth-duke.yml"))
     assert run_tool(lambda: default_config_file("market", "duke", "ecn")) == 2
     assert capsys.readouterr().err.startswith("error: No recipe folder: ")
     monkeypatch.setenv(recipes.ENV_VAR, str(tmp_path / "nowhere"))
