@@ -8,9 +8,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from uda_reid.engine.checkpoint import CheckpointMismatchError, Checkpointer
+from uda_reid.engine.events import EpochMeans
 from uda_reid.engine.freeze import FreezeHook, freeze_modules
-from uda_reid.engine.hooks import (CheckpointHook, EpochMeans, EvalHook, HookBase,
-                                   LRSchedulerHook, ProgressHook, TensorBoardHook)
+from uda_reid.engine.hooks import (CheckpointHook, EvalHook, HookBase, LRSchedulerHook,
+                                   ProgressHook, TensorBoardHook)
 from uda_reid.engine.lr_schedule import WarmupLRScheduler
 from uda_reid.engine.optim import build_optimizer
 from uda_reid.engine.seed import seed_everything

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 
 from uda_reid.engine.checkpoint import Checkpointer
+from uda_reid.engine.events import EpochMeans
 from uda_reid.engine.lr_schedule import WarmupLRScheduler
 from uda_reid.utils.distributed import is_main_process
 from uda_reid.utils.errors import UnknownNameError
@@ -201,11 +202,17 @@ class WriterHook(HookBase):
 
 
 class TensorBoardHook(WriterHook):
-    """Writes losses, LR and step scalars every ``period`` iterations and metrics per epoch."""
+    """Writes losses, LR and step scalars every ``period`` iterations, metrics per epoch, and
+    the scalars hooks put into the trainer's storage (at the next of these writes, or at the
+    end)."""
 
     def __init__(self, log_dir: os.PathLike | str, period: int = 20) -> None:
         super().__init__(log_dir)
         self.period = max(1, period)
+
+    def _write_stored(self) -> None:
+        for name, value, step in self.trainer.storage.pop_scalars():
+            self.writer.add_scalar(name, value, step)
 
     def after_step(self) -> None:
         trainer = self.trainer
@@ -217,13 +224,19 @@ class TensorBoardHook(WriterHook):
         self.writer.add_scalar("lr", current_lr(trainer), step)
         for name, value in trainer.step.scalars().items():
             self.writer.add_scalar(f"train/{name}", value, step)
+        self._write_stored()
 
     def after_epoch(self) -> None:
         epoch = self.trainer.epoch + 1
         for dataset, values in self.trainer.metrics.get(epoch, {}).items():
             for name, value in values.items():
                 self.writer.add_scalar(f"{dataset}/{name}", value, epoch)
+        self._write_stored()
         self.writer.flush()
+
+    def after_train(self) -> None:
+        self._write_stored()
+        super().after_train()
 
 
 class WallClockHook(HookBase):
@@ -253,28 +266,9 @@ class WallClockHook(HookBase):
         self.previous_cpu = float(state.get("cpu_elapsed", 0.0))
 
 
-class EpochMeans:
-    """Means of named scalars over the steps of one epoch (a name a step lacks counts 0)."""
-
-    def __init__(self) -> None:
-        self.sums: Dict[str, float] = {}
-        self.count = 0
-
-    def reset(self) -> None:
-        self.sums, self.count = {}, 0
-
-    def add(self, values: Mapping[str, float]) -> None:
-        """One step's values."""
-        for name, value in values.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-        self.count += 1
-
-    def means(self) -> Dict[str, float]:
-        return {name: total / self.count for name, total in self.sums.items()}
-
-
 class ProgressHook(HookBase):
-    """A tqdm bar per ``period`` epochs and a log line with their mean losses, LR and time.
+    """A tqdm bar per ``period`` epochs and a log line with their mean losses and step scalars
+    (the means of the epochs' means in the trainer's storage), LR and time.
 
     ``unit`` names what an epoch is in the messages (a StarGAN counts ``iteration``s: each of
     its epochs is one iteration)."""
@@ -309,12 +303,12 @@ class ProgressHook(HookBase):
         self._start = time.perf_counter()
 
     def after_step(self) -> None:
-        self._means.add(self.trainer.losses)
         self._bar.update(1)
         self._bar.set_postfix(loss=f"{self.trainer.losses['total']:.3f}")
 
     def after_epoch(self) -> None:
         trainer = self.trainer
+        self._means.add(trainer.storage.epoch_means.means())
         if not is_period_end(trainer.epoch, self.period, trainer.max_epoch):
             return
         self._bar.close()

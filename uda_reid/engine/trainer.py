@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from uda_reid.engine.distributed import (average_gradients, broadcast_buffers, mean_over_ranks,
                                          restore_rng_states, rng_states)
+from uda_reid.engine.events import EventStorage
 from uda_reid.models.reid_model import ReIDModel
 
 if TYPE_CHECKING:
@@ -213,7 +214,9 @@ class Trainer:
     Attributes for hooks: ``model``, ``optimizer`` (None for a step that owns its updates;
     ``optimizers`` lists the ones in use), ``step``, ``epoch``, ``iter`` (global,
     0-based), ``max_epoch``, ``iters_per_epoch``, ``losses`` (last iteration's floats, with
-    ``total``), ``metrics`` ({finished epoch: metrics} published by evaluation).
+    ``total``), ``metrics`` ({finished epoch: metrics} published by evaluation), ``storage``
+    (the :class:`EventStorage` the writer hooks read: this epoch's means of the losses and
+    step scalars, and the scalars hooks put).
     """
 
     def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer],
@@ -241,6 +244,7 @@ class Trainer:
         self.iter = 0
         self.losses: Dict[str, float] = {}
         self.metrics: Dict[int, Dict[str, Any]] = {}
+        self.storage = EventStorage()
         self.hooks: List["HookBase"] = []
         self.register_hooks(hooks)
 
@@ -279,12 +283,14 @@ class Trainer:
     def _run_epochs(self) -> None:
         for epoch in range(self.start_epoch, self.max_epoch):
             self.epoch = epoch
+            self.storage.epoch_means.reset()
             self._call("before_epoch")
             self.step.begin_epoch(epoch)
             for i in range(self.iters_per_epoch):
                 self.iter = epoch * self.iters_per_epoch + i
                 self._call("before_step")
                 self.run_step()
+                self.storage.epoch_means.add({**self.losses, **self.step.scalars()})
                 self._call("after_step")
             self.completed_epochs = epoch + 1
             self._call("after_epoch")
