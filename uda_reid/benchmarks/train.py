@@ -27,9 +27,10 @@ from uda_reid.engine.defaults import build_trainer, resolve_device
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.optim import build_optimizer_from_config
 from uda_reid.engine.seed import seed_everything
-from uda_reid.engine.trainer import SupervisedStep, forward_model, move_batch
+from uda_reid.engine.trainer import SupervisedStep
 from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
+from uda_reid.models.forward import forward_model, move_batch
 from uda_reid.recipes import recipe_file
 
 RECIPE = ("synth-market", "bagtricks_R18.yml")  # under the recipe folder

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from uda_reid.engine.distributed import (average_gradients, broadcast_buffers, mean_over_ranks,
                                          restore_rng_states, rng_states)
 from uda_reid.engine.events import EventStorage
-from uda_reid.models.reid_model import ReIDModel
+from uda_reid.models.forward import forward_model, move_batch
 
 if TYPE_CHECKING:
     from uda_reid.engine.hooks import HookBase
@@ -87,12 +87,6 @@ def _sampler_with_state(loader: Iterable) -> Optional[Any]:
         if candidate is not None and hasattr(candidate, "state_dict"):
             return candidate
     return None
-
-
-def move_batch(batch: Mapping[str, Any], device: torch.device) -> Dict[str, Any]:
-    """Tensors of a batch dict moved to ``device`` (other values unchanged)."""
-    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v
-            for k, v in batch.items()}
 
 
 class BatchStream:
@@ -195,16 +189,6 @@ class SupervisedStep(TrainStep):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.stream.load_state_dict(state.get("stream", {}))
-
-
-def forward_model(model: nn.Module, batch: Mapping[str, Any]) -> Any:
-    """Run ``model`` on a batch. A :class:`ReIDModel` also gets the camera ids (for
-    side-information backbones) and, in training, the batch's ``pids`` as targets (for margin
-    classifiers); any other module gets the images only."""
-    if isinstance(model, ReIDModel):
-        targets = batch.get("pids") if model.training else None
-        return model(batch["images"], batch["camids"], targets)
-    return model(batch["images"])
 
 
 class Trainer:

@@ -52,12 +52,13 @@ from uda_reid.data.loaders import (build_batch_loader, build_shuffled_loader, co
                                    per_rank_batch_size)
 from uda_reid.data.samplers import ShardSampler
 from uda_reid.engine.hooks import HookBase
-from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
+from uda_reid.engine.trainer import BatchStream, TrainStep
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.losses.computer import over_branches
 from uda_reid.losses.functional import cross_entropy_smooth, triplet_loss
 from uda_reid.models.domain_bn import (convert_domain_batchnorm, domain_sections,
                                        other_domain_modules)
+from uda_reid.models.forward import forward_model
 from uda_reid.utils.distributed import any_rank, dist_rank_and_world_size
 
 logger = logging.getLogger(__name__)

@@ -17,8 +17,9 @@ from uda_reid.config.sections.adapt import method_options
 from uda_reid.data.loaders import build_batch_loader, build_shuffled_loader, per_rank_batch_size
 from uda_reid.engine.freeze import FrozenNormsHook, freeze_modules
 from uda_reid.engine.hooks import HookBase
-from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
+from uda_reid.engine.trainer import BatchStream, TrainStep
 from uda_reid.models.backbones.vit import side_info_domain
+from uda_reid.models.forward import forward_model
 from uda_reid.utils.distributed import batch_mean
 
 logger = logging.getLogger(__name__)
