@@ -31,7 +31,7 @@ from camstyle.data import load_rgb, to_tensor
 from camstyle.generate import translate
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.evaluation.rank import evaluate_rank
-from uda_reid.models.backbones.vit import side_info_domain
+from uda_reid.models.forward import side_info_domain
 
 Sample = Tuple[str, int, int, int]  # (path, pid, camid, index)
 # Identity embedding: PIL images and their (N,) camera ids -> (N, D) features.

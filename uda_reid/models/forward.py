@@ -1,7 +1,9 @@
-"""How a batch reaches a model: batch dicts moved to a device, and the model's own batch call."""
+"""How a batch reaches a model: batch dicts moved to a device, the model's own batch call, and
+whose cameras its side-information backbones read."""
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -19,3 +21,28 @@ def forward_model(model: nn.Module, batch: Mapping[str, Any]) -> Any:
     the identities), else ``model(batch["images"])``."""
     forward_batch = getattr(model, "forward_batch", None)
     return forward_batch(batch) if forward_batch is not None else model(batch["images"])
+
+
+def set_side_info_domain(model: nn.Module, domain: str) -> int:
+    """Tell every side-information backbone inside ``model`` (a module with an ``sie`` embedding
+    and ``set_sie_domain``, e.g. TransReID's) whether its camera ids are the training
+    (``source``) cameras or another domain's (``target``: ``SIE_TARGET_POLICY`` applies). Call
+    with ``target`` before extracting or training on a domain other than the SIE's training
+    set. Returns the number of backbones told (0 for models without side information)."""
+    told = 0
+    for module in model.modules():
+        if getattr(module, "sie", None) is not None and hasattr(module, "set_sie_domain"):
+            module.set_sie_domain(domain)
+            told += 1
+    return told
+
+
+@contextmanager
+def side_info_domain(model: nn.Module, domain: str) -> Iterator[nn.Module]:
+    """Within the block the side-information backbones of ``model`` read camera ids as
+    ``domain``'s (``source`` or ``target``); afterwards they are back to ``source``."""
+    set_side_info_domain(model, domain)
+    try:
+        yield model
+    finally:
+        set_side_info_domain(model, "source")

@@ -18,8 +18,7 @@ from uda_reid.data.loaders import build_batch_loader, build_shuffled_loader, per
 from uda_reid.engine.freeze import FrozenNormsHook, freeze_modules
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.trainer import BatchStream, TrainStep
-from uda_reid.models.backbones.vit import side_info_domain
-from uda_reid.models.forward import forward_model
+from uda_reid.models.forward import forward_model, side_info_domain
 from uda_reid.utils.distributed import batch_mean
 
 logger = logging.getLogger(__name__)
