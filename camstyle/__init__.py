@@ -3,7 +3,9 @@ cameras, or one CycleGAN per camera pair (CAMSTYLE.MODEL).
 
 model      StarGAN generator (target camera as a one-hot map) and PatchGAN critic + camera logits
 losses     WGAN-GP critic/generator terms, gradient penalty, camera CE, cycle L1
-trainer    StarGANTrainer (one iteration), resumable BatchStream, fit() with checkpoints/samples
+stargan_step     StarGANStep (one iteration, a step of the shared trainer), sample grids
+stargan_train    the StarGAN's shared trainer: LR decay, TensorBoard, sample sheets, last.pth
+sample_sheets    sample sheet hooks (PNG and TensorBoard image) of both GANs
 cyclegan_model   CycleGAN's ResNet generator and PatchGAN discriminator for one camera pair
 cyclegan_losses  least-squares GAN, cycle and identity terms
 image_pool       the pool of generated images the discriminators see
@@ -13,6 +15,6 @@ translators      StarGAN / pair CycleGANs behind one call for generation and eva
 generate   sharded, restartable generation of <root>/bounding_box_train_camstyle
 verify     missing / extra / unreadable files of that folder
 evaluate   measured check: target-camera rate of a camera classifier, identity rank-1
-config     CAMSTYLE section -> networks / trainer; checkpoint -> generator
+config     CAMSTYLE section -> networks; checkpoint -> generator
 jobs       dataset-level train / generate / verify / evaluate behind tools/camstyle.py
 """

@@ -1,4 +1,4 @@
-"""Config helpers: the CAMSTYLE section mapped onto models and the trainer; checkpoint specs."""
+"""Config helpers: the CAMSTYLE section mapped onto the StarGAN networks; checkpoint specs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,20 +6,12 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from camstyle.model import Discriminator, Generator
-from camstyle.trainer import StarGANTrainer
+from camstyle.model import Discriminator, Generator, StarGAN
 from uda_reid.config.sections.camstyle import CamStyleConfig
 from uda_reid.utils.safe_load import load_weights_file
 
 SPEC_KEYS = ("num_cameras", "image_size", "g_conv_dim", "g_repeat_num", "d_conv_dim",
              "d_repeat_num")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; otherwise ``torch.device(name)``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def model_spec(cs: CamStyleConfig, num_cameras: int) -> Dict[str, Any]:
@@ -41,28 +33,38 @@ def build_discriminator(spec: Dict[str, Any]) -> Discriminator:
                          spec["d_repeat_num"], spec.get("d_projection", False))
 
 
-def build_trainer(cs: CamStyleConfig, num_cameras: int, device: torch.device | str
-                  ) -> StarGANTrainer:
-    """Networks, optimisers and loss weights from the CAMSTYLE section."""
-    spec = model_spec(cs, num_cameras)
-    return StarGANTrainer(build_generator(spec), build_discriminator(spec), g_lr=cs.G_LR,
-                          d_lr=cs.D_LR, betas=cs.BETAS, lambda_cls=cs.LAMBDA_CLS,
-                          lambda_rec=cs.LAMBDA_REC, lambda_gp=cs.LAMBDA_GP,
-                          n_critic=cs.N_CRITIC, max_iters=cs.MAX_ITERS,
-                          lr_decay_iters=cs.LR_DECAY_ITERS, device=device)
+def build_stargan(spec: Dict[str, Any]) -> StarGAN:
+    """Generator then critic (in this order: it decides what their initial weights draw)."""
+    return StarGAN(build_generator(spec), build_discriminator(spec))
 
 
 def load_generator(path: str | Path, device: torch.device | str = "cpu"
                    ) -> Tuple[Generator, Tuple[int, int], Dict[str, Any]]:
-    """(generator in eval mode, its (H, W) input size, the checkpoint's metadata)."""
+    """(generator in eval mode, its (H, W) input size, the checkpoint's metadata with
+    ``iteration``, ``train_seconds`` and ``train_cpu_seconds``).
+
+    Reads the shared trainer's ``last.pth`` (``meta.model_spec``, weights ``generator.*`` of
+    ``model``) and the checkpoints of the StarGAN loop before it (``model_spec``, weights in
+    ``trainer.generator``), so generators trained earlier still generate."""
     path = Path(path)
     state = load_weights_file(path, "CamStyle checkpoint")
-    spec = state.get("model_spec") if isinstance(state, dict) else None
-    if not isinstance(spec, dict) or any(k not in spec for k in SPEC_KEYS):
-        raise ValueError(f"{path} is not a CamStyle checkpoint (needs 'model_spec' with "
-                         f"{', '.join(SPEC_KEYS)} and 'trainer')")
+    if not isinstance(state, dict):
+        state = {}
+    if "trainer" in state:  # the earlier loop's own checkpoint
+        spec, weights = state.get("model_spec"), state["trainer"].get("generator", {})
+        meta = {k: v for k, v in state.items() if k not in ("trainer", "stream", "rng")}
+        meta["iteration"] = int(state["trainer"].get("iteration", 0))
+    else:
+        meta = dict(state.get("meta", {}))
+        spec = meta.get("model_spec")
+        weights = {k[len("generator."):]: v for k, v in state.get("model", {}).items()
+                   if k.startswith("generator.")}
+        clock = state.get("hooks", {}).get("WallClockHook", {})
+        meta.update(iteration=int(state.get("epoch", 0)), train_seconds=clock.get("elapsed"),
+                    train_cpu_seconds=clock.get("cpu_elapsed"))
+    if not isinstance(spec, dict) or any(k not in spec for k in SPEC_KEYS) or not weights:
+        raise ValueError(f"{path} is not a CamStyle StarGAN checkpoint (needs the model spec "
+                         f"with {', '.join(SPEC_KEYS)} and the generator's weights)")
     generator = build_generator(spec)
-    generator.load_state_dict(state["trainer"]["generator"])
-    meta = {k: v for k, v in state.items() if k not in ("trainer", "stream", "rng")}
-    meta["iteration"] = int(state["trainer"]["iteration"])
+    generator.load_state_dict(weights)
     return generator.to(device).eval(), tuple(spec["image_size"]), meta

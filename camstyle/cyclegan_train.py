@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import torch
 from torch.utils.data import DataLoader
@@ -19,10 +19,10 @@ from camstyle.cyclegan_model import CycleGAN, patch_map_size
 from camstyle.cyclegan_step import (CameraPairImages, CycleGANStep, UnalignedPairSampler,
                                     pair_sample_grid, sample_batch)
 from camstyle.data import CameraSample
-from camstyle.trainer import save_sample_sheet
+from camstyle.sample_sheets import SampleSheetHook
 from uda_reid.engine.checkpoint import Checkpointer
-from uda_reid.engine.hooks import (CheckpointHook, EpochLRFactorHook, HookBase, ProgressHook,
-                                   TensorBoardHook, WallClockHook, is_period_end)
+from uda_reid.engine.hooks import (CheckpointHook, EpochLRFactorHook, ProgressHook,
+                                   TensorBoardHook, WallClockHook)
 from uda_reid.engine.lr_schedule import linear_decay_factor
 from uda_reid.engine.run_folder import check_output_folder, clear_run_outputs
 from uda_reid.engine.seed import seed_everything
@@ -50,20 +50,6 @@ def shard_pairs(pairs: Sequence[Pair], index: int, count: int) -> List[Pair]:
 def pair_dir(run_dir: str | Path, pair: Pair) -> Path:
     """``<run_dir>/pairs/c<a+1>-c<b+1>``."""
     return Path(run_dir) / PAIRS_DIR / f"c{pair[0] + 1}-c{pair[1] + 1}"
-
-
-class SampleSheetHook(HookBase):
-    """Writes ``render()`` (a (3, H, W) grid in [0, 1]) to ``<folder>/epoch_XXX.png`` every
-    ``period`` epochs and after the last."""
-
-    def __init__(self, render: Callable[[], torch.Tensor], folder: str | Path,
-                 period: int) -> None:
-        self.render, self.folder, self.period = render, Path(folder), period
-
-    def after_epoch(self) -> None:
-        trainer = self.trainer
-        if is_period_end(trainer.epoch, self.period, trainer.max_epoch):
-            save_sample_sheet(self.render(), self.folder / f"epoch_{trainer.epoch + 1:03d}.png")
 
 
 def pair_paths(samples: Sequence[CameraSample], pair: Pair) -> Tuple[List[str], List[str]]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -55,7 +55,8 @@ def to_image(tensor: torch.Tensor, size: Tuple[int, int] | None = None) -> Image
 
 
 class CameraImageDataset(Dataset):
-    """Training images with their cameras: item -> ((3, H, W) in [-1, 1], camid)."""
+    """Training images with their cameras: item -> ``{"images": (3, H, W) in [-1, 1],
+    "camids": camid}`` (batched by the default collate)."""
 
     def __init__(self, samples: Sequence[CameraSample], image_size: Tuple[int, int],
                  flip: bool = True) -> None:
@@ -68,9 +69,9 @@ class CameraImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> Dict[str, Any]:
         path, camid = self.samples[index]
         image = to_tensor(load_rgb(path), self.image_size)
         if self.flip and torch.rand(()) < 0.5:
             image = image.flip(-1)
-        return image, camid
+        return {"images": image, "camids": camid}

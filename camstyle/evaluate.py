@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -30,12 +29,9 @@ from torch import nn
 
 from camstyle.data import load_rgb, to_tensor
 from camstyle.generate import translate
-from uda_reid.config import load_config
-from uda_reid.data.transforms import build_transforms_from_config
-from uda_reid.engine.defaults import load_trained_model
-from uda_reid.evaluation.extract import eval_mode
+from uda_reid.evaluation.extract import extract_features
 from uda_reid.evaluation.rank import evaluate_rank
-from uda_reid.models.backbones.vit import side_info_domain
+from uda_reid.models.forward import side_info_domain
 
 Sample = Tuple[str, int, int, int]  # (path, pid, camid, index)
 # Identity embedding: PIL images and their (N,) camera ids -> (N, D) features.
@@ -113,30 +109,19 @@ def cnn_embedder(model: SmallCNN, size: Tuple[int, int]) -> Embedder:
     return lambda images, camids: run_batched(model.features, image_tensor(images, size))
 
 
-def reid_embedder(weights: str | Path, dataset_name: str,
-                  device: torch.device | str = "cpu", batch_size: int = 128) -> Embedder:
-    """A trained uda_reid model as the identity embedding: the run's ``config.yaml`` beside
-    ``weights`` gives the model and its test transform; SIE backbones read the cameras as the
-    target domain's when ``dataset_name`` is not one the model was trained on."""
-    weights = Path(weights)
-    config = weights.with_name("config.yaml")
-    if not config.is_file():
-        raise FileNotFoundError(f"CAMSTYLE.EVAL.EMBEDDING_WEIGHTS: no config.yaml beside "
-                                f"{weights} (expected a uda_reid training run's checkpoint)")
-    cfg = load_config(config)
-    model = load_trained_model(cfg, weights, device)
-    transform = build_transforms_from_config(cfg, is_train=False)
-    domain = "source" if dataset_name in cfg.DATASETS.NAMES else "target"
+def reid_embedder(model: nn.Module, transform: Callable[[Image.Image], torch.Tensor],
+                  domain: str = "target", device: torch.device | str = "cpu",
+                  batch_size: int = 128) -> Embedder:
+    """A trained uda_reid model as the identity embedding: its test features
+    (:func:`extract_features`) of images put through ``transform``, in batches; SIE backbones
+    read the cameras as those of ``domain`` (``source`` or ``target``)."""
 
-    @torch.no_grad()
     def embed(images: Sequence[Image.Image], camids: torch.Tensor) -> torch.Tensor:
-        feats = []
-        with eval_mode(model), side_info_domain(model, domain):
-            for start in range(0, len(images), batch_size):
-                x = torch.stack([transform(img) for img in images[start:start + batch_size]])
-                cams = camids[start:start + batch_size].to(device)
-                feats.append(model(x.to(device), cams).float().cpu())
-        return torch.cat(feats)
+        batches = ({"images": torch.stack([transform(img) for img in images[i:i + batch_size]]),
+                    "camids": camids[i:i + batch_size], "pids": camids[i:i + batch_size]}
+                   for i in range(0, len(images), batch_size))
+        with side_info_domain(model, domain):
+            return extract_features(model, batches, device=device)[0]
 
     return embed
 

@@ -3,21 +3,18 @@ loading), for ``CAMSTYLE.MODEL`` stargan (one model in ``OUTPUT_DIR/last.pth``) 
 per camera pair under ``OUTPUT_DIR/pairs/``, :mod:`camstyle.cyclegan_train`)."""
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 
-from camstyle.config import build_trainer, model_spec, resolve_device
 from camstyle.cyclegan_train import (camera_pairs, check_pair_folders, shard_pairs,
                                      train_pairs)
-from camstyle.data import CameraImageDataset, CameraSample, camera_samples
-from camstyle.evaluate import evaluate_transfers, reid_embedder
+from camstyle.data import CameraSample, camera_samples
+from camstyle.evaluate import Embedder, evaluate_transfers, reid_embedder
 from camstyle.generate import generate_pair_shard, generate_shard, pair_units, unit_pairs
+from camstyle.stargan_train import build_stargan_trainer
 from camstyle.translators import PairTranslator, load_cyclegan_translator, load_translator
-from camstyle.trainer import BatchStream, fit, load_checkpoint, sample_images
 from camstyle.verify import VerifyReport, verify_folder
 from uda_reid.adapt.camstyle_data import CAMSTYLE_DIR
 from uda_reid.config import Config, ConfigError, load_config, save_config
@@ -25,10 +22,13 @@ from uda_reid.config.io import config_diff
 from uda_reid.config.schema import to_dict
 from uda_reid.config.sections.camstyle import MODELS
 from uda_reid.data.datasets import DATASETS, build_dataset_from_config
+from uda_reid.data.transforms import build_transforms_from_config
+from uda_reid.engine.defaults import load_trained_model, resolve_device
+from uda_reid.engine.hooks import WallClockHook, current_lr
 from uda_reid.engine.run_folder import check_output_folder, clear_run_outputs
+from uda_reid.recipes import recipe_dir
 from uda_reid.utils.atomic import atomic_write_json
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "camstyle"
 # A train run's files in its OUTPUT_DIR: those that mark the folder as taken, and all of them.
 TRAIN_MARKERS = ("last.pth", "config.yaml", "camstyle_train.json")
 TRAIN_OUTPUTS = (*TRAIN_MARKERS, "tensorboard/events.out.tfevents.*", "samples/iter_*.png")
@@ -36,10 +36,11 @@ TRAIN_OUTPUTS = (*TRAIN_MARKERS, "tensorboard/events.out.tfevents.*", "samples/i
 
 def load_camstyle_config(dataset: str, config_file: Optional[str] = None,
                          overrides: Sequence[str] = ()) -> Config:
-    """``config_file``, else ``configs/camstyle/<dataset>.yml`` when it exists, else defaults;
-    then ``KEY VALUE`` overrides."""
+    """``config_file``, else the recipe ``camstyle/<dataset>.yml`` when the recipe folder
+    (:func:`uda_reid.recipes.recipe_dir`; its absence is an error) has one, else defaults; then
+    ``KEY VALUE`` overrides."""
     if config_file is None:
-        default = CONFIG_DIR / f"{DATASETS.canonical(dataset)}.yml"
+        default = recipe_dir() / "camstyle" / f"{DATASETS.canonical(dataset)}.yml"
         config_file = str(default) if default.is_file() else None
     return load_config(config_file, overrides)
 
@@ -132,27 +133,25 @@ def train(cfg: Config, dataset_name: str, resume: bool = False, progress: bool =
                           "model (CAMSTYLE.MODEL stargan)")
     cs, out = cfg.CAMSTYLE, Path(cfg.OUTPUT_DIR)
     check_train_output(cfg, out, resume, overwrite)
-    random.seed(cfg.SEED)
-    np.random.seed(cfg.SEED)
-    torch.manual_seed(cfg.SEED)
     dataset, samples, num_cameras = dataset_cameras(cfg, dataset_name)
-    images = CameraImageDataset(samples, cs.IMAGE_SIZE, cs.FLIP)
-    trainer = build_trainer(cs, num_cameras, resolve_device(cfg.MODEL.DEVICE))
-    stream = BatchStream(images, cs.BATCH_SIZE, seed=cfg.SEED, num_workers=cs.NUM_WORKERS)
-    extra = {"model_spec": model_spec(cs, num_cameras), "dataset": dataset.name,
-             "train_seconds": 0.0, "train_cpu_seconds": 0.0}
+    identity = {"CAMSTYLE": to_dict(cs), "SEED": cfg.SEED, "dataset": dataset.name}
+    trainer, checkpointer = build_stargan_trainer(
+        cs, samples, num_cameras, out, identity=identity, meta={"dataset": dataset.name},
+        seed=cfg.SEED, device=resolve_device(cfg.MODEL.DEVICE), progress=progress)
     if resume:
-        state = load_checkpoint(trainer, stream, out / "last.pth")
-        extra.update({k: state[k] for k in ("train_seconds", "train_cpu_seconds")})
+        trainer.load_state_dict(checkpointer.load("last.pth"))
     else:
         if overwrite:
             clear_run_outputs(out, TRAIN_OUTPUTS)
         save_config(cfg, out / "config.yaml")
-    summary = fit(trainer, stream, out, sample_batch=sample_images(images, cs.NUM_SAMPLE_IMAGES),
-                  log_period=cs.LOG_PERIOD, sample_period=cs.SAMPLE_PERIOD,
-                  checkpoint_period=cs.CHECKPOINT_PERIOD, extra_state=extra, progress=progress)
-    summary.update({"dataset": dataset.name, "num_cameras": num_cameras,
-                    "num_images": len(samples), "checkpoint": str(out / "last.pth")})
+    trainer.train()
+    clock = next(h for h in trainer.hooks if isinstance(h, WallClockHook))
+    summary = {"iterations": trainer.completed_epochs, "train_seconds": clock.elapsed,
+               "train_cpu_seconds": clock.cpu_elapsed,
+               "last_losses": {**trainer.losses, **trainer.step.scalars(),
+                               "lr": current_lr(trainer)},
+               "dataset": dataset.name, "num_cameras": num_cameras, "num_images": len(samples),
+               "checkpoint": str(out / "last.pth")}
     atomic_write_json(out / "camstyle_train.json", summary)
     return summary
 
@@ -187,6 +186,24 @@ def verify(cfg: Config, dataset_name: str, decode: bool = True) -> VerifyReport:
     return verify_folder(samples, camstyle_folder(dataset), num_cameras, decode=decode)
 
 
+def load_reid_embedder(weights: str | Path, dataset_name: str,
+                       device: torch.device | str = "cpu", batch_size: int = 128) -> Embedder:
+    """The identity embedding of ``CAMSTYLE.EVAL.EMBEDDING_WEIGHTS``: the training run's
+    ``config.yaml`` beside ``weights`` gives the model and its test transform; SIE backbones read
+    the cameras as the target domain's when ``dataset_name`` is not one the model was trained
+    on."""
+    weights = Path(weights)
+    config = weights.with_name("config.yaml")
+    if not config.is_file():
+        raise FileNotFoundError(f"CAMSTYLE.EVAL.EMBEDDING_WEIGHTS: no config.yaml beside "
+                                f"{weights} (expected a uda_reid training run's checkpoint)")
+    run_cfg = load_config(config)
+    domain = "source" if dataset_name in run_cfg.DATASETS.NAMES else "target"
+    return reid_embedder(load_trained_model(run_cfg, weights, device),
+                         build_transforms_from_config(run_cfg, is_train=False), domain, device,
+                         batch_size)
+
+
 def evaluate(cfg: Config, dataset_name: str, checkpoints: Sequence[str], output: str | Path
              ) -> Dict[str, Any]:
     """The measured check of ``camstyle.evaluate`` on the dataset, written to ``output``; each
@@ -199,7 +216,7 @@ def evaluate(cfg: Config, dataset_name: str, checkpoints: Sequence[str], output:
     ev = cfg.CAMSTYLE.EVAL
     embedder, embedder_name = None, ""
     if ev.EMBEDDING_WEIGHTS:
-        embedder = reid_embedder(ev.EMBEDDING_WEIGHTS, dataset.name, device)
+        embedder = load_reid_embedder(ev.EMBEDDING_WEIGHTS, dataset.name, device)
         embedder_name = f"ReID model {ev.EMBEDDING_WEIGHTS}"
     scores = evaluate_transfers(
         {path: (translator, size) for path, (translator, size, _) in loaded.items()},

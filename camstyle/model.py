@@ -154,3 +154,17 @@ class Discriminator(nn.Module):
             code = self.camera_embedding(camids.long())  # (N, dim)
             scores = scores + (h * code[:, :, None, None]).sum(1, keepdim=True)
         return scores, self.classifier(h).flatten(1)
+
+
+class StarGAN(nn.Module):
+    """The generator and the critic trained together: the module the shared trainer trains
+    and checkpoints (state keys ``generator.*`` and ``discriminator.*``)."""
+
+    def __init__(self, generator: Generator, discriminator: Discriminator) -> None:
+        super().__init__()
+        self.generator = generator
+        self.discriminator = discriminator
+
+    @property
+    def num_cameras(self) -> int:
+        return self.generator.num_cameras

@@ -18,6 +18,8 @@ from uda_reid.adapt.monitor import LabelQualityHook
 from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
 from uda_reid.adapt.pseudo_labels import PseudoLabeler
 from uda_reid.config import get_default_config
+from uda_reid.engine.events import EventStorage
+from uda_reid.engine.hooks import TensorBoardHook
 from uda_reid.engine.trainer import Trainer, TrainStep
 from uda_reid.losses import cross_entropy_smooth, triplet_loss
 
@@ -248,11 +250,13 @@ def test_the_pipeline_scores_the_labels_a_method_reports_against_hidden_ids(tmp_
     scalars = step.scalars()  # the method's own, label-free monitoring
     assert scalars["pseudo0_num_clusters"] == 2 and scalars["pseudo0_num_outliers"] == 3
     assert not any("nmi" in k or "pairwise" in k for k in scalars)
-    hook = LabelQualityHook(lambda: step.labels, truth + 100, str(tmp_path))
-    hook.trainer = SimpleNamespace(epoch=0)
-    hook.before_train()
+    hook = LabelQualityHook(lambda: step.labels, truth + 100)
+    board = TensorBoardHook(str(tmp_path))  # writes what hooks put into the storage
+    trainer = SimpleNamespace(epoch=0, storage=EventStorage(), metrics={})
+    hook.trainer = board.trainer = trainer
+    board.before_train()
     hook.after_epoch()
-    hook.after_train()
+    board.after_train()
     (scores,) = hook.rounds[0]["granularities"]
     assert hook.rounds[0]["epoch"] == 1 and scores == label_quality(pred, truth)
     # 2 predicted clusters of 16 hold 2 x C(16, 2) pairs, 4 x C(8, 2) of them true
@@ -262,11 +266,10 @@ def test_the_pipeline_scores_the_labels_a_method_reports_against_hidden_ids(tmp_
     events.Reload()
     assert [e.value for e in events.Scalars("pseudo_labels/g0_nmi")] == \
         pytest.approx([scores["nmi"]])
-    silent = LabelQualityHook(lambda: None, truth, str(tmp_path))  # a method without labels
-    silent.trainer = SimpleNamespace(epoch=0)
-    silent.before_train()
+    silent = LabelQualityHook(lambda: None, truth)  # a method without labels
+    silent.trainer = trainer
     silent.after_epoch()
-    silent.after_train()
+    assert trainer.storage.pop_scalars() == []
     assert silent.rounds == []
 
 

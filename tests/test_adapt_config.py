@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from uda_reid.adapt.pipeline import build_adapt_config, default_config_file, source_key
-from uda_reid.config import ConfigError, load_config
+from uda_reid.config import ConfigError, get_default_config, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "ecn"
 
@@ -169,3 +169,18 @@ def test_ecn_stage2_source_branch_is_plain_ce_on_shuffled_batches_whatever_stage
     for key, value in (("source_loss", "triplet"), ("source_sampler", "balanced")):
         with pytest.raises(ValueError, match=f"ADAPT.ECN.{key.upper()}.*{value}"):
             ECN(**{key: value})
+
+
+def test_ecn_classes_take_their_defaults_from_the_ecn_section():
+    """ADAPT.ECN's defaults are written once: ECN() and ECNObjective(...) without arguments
+    equal what the default config builds."""
+    import inspect
+
+    from uda_reid.adapt.methods.ecn import ECN, ECNObjective
+
+    built, plain = ECN.from_config(get_default_config().ADAPT), ECN()
+    names = ("lam", "temperature", "knn", "neighbor_start_epoch", "momentum_per_epoch",
+             "camstyle", "target_batch_size", "source_loss", "source_sampler", "protocol")
+    assert [getattr(plain, n) for n in names] == [getattr(built, n) for n in names]
+    objective = inspect.signature(ECNObjective).parameters
+    assert [objective[n].default for n in names[:5]] == [getattr(built, n) for n in names[:5]]

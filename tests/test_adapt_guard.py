@@ -16,13 +16,14 @@ from sklearn.metrics import adjusted_rand_score
 from torch.utils.data import DataLoader
 
 from camstyle_standins import write_standins
-from uda_reid.adapt.guard import method_inputs, slot_order
+from uda_reid.adapt.guard import GuardedHook, method_inputs, slot_order
 from uda_reid.adapt.methods.ecn import ECN
 from uda_reid.adapt.pipeline import build_adapt_config, run_adaptation
 from uda_reid.adapt.registry import METHODS
 from uda_reid.config.root import Config
 from uda_reid.data.datasets import build_dataset
 from uda_reid.data.loaders import collate
+from uda_reid.engine.events import EventStorage
 from uda_reid.engine.hooks import HookBase
 from tiny_runs import tiny_stage1
 
@@ -243,3 +244,24 @@ def test_method_inputs_are_anonymous_links_in_seeded_order(tmp_path):
     assert [Path(f).name for f in linked] == [f"{s:06d}.jpg" for s in range(6)]
     assert [Path(f).read_bytes() for f in linked] == [bytes([i]) * 10 for i in order]
     assert source.pids == (0, 1, 2, 0, 1, 2) and source.num_classes == 3
+
+
+def test_a_method_hook_puts_scalars_without_seeing_the_trainers_storage():
+    """The trainer's storage also holds the monitoring's label-quality scores: a method's hook
+    writes into a storage of its own, which the guard empties into the trainer's."""
+
+    class Counting(HookBase):
+        def after_epoch(self):
+            self.trainer.storage.put_scalar("pseudo_labels/g0_num_clusters", 7, 3)
+
+    trainer = types.SimpleNamespace(model=None, optimizer=None, epoch=2, iter=5, max_epoch=4,
+                                    iters_per_epoch=3, storage=EventStorage())
+    trainer.storage.put_scalar("pseudo_labels/g0_nmi", 0.5, 2)
+    inner = Counting()
+    guarded = GuardedHook(inner)
+    guarded.trainer = trainer
+    guarded.after_epoch()
+    assert inner.trainer.storage is not trainer.storage and inner.trainer.epoch == 2
+    assert inner.trainer.storage.pop_scalars() == []
+    assert trainer.storage.pop_scalars() == [("pseudo_labels/g0_nmi", 0.5, 2),
+                                             ("pseudo_labels/g0_num_clusters", 7.0, 3)]

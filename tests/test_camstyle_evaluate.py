@@ -117,12 +117,12 @@ def test_identity_rate_drops_when_the_generator_destroys_content(results):
     assert results["oracle"]["identity_heldout"]["chance_rank1"] == 0.25
 
 
-def test_reid_embedder_gives_the_trained_models_test_features(tmp_path):
+def test_the_reid_embedder_of_a_run_gives_its_trained_models_test_features(tmp_path):
     from uda_reid.config import load_config, save_config
     from uda_reid.data.transforms import build_transforms_from_config
     from uda_reid.models import build_model
 
-    from camstyle.evaluate import reid_embedder
+    from camstyle.jobs import load_reid_embedder
 
     cfg = load_config(None, ["MODEL.BACKBONE.NAME", "resnet18", "MODEL.BACKBONE.PRETRAIN",
                              "False", "INPUT.SIZE_TEST", "[32, 16]", "DATASETS.NAMES",
@@ -134,7 +134,7 @@ def test_reid_embedder_gives_the_trained_models_test_features(tmp_path):
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (40, 20, 3), dtype=np.uint8))
               for _ in range(5)]
-    embed = reid_embedder(tmp_path / "last.pth", "synth-duke", batch_size=2)
+    embed = load_reid_embedder(tmp_path / "last.pth", "synth-duke", batch_size=2)
     transform = build_transforms_from_config(cfg, is_train=False)
     with torch.no_grad():
         expected = model(torch.stack([transform(img) for img in images]))
@@ -143,4 +143,4 @@ def test_reid_embedder_gives_the_trained_models_test_features(tmp_path):
     assert torch.allclose(got, expected, atol=1e-5)
     (tmp_path / "config.yaml").unlink()
     with pytest.raises(FileNotFoundError, match="EMBEDDING_WEIGHTS.*config.yaml"):
-        reid_embedder(tmp_path / "last.pth", "synth-duke")
+        load_reid_embedder(tmp_path / "last.pth", "synth-duke")

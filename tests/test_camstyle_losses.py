@@ -1,12 +1,14 @@
-"""StarGAN losses against hand computations; LR decay and target-camera sampling."""
+"""StarGAN losses against hand computations; the step's totals and G cadence, LR decay and
+target-camera sampling."""
 import math
 
 import pytest
 import torch
 
 from camstyle import losses
-from camstyle.model import Discriminator, Generator
-from camstyle.trainer import StarGANTrainer, lr_factor, random_other_cameras
+from camstyle.model import Discriminator, Generator, StarGAN
+from camstyle.stargan_step import StarGANStep, random_other_cameras
+from uda_reid.engine.lr_schedule import linear_to_zero_factor
 
 
 def test_critic_and_generator_adversarial_losses_by_hand():
@@ -57,37 +59,44 @@ def test_gradient_penalty_is_zero_for_unit_gradient():
     assert losses.gradient_penalty(x @ w, x).item() == pytest.approx(0.0, abs=1e-12)
 
 
-def test_discriminator_total_combines_terms_with_lambdas():
+def tiny_stargan() -> StarGAN:
     torch.manual_seed(0)
-    g = Generator(2, conv_dim=2, repeat_num=1)
-    d = Discriminator(2, (16, 8), conv_dim=2, repeat_num=2)
-    trainer = StarGANTrainer(g, d, lambda_cls=0.7, lambda_gp=3.0)
+    return StarGAN(Generator(2, conv_dim=2, repeat_num=1),
+                   Discriminator(2, (16, 8), conv_dim=2, repeat_num=2))
+
+
+def test_discriminator_total_combines_terms_with_lambdas():
+    step = StarGANStep(tiny_stargan(), [], lambda_cls=0.7, lambda_gp=3.0)
     x = torch.rand(2, 3, 16, 8) * 2 - 1
-    logs = trainer.discriminator_step(x, torch.tensor([0, 1]), torch.tensor([1, 0]))
-    assert logs["D/total"] == pytest.approx(logs["D/adv"] + 0.7 * logs["D/cls"]
-                                            + 3.0 * logs["D/gp"], rel=1e-5)
-    logs = trainer.generator_step(x, torch.tensor([0, 1]), torch.tensor([1, 0]))
-    assert logs["G/total"] == pytest.approx(logs["G/adv"] + 0.7 * logs["G/cls"]
-                                            + 10.0 * logs["G/rec"], rel=1e-5)
+    terms = step.discriminator_step(x, torch.tensor([0, 1]), torch.tensor([1, 0]))
+    assert step.scalars()["D/total"] == pytest.approx(
+        float(terms["D/adv"] + 0.7 * terms["D/cls"] + 3.0 * terms["D/gp"]), rel=1e-5)
+    terms = step.generator_step(x, torch.tensor([0, 1]), torch.tensor([1, 0]))
+    assert step.scalars()["G/total"] == pytest.approx(
+        float(terms["G/adv"] + 0.7 * terms["G/cls"] + 10.0 * terms["G/rec"]), rel=1e-5)
 
 
 def test_generator_updates_only_every_n_critic_iterations():
-    torch.manual_seed(0)
-    g = Generator(2, conv_dim=2, repeat_num=1)
-    d = Discriminator(2, (16, 8), conv_dim=2, repeat_num=2)
-    trainer = StarGANTrainer(g, d, n_critic=3)
-    x, c = torch.rand(2, 3, 16, 8) * 2 - 1, torch.tensor([0, 1])
-    g_steps = ["G/total" in trainer.step(x, c) for _ in range(6)]
+    model = tiny_stargan()
+    batch = {"images": torch.rand(2, 3, 16, 8) * 2 - 1, "camids": torch.tensor([0, 1])}
+    step = StarGANStep(model, [batch], n_critic=3)
+    g_steps = []
+    for _ in range(6):
+        before = [p.clone() for p in model.generator.parameters()]
+        terms = step.run(model)
+        moved = any(not torch.equal(a, b) for a, b in zip(before, model.generator.parameters()))
+        assert moved == ("G/rec" in terms)
+        g_steps.append(moved)
     assert g_steps == [False, False, True, False, False, True]
 
 
 def test_lr_factor_is_flat_then_linear_to_zero():
-    assert lr_factor(0, 100, 40) == 1.0
-    assert lr_factor(59, 100, 40) == 1.0
-    assert lr_factor(60, 100, 40) == 1.0
-    assert lr_factor(80, 100, 40) == pytest.approx(0.5)
-    assert lr_factor(99, 100, 40) == pytest.approx(1 / 40)
-    assert lr_factor(50, 100, 0) == 1.0
+    assert linear_to_zero_factor(0, 100, 40) == 1.0
+    assert linear_to_zero_factor(59, 100, 40) == 1.0
+    assert linear_to_zero_factor(60, 100, 40) == 1.0
+    assert linear_to_zero_factor(80, 100, 40) == pytest.approx(0.5)
+    assert linear_to_zero_factor(99, 100, 40) == pytest.approx(1 / 40)
+    assert linear_to_zero_factor(50, 100, 0) == 1.0
 
 
 def test_random_other_cameras_never_pick_the_source_and_cover_the_rest():

@@ -46,8 +46,6 @@ ALLOWED: Dict[str, str] = {
     "uda_reid.data.loaders:build_test_set_from_config": "entry point",
     "uda_reid.data.loaders:build_test_loader_from_config": "entry point",
     "uda_reid.evaluation.evaluator:evaluate_from_config": "entry point",
-    # Still to convert (issue 15).
-    "camstyle.evaluate": "reid_embedder loads a training run's config.yaml itself",
     # Not the root config: an ADAPT.CLUSTER section named ``cfg`` (its SEED key).
 }
 

@@ -8,9 +8,9 @@ import torch
 from uda_reid.config import load_config
 from uda_reid.engine.lr_schedule import build_lr_scheduler
 from uda_reid.engine.optim import build_optimizer_from_config
-from uda_reid.engine.trainer import forward_model
 from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
+from uda_reid.models.forward import forward_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ENGINE_CONFIGS = sorted(p for folder in ("Market1501", "DukeMTMC", "MSMT17", "synth-market",

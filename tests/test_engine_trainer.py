@@ -8,9 +8,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from uda_reid.engine.checkpoint import CheckpointMismatchError, Checkpointer
+from uda_reid.engine.events import EpochMeans
 from uda_reid.engine.freeze import FreezeHook, freeze_modules
-from uda_reid.engine.hooks import (CheckpointHook, EpochMeans, EvalHook, HookBase,
-                                   LRSchedulerHook, ProgressHook, TensorBoardHook)
+from uda_reid.engine.hooks import (CheckpointHook, EvalHook, HookBase, LRSchedulerHook,
+                                   ProgressHook, TensorBoardHook)
 from uda_reid.engine.lr_schedule import WarmupLRScheduler
 from uda_reid.engine.optim import build_optimizer
 from uda_reid.engine.seed import seed_everything
@@ -368,7 +369,7 @@ def test_stream_starts_a_new_order_when_a_pass_runs_out_and_resumes_the_count():
     assert sorted(sum(first_epoch[:4], [])) == list(range(16))
     assert first_epoch[:4] != first_epoch[4:]
     state = stream.state_dict()
-    assert state == {"passes": 2}
+    assert state == {"passes": 2, "position": 4}
     stream.begin_epoch(1)
     want = draw(stream, 6)
 
@@ -376,3 +377,55 @@ def test_stream_starts_a_new_order_when_a_pass_runs_out_and_resumes_the_count():
     resumed.load_state_dict(state)
     resumed.begin_epoch(1)
     assert draw(resumed, 6) == want
+
+
+def test_stream_without_begin_epoch_resumes_in_the_middle_of_a_pass_without_loading_the_skipped():
+    """A stream spanning epochs (StarGAN's): restored after 3 batches of pass 1 (4 per pass),
+    it draws pass 1's last batch next, loads only that batch's items, then pass 2."""
+    from uda_reid.data.samplers import TorchShuffledBatchSampler
+    from uda_reid.engine.trainer import BatchStream
+
+    class Counted(ToyImages):
+        loaded = 0
+
+        def __getitem__(self, index):
+            Counted.loaded += 1
+            return super().__getitem__(index)
+
+    def loader():
+        sampler = TorchShuffledBatchSampler(17, 4, seed=3)
+        return DataLoader(Counted(17), batch_sampler=sampler, generator=sampler.generator)
+
+    by_hand = [torch.randperm(17, generator=torch.Generator().manual_seed(3 + p))[:16]
+               .view(4, 4).tolist() for p in range(3)]
+    stream = BatchStream(loader())
+    assert draw(stream, 7) == by_hand[0] + by_hand[1][:3]
+    state = stream.state_dict()
+    assert {k: state[k] for k in ("passes", "position")} == {"passes": 2, "position": 3}
+    want = draw(stream, 5)
+    assert want == by_hand[1][3:] + by_hand[2]
+
+    resumed = BatchStream(loader())
+    resumed.load_state_dict(state)
+    Counted.loaded = 0
+    assert draw(resumed, 1) == by_hand[1][3:] and Counted.loaded == 4
+    assert draw(resumed, 4) == by_hand[2]
+
+
+def test_progress_logs_the_mean_losses_of_each_period_of_epochs(caplog):
+    model = nn.Module()
+    model.w = nn.Parameter(torch.zeros(1))
+    values = iter(range(1, 11))
+
+    class Counting(TrainStep):
+        def run(self, m):  # loss values 1, 2, 3, ... (the parameter makes it trainable)
+            return {"loss": m.w.sum() * 0 + next(values)}
+
+    trainer = Trainer(model, torch.optim.SGD([model.w], lr=0.1), Counting(), 5, 2,
+                      hooks=[ProgressHook(enabled=False, period=2, unit="round")])
+    with caplog.at_level("INFO", logger="uda_reid.engine.hooks"):
+        trainer.train()
+    lines = [r.getMessage().split(", lr")[0] for r in caplog.records if "done" in r.getMessage()]
+    assert lines == ["Rounds 1-2/5 done (iteration 4): loss 2.5000, total 2.5000",
+                     "Rounds 3-4/5 done (iteration 8): loss 6.5000, total 6.5000",
+                     "Round 5/5 done (iteration 10): loss 9.5000, total 9.5000"]

@@ -94,7 +94,7 @@ def vit_cfg(*pairs):
 
 
 def test_vit_with_jpm_exports_to_torchscript_and_sie_cameras_are_refused_clearly(tmp_path):
-    from uda_reid.models.backbones.vit import side_info_domain
+    from uda_reid.models.forward import side_info_domain
 
     model = build_model(vit_cfg("MODEL.TRANSREID.SIE_CAMERA", "False"), 4).eval()
     assert model.backbone.jpm

@@ -11,11 +11,12 @@ from timm.models.vision_transformer import VisionTransformer
 from uda_reid.benchmarks.model_flops import analytic_vit_flops, count_flops
 from uda_reid.config import load_config
 from uda_reid.models import build_model
-from uda_reid.models.backbones.vit import (build_vit, load_vit_pretrained, set_side_info_domain,
-                                          side_info_domain, vit_state_dict_from_checkpoint)
+from uda_reid.models.backbones.vit import (build_vit, load_vit_pretrained,
+                                          vit_state_dict_from_checkpoint)
 from uda_reid.models.backbones.vit_layers import (OverlappingPatchEmbed, SideInformationEmbedding,
                                                   jpm_groups, jpm_permutation, patch_grid,
                                                   resize_pos_embed)
+from uda_reid.models.forward import set_side_info_domain, side_info_domain
 from uda_reid.models.heads.jpm import JPMHead
 
 torch.set_num_threads(1)

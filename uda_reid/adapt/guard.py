@@ -30,6 +30,7 @@ import numpy as np
 from uda_reid.adapt.camstyle_data import CamStyleFolder
 from uda_reid.data.anonymous import IndexedImages, link_anonymously
 from uda_reid.data.datasets.base import relabel
+from uda_reid.engine.events import EventStorage
 from uda_reid.engine.hooks import HookBase
 
 
@@ -145,14 +146,16 @@ def method_inputs(source, target, folder: Path, seed: int,
 
 
 class TrainerView:
-    """What a method's hooks see of the trainer: ``model``, ``optimizer`` and the loop's
-    position (``epoch``, ``iter``, ``max_epoch``, ``iters_per_epoch``), copied in before every
-    call - not the trainer itself, whose other hooks hold the evaluator and the monitoring."""
+    """What a method's hooks see of the trainer: ``model``, ``optimizer``, the loop's position
+    (``epoch``, ``iter``, ``max_epoch``, ``iters_per_epoch``), copied in before every call, and
+    a ``storage`` of their own for the scalars they put (moved to the trainer's after every
+    call) - not the trainer itself, whose other hooks hold the evaluator and the monitoring."""
 
     def __init__(self, model, optimizer) -> None:
         self.model = model
         self.optimizer = optimizer
         self.epoch = self.iter = self.max_epoch = self.iters_per_epoch = 0
+        self.storage = EventStorage()
 
 
 class GuardedHook(HookBase):
@@ -162,31 +165,33 @@ class GuardedHook(HookBase):
         self.hook = hook
         self._view: Optional[TrainerView] = None
 
-    def _sync(self) -> HookBase:
+    def _run(self, method: str) -> None:
         if self._view is None:
             self._view = TrainerView(self.trainer.model, self.trainer.optimizer)
             self.hook.trainer = self._view  # type: ignore[assignment]
         for name in ("epoch", "iter", "max_epoch", "iters_per_epoch"):
             setattr(self._view, name, getattr(self.trainer, name))
-        return self.hook
+        getattr(self.hook, method)()
+        for scalar in self._view.storage.pop_scalars():
+            self.trainer.storage.put_scalar(*scalar)
 
     def before_train(self) -> None:
-        self._sync().before_train()
+        self._run("before_train")
 
     def before_epoch(self) -> None:
-        self._sync().before_epoch()
+        self._run("before_epoch")
 
     def before_step(self) -> None:
-        self._sync().before_step()
+        self._run("before_step")
 
     def after_step(self) -> None:
-        self._sync().after_step()
+        self._run("after_step")
 
     def after_epoch(self) -> None:
-        self._sync().after_epoch()
+        self._run("after_epoch")
 
     def after_train(self) -> None:
-        self._sync().after_train()
+        self._run("after_train")
 
     @property
     def state_name(self) -> str:

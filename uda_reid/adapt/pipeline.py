@@ -50,7 +50,7 @@ from uda_reid.data.transforms import build_transforms_from_config
 from uda_reid.engine.checkpoint import load_model_weights, read_checkpoint_meta
 from uda_reid.engine.defaults import (build_evaluator, build_trainer, check_output_dir,
                                       default_setup, resolve_device, resume_or_start, train)
-from uda_reid.engine.hooks import EpochMeans, HookBase
+from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.logger import setup_logger
 from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
@@ -187,20 +187,14 @@ def build_method(cfg: Config) -> AdaptMethod:
 
 
 class EpochCurvesHook(HookBase):
-    """Per-epoch means of the losses and the step's scalars (kept across a resume)."""
+    """Keeps each epoch's means of the losses and the step's scalars (from the trainer's
+    storage) for ``results.json``, across a resume."""
 
     def __init__(self) -> None:
         self.curves: Dict[int, Dict[str, float]] = {}
-        self._means = EpochMeans()
-
-    def before_epoch(self) -> None:
-        self._means.reset()
-
-    def after_step(self) -> None:
-        self._means.add({**self.trainer.losses, **self.trainer.step.scalars()})
 
     def after_epoch(self) -> None:
-        self.curves[self.trainer.epoch + 1] = self._means.means()
+        self.curves[self.trainer.epoch + 1] = self.trainer.storage.epoch_means.means()
 
     def state_dict(self) -> Dict[str, Any]:
         return {"curves": self.curves}
@@ -411,7 +405,7 @@ def _run_stages(cfg: Config, method: AdaptMethod, labelled_target: ReIDDataset,
     step = method.build_step(ctx)
     if step is not None:
         curves = EpochCurvesHook()
-        quality = LabelQualityHook(method.pseudo_labels, identities, str(output_dir))
+        quality = LabelQualityHook(method.pseudo_labels, identities)
         iters = stage_cfg.SOLVER.ITERS_PER_EPOCH or len(step)
         method_hooks = [GuardedHook(hook) for hook in method.hooks(ctx)]
         trainer, checkpointer = build_trainer(

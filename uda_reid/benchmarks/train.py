@@ -14,7 +14,6 @@ import copy
 import logging
 import tempfile
 import time
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
 import torch
@@ -28,11 +27,13 @@ from uda_reid.engine.defaults import build_trainer, resolve_device
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.optim import build_optimizer_from_config
 from uda_reid.engine.seed import seed_everything
-from uda_reid.engine.trainer import SupervisedStep, forward_model, move_batch
+from uda_reid.engine.trainer import SupervisedStep
 from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
+from uda_reid.models.forward import forward_model, move_batch
+from uda_reid.recipes import recipe_file
 
-RECIPE = Path(__file__).resolve().parents[2] / "configs" / "synth-market" / "bagtricks_R18.yml"
+RECIPE = ("synth-market", "bagtricks_R18.yml")  # under the recipe folder
 PRESETS = {
     "synth-r18": [],  # the recipe as shipped: ResNet-18 at 64 x 32, batch 32
     # ResNet-50 at the real-data size, batch 16 (8 identities x 2 images) to keep a few
@@ -144,7 +145,7 @@ class TrainBenchmark:
                 "DATASETS.ROOT", args.data_root, "DATASETS.TESTS", "[]", "MODEL.DEVICE", "cpu",
                 "OUTPUT_DIR", tmp, "SOLVER.MAX_EPOCH", str(args.epochs + 1),
                 "SOLVER.ITERS_PER_EPOCH", str(args.iters), *args.opts]
-            cfg = load_config(RECIPE, opts)
+            cfg = load_config(recipe_file(*RECIPE), opts)
             for num in args.threads:
                 with at_threads(num):
                     seed_everything(cfg.SEED)

@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
+import torch
 from torch.utils.data import Sampler
 
 from uda_reid.utils.distributed import dist_rank_and_world_size
@@ -14,11 +15,13 @@ from uda_reid.utils.distributed import dist_rank_and_world_size
 
 class EpochBatchSampler(Sampler[List[int]], ABC):
     """Base of the training batch samplers: an epoch's batches are drawn from
-    ``numpy.random.default_rng([seed, epoch])`` identically on every rank, and rank ``r`` of
-    ``world_size`` takes batches ``r, r + world_size, ...`` of the first
+    :meth:`epoch_rng` (``numpy.random.default_rng([seed, epoch])``) identically on every rank,
+    and rank ``r`` of ``world_size`` takes batches ``r, r + world_size, ...`` of the first
     ``world_size * (n // world_size)`` (equal, disjoint shares keep DDP ranks in step).
 
-    ``set_epoch`` chooses the epoch; ``state_dict``/``load_state_dict`` save and restore it.
+    ``set_epoch`` chooses the epoch; ``state_dict``/``load_state_dict`` save and restore it;
+    ``skip_batches(n)`` makes the next pass start at this rank's batch ``n`` of the epoch (a
+    run resumed in the middle of a pass), without loading the skipped ones.
     """
 
     def __init__(self, seed: int = 0, rank: Optional[int] = None,
@@ -30,10 +33,11 @@ class EpochBatchSampler(Sampler[List[int]], ABC):
             raise ValueError(f"rank {self.rank} is outside 0..{self.world_size - 1}")
         self.seed = seed
         self.epoch = 0
+        self.skip = 0
 
     @abstractmethod
-    def epoch_batches(self, rng: np.random.Generator) -> List[List[int]]:
-        """All batches of one epoch (every rank's), drawn from ``rng``."""
+    def epoch_batches(self, rng: Any) -> List[List[int]]:
+        """All batches of one epoch (every rank's), drawn from ``rng`` (:meth:`epoch_rng`)."""
 
     @abstractmethod
     def num_epoch_batches(self) -> int:
@@ -42,10 +46,19 @@ class EpochBatchSampler(Sampler[List[int]], ABC):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def skip_batches(self, count: int) -> None:
+        """The next pass starts after this rank's first ``count`` batches (once)."""
+        self.skip = count
+
+    def epoch_rng(self) -> Any:
+        """The generator the current epoch's batches are drawn from."""
+        return np.random.default_rng([self.seed, self.epoch])
+
     def __iter__(self) -> Iterator[List[int]]:
-        batches = self.epoch_batches(np.random.default_rng([self.seed, self.epoch]))
+        batches = self.epoch_batches(self.epoch_rng())
         usable = len(batches) // self.world_size * self.world_size
-        return iter(batches[self.rank:usable:self.world_size])
+        start, self.skip = self.skip, 0
+        return iter(batches[self.rank:usable:self.world_size][start:])
 
     def __len__(self) -> int:
         return self.num_epoch_batches() // self.world_size
@@ -133,6 +146,35 @@ class RandomBatchSampler(EpochBatchSampler):
 
     def epoch_batches(self, rng: np.random.Generator) -> List[List[int]]:
         order = self.indices[rng.permutation(len(self.indices))]
+        n = self.num_epoch_batches() * self.batch_size
+        return order[:n].reshape(-1, self.batch_size).tolist()
+
+
+class TorchShuffledBatchSampler(EpochBatchSampler):
+    """Shuffled batches of ``batch_size`` of ``num_items`` items (the last incomplete batch
+    dropped), epoch ``e`` ordered by ``torch.randperm`` from a torch generator seeded
+    ``seed + e``: the order the CamStyle StarGAN trains on. Hand :attr:`generator` to the
+    ``DataLoader`` too: it then draws its worker seed from the epoch's generator (after the
+    permutation), not from the global RNG, so the data order never moves the training's RNG."""
+
+    def __init__(self, num_items: int, batch_size: int, seed: int = 0,
+                 rank: Optional[int] = None, world_size: Optional[int] = None) -> None:
+        super().__init__(seed, rank, world_size)
+        _check_batch_size(batch_size)
+        self.num_items, self.batch_size = num_items, batch_size
+        self.generator = torch.Generator()
+        if num_items < batch_size * self.world_size:
+            raise ValueError(f"{num_items} images cannot fill a batch of {batch_size} on each "
+                             f"of {self.world_size} rank(s)")
+
+    def num_epoch_batches(self) -> int:
+        return self.num_items // self.batch_size
+
+    def epoch_rng(self) -> torch.Generator:
+        return self.generator.manual_seed(self.seed + self.epoch)
+
+    def epoch_batches(self, rng: torch.Generator) -> List[List[int]]:
+        order = torch.randperm(self.num_items, generator=rng)
         n = self.num_epoch_batches() * self.batch_size
         return order[:n].reshape(-1, self.batch_size).tolist()
 

@@ -44,7 +44,7 @@ from uda_reid.evaluation.roc import evaluate_roc
 from uda_reid.evaluation.visualize import save_rank_lists, save_roc_plot
 from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
-from uda_reid.models.backbones.vit import side_info_domain
+from uda_reid.models.forward import side_info_domain
 from uda_reid.utils.atomic import atomic_write_json
 from uda_reid.utils.distributed import (barrier, is_main_process, main_process_result,
                                         on_main_process)

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 
 from uda_reid.engine.checkpoint import Checkpointer
+from uda_reid.engine.events import EpochMeans
 from uda_reid.engine.lr_schedule import WarmupLRScheduler
 from uda_reid.utils.distributed import is_main_process
 from uda_reid.utils.errors import UnknownNameError
@@ -201,11 +202,17 @@ class WriterHook(HookBase):
 
 
 class TensorBoardHook(WriterHook):
-    """Writes losses, LR and step scalars every ``period`` iterations and metrics per epoch."""
+    """Writes losses, LR and step scalars every ``period`` iterations, metrics per epoch, and
+    the scalars hooks put into the trainer's storage (at the next of these writes, or at the
+    end)."""
 
     def __init__(self, log_dir: os.PathLike | str, period: int = 20) -> None:
         super().__init__(log_dir)
         self.period = max(1, period)
+
+    def _write_stored(self) -> None:
+        for name, value, step in self.trainer.storage.pop_scalars():
+            self.writer.add_scalar(name, value, step)
 
     def after_step(self) -> None:
         trainer = self.trainer
@@ -217,83 +224,97 @@ class TensorBoardHook(WriterHook):
         self.writer.add_scalar("lr", current_lr(trainer), step)
         for name, value in trainer.step.scalars().items():
             self.writer.add_scalar(f"train/{name}", value, step)
+        self._write_stored()
 
     def after_epoch(self) -> None:
         epoch = self.trainer.epoch + 1
         for dataset, values in self.trainer.metrics.get(epoch, {}).items():
             for name, value in values.items():
                 self.writer.add_scalar(f"{dataset}/{name}", value, epoch)
+        self._write_stored()
         self.writer.flush()
+
+    def after_train(self) -> None:
+        self._write_stored()
+        super().after_train()
 
 
 class WallClockHook(HookBase):
-    """Accumulates training wall time over the runs of a resumed job (``elapsed`` seconds)."""
+    """Accumulates training wall time and process CPU time over the runs of a resumed job
+    (``elapsed`` and ``cpu_elapsed`` seconds)."""
 
     def __init__(self) -> None:
-        self.previous = 0.0
-        self._start = time.perf_counter()
+        self.previous, self.previous_cpu = 0.0, 0.0
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     def before_train(self) -> None:
-        self._start = time.perf_counter()
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     @property
     def elapsed(self) -> float:
         return self.previous + time.perf_counter() - self._start
 
+    @property
+    def cpu_elapsed(self) -> float:
+        return self.previous_cpu + time.process_time() - self._cpu_start
+
     def state_dict(self) -> Dict[str, Any]:
-        return {"elapsed": self.elapsed}
+        return {"elapsed": self.elapsed, "cpu_elapsed": self.cpu_elapsed}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.previous = float(state["elapsed"])
-
-
-class EpochMeans:
-    """Means of named scalars over the steps of one epoch (a name a step lacks counts 0)."""
-
-    def __init__(self) -> None:
-        self.sums: Dict[str, float] = {}
-        self.count = 0
-
-    def reset(self) -> None:
-        self.sums, self.count = {}, 0
-
-    def add(self, values: Mapping[str, float]) -> None:
-        """One step's values."""
-        for name, value in values.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-        self.count += 1
-
-    def means(self) -> Dict[str, float]:
-        return {name: total / self.count for name, total in self.sums.items()}
+        self.previous_cpu = float(state.get("cpu_elapsed", 0.0))
 
 
 class ProgressHook(HookBase):
-    """A tqdm bar per epoch and a log line with the epoch's mean losses, LR and time."""
+    """A tqdm bar per ``period`` epochs and a log line with their mean losses and step scalars
+    (the means of the epochs' means in the trainer's storage), LR and time.
 
-    def __init__(self, enabled: bool = True) -> None:
+    ``unit`` names what an epoch is in the messages (a StarGAN counts ``iteration``s: each of
+    its epochs is one iteration)."""
+
+    def __init__(self, enabled: bool = True, period: int = 1, unit: str = "epoch") -> None:
         self.enabled = enabled
+        self.period = max(1, period)
+        self.unit = unit
         self._bar = None
         self._means = EpochMeans()
         self._start = 0.0
+        self._first = 0
+
+    def _span(self, first: int, last: int) -> str:
+        """``epoch 3/10`` or ``epochs 3-5/10`` (1-based)."""
+        total = self.trainer.max_epoch
+        return (f"{self.unit} {first + 1}/{total}" if first == last
+                else f"{self.unit}s {first + 1}-{last + 1}/{total}")
 
     def before_epoch(self) -> None:
+        if self._bar is not None:
+            return
         from tqdm import tqdm
 
         trainer = self.trainer
-        self._bar = tqdm(total=trainer.iters_per_epoch, disable=not self.enabled, leave=False,
-                         desc=f"epoch {trainer.epoch + 1}/{trainer.max_epoch}")
+        self._first = trainer.epoch
+        last = min((trainer.epoch // self.period + 1) * self.period, trainer.max_epoch) - 1
+        self._bar = tqdm(total=(last - trainer.epoch + 1) * trainer.iters_per_epoch,
+                         disable=not self.enabled, leave=False,
+                         desc=self._span(trainer.epoch, last))
         self._means.reset()
         self._start = time.perf_counter()
 
     def after_step(self) -> None:
-        self._means.add(self.trainer.losses)
         self._bar.update(1)
         self._bar.set_postfix(loss=f"{self.trainer.losses['total']:.3f}")
 
     def after_epoch(self) -> None:
-        self._bar.close()
         trainer = self.trainer
+        self._means.add(trainer.storage.epoch_means.means())
+        if not is_period_end(trainer.epoch, self.period, trainer.max_epoch):
+            return
+        self._bar.close()
+        self._bar = None
         means = ", ".join(f"{k} {v:.4f}" for k, v in self._means.means().items())
-        logger.info("Epoch %d/%d done (iteration %d): %s, lr %.3g, %.1f s", trainer.epoch + 1,
-                    trainer.max_epoch, trainer.iter + 1, means, current_lr(trainer),
+        span = self._span(self._first, trainer.epoch)
+        logger.info("%s done (iteration %d): %s, lr %.3g, %.1f s", span[0].upper() + span[1:],
+                    trainer.iter + 1, means, current_lr(trainer),
                     time.perf_counter() - self._start)

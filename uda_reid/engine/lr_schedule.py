@@ -153,6 +153,16 @@ def linear_decay_factor(epoch: int, flat_epochs: int, decay_epochs: int) -> floa
     return 1.0 - max(0, epoch + 1 - flat_epochs) / (decay_epochs + 1)
 
 
+def linear_to_zero_factor(epoch: int, max_epoch: int, decay_epochs: int) -> float:
+    """LR multiplier during 0-based ``epoch``: 1, then over the last ``decay_epochs`` epochs
+    ``(max_epoch - epoch) / decay_epochs``, linearly towards zero (StarGAN's decay, counted in
+    iterations there)."""
+    start = max_epoch - decay_epochs
+    if decay_epochs <= 0 or epoch < start:
+        return 1.0
+    return max(0.0, (max_epoch - epoch) / decay_epochs)
+
+
 def build_lr_scheduler(cfg, optimizer: Optimizer, iters_per_epoch: int) -> WarmupLRScheduler:
     """Entry point for the run flows: :meth:`WarmupLRScheduler.from_config` of ``cfg.SOLVER``."""
     return WarmupLRScheduler.from_config(cfg.SOLVER, optimizer, iters_per_epoch)

@@ -34,12 +34,11 @@ def get_rng_states() -> Dict[str, Any]:
 
 
 def set_rng_states(state: Dict[str, Any]) -> None:
-    """Restore what :func:`get_rng_states` captured (the NumPy state may also be NumPy's own
-    ``get_state()`` tuple, as older CamStyle checkpoints hold it)."""
+    """Restore what :func:`get_rng_states` captured."""
     random.setstate(_as_tuple(state["python"]))
     n = state["numpy"]
-    np.random.set_state(n if isinstance(n, tuple) else (
-        n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -33,7 +33,8 @@ from torch import Tensor, nn
 
 from uda_reid.engine.distributed import (average_gradients, broadcast_buffers, mean_over_ranks,
                                          restore_rng_states, rng_states)
-from uda_reid.models.reid_model import ReIDModel
+from uda_reid.engine.events import EventStorage
+from uda_reid.models.forward import forward_model, move_batch
 
 if TYPE_CHECKING:
     from uda_reid.engine.hooks import HookBase
@@ -88,36 +89,43 @@ def _sampler_with_state(loader: Iterable) -> Optional[Any]:
     return None
 
 
-def move_batch(batch: Mapping[str, Any], device: torch.device) -> Dict[str, Any]:
-    """Tensors of a batch dict moved to ``device`` (other values unchanged)."""
-    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v
-            for k, v in batch.items()}
-
-
 class BatchStream:
     """Endless batches from a loader: a fresh pass each epoch, and another whenever a pass
     runs out mid-epoch (a short target loader, ``ITERS_PER_EPOCH`` above one pass).
 
     Passes are numbered 0, 1, 2, ...; a sampler with ``set_epoch`` gets the pass number
     before each pass, so every pass draws a new order (a sampler seeded by the epoch alone
-    would repeat its order within an epoch). The pass counter, and the sampler's own
-    ``state_dict`` when it has one, are saved so a resumed run draws the same batches.
-    ``begin_epoch(epoch)`` starts a pass (the epoch number itself is not needed).
+    would repeat its order within an epoch). The pass counter, the position in the current
+    pass and the sampler's own ``state_dict`` when it has one are saved so a resumed run draws
+    the same batches. ``begin_epoch(epoch)`` starts a pass (the epoch number itself is not
+    needed); a step that never calls it (a stream spanning epochs) continues a restored pass
+    at its position, through the sampler's ``skip_batches``.
     """
 
     def __init__(self, loader: Iterable, device: torch.device | str = "cpu") -> None:
         self.loader = loader
         self.device = torch.device(device)
         self.passes = 0
+        self.position = 0  # batches drawn from the current pass
         self._iterator: Optional[Iterator] = None
 
-    def _new_pass(self) -> None:
+    def _open_pass(self, number: int, skip: int = 0) -> None:
         for sampler in (getattr(self.loader, "sampler", None),
                         getattr(self.loader, "batch_sampler", None)):
             if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(self.passes)
-        self.passes += 1
+                sampler.set_epoch(number)
+        if skip:
+            sampler = _sampler_with_state(self.loader)
+            if not hasattr(sampler, "skip_batches"):
+                raise ValueError("Resuming in the middle of a pass needs a sampler with "
+                                 "skip_batches (uda_reid.data.samplers)")
+            sampler.skip_batches(skip)
+        self.position = skip
         self._iterator = iter(self.loader)
+
+    def _new_pass(self) -> None:
+        self._open_pass(self.passes)
+        self.passes += 1
 
     def begin_epoch(self, epoch: int) -> None:
         self._new_pass()
@@ -125,7 +133,10 @@ class BatchStream:
     def next(self) -> Dict[str, Any]:
         """The next batch on the stream's device."""
         if self._iterator is None:
-            self._new_pass()
+            if self.passes and self.position:  # restored in the middle of pass passes - 1
+                self._open_pass(self.passes - 1, self.position)
+            else:
+                self._new_pass()
         try:
             batch = next(self._iterator)
         except StopIteration:
@@ -135,17 +146,19 @@ class BatchStream:
             except StopIteration:
                 raise ValueError("The training loader yields no batches (too few images or "
                                  "identities for one batch?)") from None
+        self.position += 1
         return move_batch(batch, self.device)
 
     def state_dict(self) -> Dict[str, Any]:
         sampler = _sampler_with_state(self.loader)
-        state: Dict[str, Any] = {"passes": self.passes}
+        state: Dict[str, Any] = {"passes": self.passes, "position": self.position}
         if sampler is not None:
             state["sampler"] = sampler.state_dict()
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.passes = int(state.get("passes", 0))
+        self.position = int(state.get("position", 0))
         self._iterator = None
         if "sampler" in state:
             sampler = _sampler_with_state(self.loader)
@@ -178,16 +191,6 @@ class SupervisedStep(TrainStep):
         self.stream.load_state_dict(state.get("stream", {}))
 
 
-def forward_model(model: nn.Module, batch: Mapping[str, Any]) -> Any:
-    """Run ``model`` on a batch. A :class:`ReIDModel` also gets the camera ids (for
-    side-information backbones) and, in training, the batch's ``pids`` as targets (for margin
-    classifiers); any other module gets the images only."""
-    if isinstance(model, ReIDModel):
-        targets = batch.get("pids") if model.training else None
-        return model(batch["images"], batch["camids"], targets)
-    return model(batch["images"])
-
-
 class Trainer:
     """Runs ``max_epoch`` epochs of ``iters_per_epoch`` steps of ``step`` with ``hooks``.
 
@@ -195,7 +198,9 @@ class Trainer:
     Attributes for hooks: ``model``, ``optimizer`` (None for a step that owns its updates;
     ``optimizers`` lists the ones in use), ``step``, ``epoch``, ``iter`` (global,
     0-based), ``max_epoch``, ``iters_per_epoch``, ``losses`` (last iteration's floats, with
-    ``total``), ``metrics`` ({finished epoch: metrics} published by evaluation).
+    ``total``), ``metrics`` ({finished epoch: metrics} published by evaluation), ``storage``
+    (the :class:`EventStorage` the writer hooks read: this epoch's means of the losses and
+    step scalars, and the scalars hooks put).
     """
 
     def __init__(self, model: nn.Module, optimizer: Optional[torch.optim.Optimizer],
@@ -223,6 +228,7 @@ class Trainer:
         self.iter = 0
         self.losses: Dict[str, float] = {}
         self.metrics: Dict[int, Dict[str, Any]] = {}
+        self.storage = EventStorage()
         self.hooks: List["HookBase"] = []
         self.register_hooks(hooks)
 
@@ -261,12 +267,14 @@ class Trainer:
     def _run_epochs(self) -> None:
         for epoch in range(self.start_epoch, self.max_epoch):
             self.epoch = epoch
+            self.storage.epoch_means.reset()
             self._call("before_epoch")
             self.step.begin_epoch(epoch)
             for i in range(self.iters_per_epoch):
                 self.iter = epoch * self.iters_per_epoch + i
                 self._call("before_step")
                 self.run_step()
+                self.storage.epoch_means.add({**self.losses, **self.step.scalars()})
                 self._call("after_step")
             self.completed_epochs = epoch + 1
             self._call("after_epoch")

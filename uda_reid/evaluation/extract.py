@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from uda_reid.data.samplers import ShardSampler
-from uda_reid.engine.trainer import forward_model, move_batch
+from uda_reid.models.forward import forward_model, move_batch
 from uda_reid.utils.distributed import all_gather_objects, all_gather_rows
 
 

@@ -23,7 +23,7 @@ from uda_reid.evaluation.evaluator import evaluate_from_config, evaluate_splits
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.export.feature_model import RetrievalFeatures
 from uda_reid.export.formats import INPUT_NAME, OUTPUT_NAME, example_images, get_format
-from uda_reid.models.backbones.vit import side_info_domain
+from uda_reid.models.forward import side_info_domain
 from uda_reid.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Dict, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 from torch import nn
@@ -39,6 +39,14 @@ class ReIDModel(nn.Module):
         else:
             maps = self.backbone(images)
         return self.head(self.pooling(maps), targets)
+
+    def forward_batch(self, batch: Mapping[str, Any]
+                      ) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
+        """:meth:`forward` on a batch dict: ``images`` (N, 3, H, W), ``camids`` (N,) (for
+        side-information backbones) and, in training, ``pids`` (N,) as the targets of margin
+        classifiers."""
+        targets = batch.get("pids") if self.training else None
+        return self(batch["images"], batch["camids"], targets)
 
 
     @classmethod

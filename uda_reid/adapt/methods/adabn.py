@@ -14,7 +14,8 @@ from uda_reid.adapt.base import AdaptContext, AdaptMethod
 from uda_reid.adapt.registry import METHODS
 from uda_reid.config.sections.adapt import method_options
 from uda_reid.data.loaders import build_shuffled_loader, per_rank_batch_size
-from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
+from uda_reid.engine.trainer import BatchStream, TrainStep
+from uda_reid.models.forward import forward_model
 
 TRANSFORMS = ("test", "train")
 

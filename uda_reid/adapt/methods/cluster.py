@@ -51,13 +51,14 @@ from uda_reid.adapt.transport import (TransportOptions, transport_batch_labels,
 from uda_reid.data.loaders import (build_batch_loader, build_shuffled_loader, collate,
                                    per_rank_batch_size)
 from uda_reid.data.samplers import ShardSampler
-from uda_reid.engine.hooks import HookBase, WriterHook
-from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
+from uda_reid.engine.hooks import HookBase
+from uda_reid.engine.trainer import BatchStream, TrainStep
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.losses.computer import over_branches
 from uda_reid.losses.functional import cross_entropy_smooth, triplet_loss
 from uda_reid.models.domain_bn import (convert_domain_batchnorm, domain_sections,
                                        other_domain_modules)
+from uda_reid.models.forward import forward_model
 from uda_reid.utils.distributed import any_rank, dist_rank_and_world_size
 
 logger = logging.getLogger(__name__)
@@ -374,19 +375,18 @@ class FreshClassifierStateHook(HookBase):
             self.trainer.optimizer.state.pop(param, None)
 
 
-class RoundTensorBoardHook(WriterHook):
-    """Writes each round's cluster counts to TensorBoard, one point per epoch:
-    ``pseudo_labels/g<index>_<key>`` (e.g. ``pseudo_labels/g0_num_clusters``)."""
+class RoundTensorBoardHook(HookBase):
+    """Puts each round's cluster counts into the trainer's event storage (for TensorBoard), one
+    point per epoch: ``pseudo_labels/g<index>_<key>`` (e.g. ``pseudo_labels/g0_num_clusters``).
+    ``log_dir`` is not used (the trainer's TensorBoard writer writes them)."""
 
-    def __init__(self, step: PseudoLabelStep, log_dir: str) -> None:
-        super().__init__(log_dir, filename_suffix=".pseudo_labels")
+    def __init__(self, step: PseudoLabelStep, log_dir: str = "") -> None:
         self.step = step
 
     def after_epoch(self) -> None:
         for name, value in self.step.scalars().items():
-            self.writer.add_scalar(f"pseudo_labels/{name.replace('pseudo', 'g', 1)}", value,
-                                   self.trainer.epoch + 1)
-        self.writer.flush()
+            self.trainer.storage.put_scalar(f"pseudo_labels/{name.replace('pseudo', 'g', 1)}",
+                                            value, self.trainer.epoch + 1)
 
 
 def retrieval_dim(model: nn.Module, loader: Iterable, device: torch.device) -> int:
@@ -508,7 +508,7 @@ class ClusterAdaptation(AdaptMethod):
             raise RuntimeError("hooks() needs build_step() first")
         hooks: List[HookBase] = [FreshClassifierStateHook(self.step.classifiers,
                                                           self.recluster_period),
-                                 RoundTensorBoardHook(self.step, str(ctx.output_dir))]
+                                 RoundTensorBoardHook(self.step)]
         if self.teacher is not None:
             hooks.append(MeanTeacherHook(self.teacher))
         return hooks

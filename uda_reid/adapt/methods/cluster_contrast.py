@@ -24,9 +24,10 @@ from uda_reid.adapt.pseudo_labels import PseudoLabeler, cluster_centroids
 from uda_reid.adapt.registry import METHODS
 from uda_reid.config.sections.adapt import method_options
 from uda_reid.data.loaders import build_batch_loader, per_rank_batch_size
-from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
+from uda_reid.engine.trainer import BatchStream, TrainStep
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.losses.computer import over_branches
+from uda_reid.models.forward import forward_model
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from uda_reid.config.sections.adapt import method_options
 from uda_reid.data.loaders import build_batch_loader, build_shuffled_loader, per_rank_batch_size
 from uda_reid.engine.freeze import FrozenNormsHook, freeze_modules
 from uda_reid.engine.hooks import HookBase
-from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
-from uda_reid.models.backbones.vit import side_info_domain
+from uda_reid.engine.trainer import BatchStream, TrainStep
+from uda_reid.models.forward import forward_model, side_info_domain
 from uda_reid.utils.distributed import batch_mean
 
 logger = logging.getLogger(__name__)
@@ -69,8 +69,10 @@ class ECNObjective(nn.Module):
     optimiser step."""
 
     def __init__(self, memory: ExemplarMemory, source_loss: SourceLoss = cross_entropy_on_logits,
-                 lam: float = 0.3, temperature: float = 0.05, knn: int = 6,
-                 neighbor_start_epoch: int = 5, momentum_per_epoch: float = 0.01) -> None:
+                 lam: float = ECNConfig.LAMBDA, temperature: float = ECNConfig.TEMPERATURE,
+                 knn: int = ECNConfig.KNN,
+                 neighbor_start_epoch: int = ECNConfig.NEIGHBOR_START_EPOCH,
+                 momentum_per_epoch: float = ECNConfig.MOMENTUM_PER_EPOCH) -> None:
         super().__init__()
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"ADAPT.ECN.LAMBDA must lie in [0, 1], got {lam}")
@@ -206,11 +208,15 @@ class ECN(AdaptMethod):
     ``"one_stage"`` (the original's: from the initial weights, ``frozen`` kept at them) or
     ``"two_stage"`` (from the stage-1 source model)."""
 
-    def __init__(self, lam: float = 0.3, temperature: float = 0.05, knn: int = 6,
-                 neighbor_start_epoch: int = 5, momentum_per_epoch: float = 0.01,
-                 camstyle: bool = True, target_batch_size: int = 0,
-                 frozen: Sequence[str] = (), source_loss: str = "ce",
-                 source_sampler: str = "random", protocol: str = "one_stage") -> None:
+    def __init__(self, lam: float = ECNConfig.LAMBDA, temperature: float = ECNConfig.TEMPERATURE,
+                 knn: int = ECNConfig.KNN,
+                 neighbor_start_epoch: int = ECNConfig.NEIGHBOR_START_EPOCH,
+                 momentum_per_epoch: float = ECNConfig.MOMENTUM_PER_EPOCH,
+                 camstyle: bool = ECNConfig.CAMSTYLE,
+                 target_batch_size: int = ECNConfig.TARGET_IMS_PER_BATCH,
+                 frozen: Sequence[str] = (), source_loss: str = ECNConfig.SOURCE_LOSS,
+                 source_sampler: str = ECNConfig.SOURCE_SAMPLER,
+                 protocol: str = ECNConfig.PROTOCOL) -> None:
         if source_loss not in SOURCE_LOSSES:
             raise ValueError(f"ADAPT.ECN.SOURCE_LOSS must be one of {SOURCE_LOSSES}, "
                              f"got {source_loss!r}")

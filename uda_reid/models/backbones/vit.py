@@ -8,9 +8,8 @@ ViT checkpoints load with :func:`load_vit_pretrained`. Registered backbones: see
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from timm.models.vision_transformer import Block
@@ -115,30 +114,6 @@ class VisionTransformerReID(nn.Module):
                        for group in jpm_groups(tokens, self.shift_num, self.shuffle_groups,
                                                self.num_parts)]
         return torch.stack([global_feat, *local_feats], dim=1)
-
-
-def set_side_info_domain(model: nn.Module, domain: str) -> int:
-    """Tell every SIE backbone inside ``model`` whether its camera ids are the training
-    (``source``) cameras or another domain's (``target``: ``SIE_TARGET_POLICY`` applies).
-    Call with ``target`` before extracting or training on a domain other than the SIE's
-    training set. Returns the number of backbones told (0 for models without SIE)."""
-    told = 0
-    for module in model.modules():
-        if isinstance(module, VisionTransformerReID) and module.sie is not None:
-            module.set_sie_domain(domain)
-            told += 1
-    return told
-
-
-@contextmanager
-def side_info_domain(model: nn.Module, domain: str) -> Iterator[nn.Module]:
-    """Within the block the SIE backbones of ``model`` read camera ids as ``domain``'s
-    (``source`` or ``target``); afterwards they are back to ``source``."""
-    set_side_info_domain(model, domain)
-    try:
-        yield model
-    finally:
-        set_side_info_domain(model, "source")
 
 
 # Keys of classification checkpoints that a ReID backbone has no use for.
