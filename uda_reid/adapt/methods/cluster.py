@@ -377,10 +377,10 @@ class FreshClassifierStateHook(HookBase):
 
 class RoundTensorBoardHook(HookBase):
     """Puts each round's cluster counts into the trainer's event storage (for TensorBoard), one
-    point per epoch: ``pseudo_labels/g<index>_<key>`` (e.g. ``pseudo_labels/g0_num_clusters``).
-    ``log_dir`` is not used (the trainer's TensorBoard writer writes them)."""
+    point per epoch: ``pseudo_labels/g<index>_<key>`` (e.g. ``pseudo_labels/g0_num_clusters``),
+    which the trainer's TensorBoard writer writes."""
 
-    def __init__(self, step: PseudoLabelStep, log_dir: str = "") -> None:
+    def __init__(self, step: PseudoLabelStep) -> None:
         self.step = step
 
     def after_epoch(self) -> None:

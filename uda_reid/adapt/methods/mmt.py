@@ -52,10 +52,10 @@ from uda_reid.adapt.registry import METHODS
 from uda_reid.config.sections.adapt import method_options
 from uda_reid.data.loaders import per_rank_batch_size
 from uda_reid.engine.hooks import HookBase
-from uda_reid.engine.trainer import forward_model
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.losses.functional import cross_entropy_smooth, triplet_loss
 from uda_reid.losses.soft_targets import soft_cross_entropy, soft_triplet_loss
+from uda_reid.models.forward import forward_model
 from uda_reid.utils.distributed import any_rank
 
 CLASSIFIERS = "pseudo_classifiers"

@@ -41,11 +41,12 @@ from uda_reid.config.sections.adapt import method_options
 from uda_reid.data.loaders import build_batch_loader, collate, per_rank_batch_size
 from uda_reid.data.samplers import GroupStreamBatchSampler, ShardSampler
 from uda_reid.engine.hooks import HookBase
-from uda_reid.engine.trainer import BatchStream, TrainStep, forward_model
+from uda_reid.engine.trainer import BatchStream, TrainStep
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.losses.computer import over_branches
 from uda_reid.models.domain_bn import (convert_domain_batchnorm, domain_sections,
                                        other_domain_modules)
+from uda_reid.models.forward import forward_model
 
 logger = logging.getLogger(__name__)
 
@@ -308,7 +309,7 @@ class SpCL(AdaptMethod):
     def hooks(self, ctx: AdaptContext) -> List[HookBase]:
         if self.step is None:
             raise RuntimeError("hooks() needs build_step() first")
-        return [RoundTensorBoardHook(self.step, str(ctx.output_dir))]
+        return [RoundTensorBoardHook(self.step)]
 
     def pseudo_labels(self) -> Optional[np.ndarray]:
         return None if self.step is None else self.step.labels[None].copy()
