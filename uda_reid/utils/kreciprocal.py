@@ -22,6 +22,7 @@ instead of faulting in fresh pages). Nothing is (N, N) dense.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
@@ -97,6 +98,25 @@ def k_reciprocal_encoding(ranks: np.ndarray, n_main: int, n_half: int, k2: int,
     return v
 
 
+def _min_terms(vt: sp.csc_matrix, starts: np.ndarray, counts: np.ndarray,
+               vals: np.ndarray, offsets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The min-product terms met by a set of stored entries through the inverted index.
+
+    Entry e (value ``vals[e]``) meets the ``counts[e]`` stored entries of vt at CSC positions
+    ``starts[e]``, ``starts[e] + 1``, ... (a run inside one column of vt). Returns ``flat``
+    (T,) int64: ``offsets[e]`` plus the row of the met entry, and ``mins`` (T,):
+    min(vals[e], met value).
+    """
+    ends = np.cumsum(counts)
+    pos = np.arange(ends[-1] if len(ends) else 0)
+    pos += np.repeat(starts - (ends - counts), counts)
+    flat = np.repeat(offsets, counts)
+    flat += vt.indices[pos]
+    mins = np.repeat(vals, counts)
+    np.minimum(mins, vt.data[pos], out=mins)
+    return flat, mins
+
+
 def overlap_blocks(v: sp.csr_matrix, rows: Optional[np.ndarray] = None, col_start: int = 0,
                    max_cells: int = 1 << 20) -> Iterator[Tuple[int, int, np.ndarray]]:
     """Dense overlaps of ``rows`` of v with rows ``col_start:`` of v, a block of rows at a time.
@@ -112,22 +132,14 @@ def overlap_blocks(v: sp.csr_matrix, rows: Optional[np.ndarray] = None, col_star
     width = num - col_start
     sub = v[rows].tocsr()
     vt = v[col_start:].tocsc()
-    col_count = np.diff(vt.indptr)
     step = max(1, max_cells // max(width, 1))
     for lo in range(0, len(rows), step):
         hi = min(lo + step, len(rows))
         e0, e1 = sub.indptr[lo], sub.indptr[hi]
-        cols, vals = sub.indices[e0:e1], sub.data[e0:e1]
-        cnt = col_count[cols]
-        ends = np.cumsum(cnt)
-        # position in vt of every term: a run of col_count[l] entries per stored (r, l)
-        pos = np.arange(ends[-1] if len(ends) else 0)
-        pos += np.repeat(vt.indptr[cols] - (ends - cnt), cnt)
-        row_base = np.repeat(np.arange(0, (hi - lo) * width, width), np.diff(sub.indptr[lo:hi + 1]))
-        flat = np.repeat(row_base, cnt)
-        flat += vt.indices[pos]
-        mins = np.repeat(vals, cnt)
-        np.minimum(mins, vt.data[pos], out=mins)
+        cols = sub.indices[e0:e1]
+        offsets = np.repeat(np.arange(0, (hi - lo) * width, width), np.diff(sub.indptr[lo:hi + 1]))
+        flat, mins = _min_terms(vt, vt.indptr[cols], np.diff(vt.indptr)[cols], sub.data[e0:e1],
+                                offsets)
         block = np.bincount(flat, mins, minlength=(hi - lo) * width)
         yield lo, hi, block.reshape(hi - lo, width)
 
@@ -137,30 +149,105 @@ def jaccard_from_overlap(overlap: np.ndarray) -> np.ndarray:
     return 1.0 - overlap / (2.0 - overlap)
 
 
-def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20) -> sp.csr_matrix:
+def _csc_positions(v: sp.csr_matrix) -> Tuple[sp.csc_matrix, np.ndarray]:
+    """v as CSC (rows ascending within each column) and the CSC position of every stored
+    entry of v, in v's CSR order (N,) int64."""
+    order = sp.csr_matrix((np.arange(v.nnz, dtype=np.int64), v.indices, v.indptr),
+                          shape=v.shape).tocsc()
+    positions = np.empty(v.nnz, np.int64)
+    positions[order.data] = np.arange(v.nnz)
+    return sp.csc_matrix((v.data[order.data], order.indices, order.indptr), shape=v.shape), \
+        positions
+
+
+def _upper_block(v: sp.csr_matrix, vt: sp.csc_matrix, start: np.ndarray, count: np.ndarray,
+                 lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows lo:hi of the upper triangle: for the pairs (i, j), lo <= i < hi, j >= i, that share
+    a column, their columns j (P,) int32 and Jaccard distances (P,) float32 in row-major
+    order, and the number of pairs of each row (hi - lo,) int64."""
+    width = v.shape[0] - lo
+    e0, e1 = v.indptr[lo], v.indptr[hi]
+    row_base = np.arange(hi - lo) * width
+    offsets = np.repeat(row_base - lo, np.diff(v.indptr[lo:hi + 1]))
+    flat, mins = _min_terms(vt, start[e0:e1], count[e0:e1], v.data[e0:e1], offsets)
+    del offsets
+    block = np.bincount(flat, mins, minlength=(hi - lo) * width)
+    del flat, mins
+    stored = np.flatnonzero(block != 0)
+    bounds = np.searchsorted(stored, np.append(row_base, (hi - lo) * width))
+    row_count = np.diff(bounds)
+    cols = np.subtract(stored, np.repeat(row_base - lo, row_count), dtype=np.int32,
+                       casting="unsafe")
+    dist = np.maximum(jaccard_from_overlap(block[stored]), 0.0).astype(np.float32)
+    return cols, dist, row_count
+
+
+def _upper_jaccard(v: sp.csr_matrix, max_cells: int, workers: int) -> sp.csr_matrix:
+    """(N, N) float32 CSR of the Jaccard distances of the pairs i <= j that share a column.
+
+    Only the terms with j >= i are enumerated: in column l of the CSC form (rows ascending),
+    the stored v[i, l] meets the run that starts at its own position. Row blocks widen as the
+    number of columns j >= lo shrinks, each block holding about ``max_cells`` cells; with
+    ``workers`` > 1 the blocks are computed by that many threads (numpy releases the GIL in
+    every step that touches the terms).
+    """
+    num = v.shape[0]
+    vt, start = _csc_positions(v)
+    count = vt.indptr[1:][v.indices] - start  # rows j >= i stored in column l, i included
+    bounds = [0]
+    while bounds[-1] < num:
+        bounds.append(min(num, bounds[-1] + max(1, max_cells // (num - bounds[-1]))))
+
+    def block(b: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _upper_block(v, vt, start, count, bounds[b], bounds[b + 1])
+
+    # each stored pair comes from at least one term: the term count bounds the pairs. The
+    # buffers are reserved at that size and shrunk in place, so only used pages are touched.
+    capacity = int(min(count.sum(), num * (num + 1) // 2))
+    data, indices = np.empty(capacity, np.float32), np.empty(capacity, np.int32)
+    indptr = np.zeros(num + 1, np.int64)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        filled = 0
+        for b, (cols, dist, row_count) in enumerate(pool.map(block, range(len(bounds) - 1))):
+            end = filled + len(cols)
+            indices[filled:end], data[filled:end] = cols, dist
+            np.cumsum(row_count, out=indptr[bounds[b] + 1:bounds[b + 1] + 1])
+            indptr[bounds[b] + 1:bounds[b + 1] + 1] += filled
+            filled = end
+    data.resize(filled, refcheck=False)
+    indices.resize(filled, refcheck=False)
+    return sp.csr_matrix((data, indices, indptr), shape=(num, num))
+
+
+def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20,
+                   workers: Optional[int] = None) -> sp.csr_matrix:
     """(N, N) float32 CSR Jaccard distance between the rows of v (N, N), each summing to 1.
 
     A pair is stored when its rows share a column of v (overlap > 0); absent pairs have
-    distance 1. Values are clipped at 0; column indices ascend within each row.
+    distance 1. Values are clipped at 0; column indices ascend within each row. The distance
+    is symmetric: the pairs i <= j are computed (``_upper_jaccard``, on ``workers`` threads,
+    default ``torch.get_num_threads()``) and the rest is their transpose, merged row by row
+    (row i: the transposed pairs j < i, then the pairs j >= i).
     """
+    v = v.tocsr()
+    if not v.has_canonical_format:
+        v = v.copy()
+        v.sum_duplicates()
     num = v.shape[0]
-    col_count = np.diff(v.tocsc().indptr).astype(np.int64)
-    # every stored pair comes from at least one term: sum_l count_l^2 bounds the pairs. The
-    # buffers are reserved at that size and shrunk in place, so only used pages are touched.
-    capacity = int(min(np.square(col_count).sum(), num * num))
-    data, indices = np.empty(capacity, np.float32), np.empty(capacity, np.int32)
+    upper = _upper_jaccard(v, max_cells, torch.get_num_threads() if workers is None else workers)
+    lower = upper.tocsc()  # column i: the pairs (j, i), j <= i ascending, (i, i) last
+    upper_count, column_count = np.diff(upper.indptr), np.diff(lower.indptr)
+    # (i, i) is stored exactly when row i of v is not empty, i.e. when row i has any pair
+    lower_count = column_count - (upper_count > 0)
     indptr = np.zeros(num + 1, np.int64)
-    filled = 0
-    for lo, hi, block in overlap_blocks(v, None, 0, max_cells):
-        stored = block != 0
-        flat = np.flatnonzero(stored)
-        end = filled + len(flat)
-        indices[filled:end] = flat % num
-        data[filled:end] = np.maximum(jaccard_from_overlap(block.ravel()[flat]), 0.0)
-        indptr[lo + 1:hi + 1] = filled + np.cumsum(np.count_nonzero(stored, axis=1))
-        filled = end
-    data.resize(filled, refcheck=False)
-    indices.resize(filled, refcheck=False)
+    np.cumsum(lower_count + upper_count, out=indptr[1:])
+    data, indices = np.empty(indptr[-1], np.float32), np.empty(indptr[-1], np.int32)
+    # column i of the transpose goes to the start of row i; its last entry, (i, i), lands on
+    # the first slot of row i's own pairs, which the second write fills with the same value
+    for part, count, skip in ((lower, column_count, 0), (upper, upper_count, lower_count)):
+        dst = np.arange(part.nnz)
+        dst += np.repeat(indptr[:-1] + skip - part.indptr[:-1], count)
+        data[dst], indices[dst] = part.data, part.indices
     return sp.csr_matrix((data, indices, indptr), shape=(num, num))
 
 
