@@ -219,6 +219,14 @@ def _upper_jaccard(v: sp.csr_matrix, max_cells: int, workers: int) -> sp.csr_mat
     return sp.csr_matrix((data, indices, indptr), shape=(num, num))
 
 
+def _runs_mask(starts: np.ndarray, stops: np.ndarray, size: int) -> np.ndarray:
+    """(size,) bool, True on the disjoint runs [starts[r], stops[r])."""
+    edges = np.zeros(size + 1, np.int8)
+    np.add.at(edges, starts, 1)
+    np.add.at(edges, stops, -1)
+    return np.cumsum(edges[:-1], dtype=np.int8).view(bool)
+
+
 def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20,
                    workers: Optional[int] = None) -> sp.csr_matrix:
     """(N, N) float32 CSR Jaccard distance between the rows of v (N, N), each summing to 1.
@@ -241,13 +249,14 @@ def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20,
     lower_count = column_count - (upper_count > 0)
     indptr = np.zeros(num + 1, np.int64)
     np.cumsum(lower_count + upper_count, out=indptr[1:])
-    data, indices = np.empty(indptr[-1], np.float32), np.empty(indptr[-1], np.int32)
-    # column i of the transpose goes to the start of row i; its last entry, (i, i), lands on
+    size = int(indptr[-1])
+    data, indices = np.empty(size, np.float32), np.empty(size, np.int32)
+    # column i of the transpose fills the start of row i; its last entry, (i, i), lands on
     # the first slot of row i's own pairs, which the second write fills with the same value
-    for part, count, skip in ((lower, column_count, 0), (upper, upper_count, lower_count)):
-        dst = np.arange(part.nnz)
-        dst += np.repeat(indptr[:-1] + skip - part.indptr[:-1], count)
-        data[dst], indices[dst] = part.data, part.indices
+    for part, starts, stops in ((lower, indptr[:-1], indptr[:-1] + column_count),
+                                (upper, indptr[:-1] + lower_count, indptr[1:])):
+        slots = _runs_mask(starts, stops, size)
+        data[slots], indices[slots] = part.data, part.indices
     return sp.csr_matrix((data, indices, indptr), shape=(num, num))
 
 
