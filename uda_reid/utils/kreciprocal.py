@@ -22,14 +22,16 @@ instead of faulting in fresh pages). Nothing is (N, N) dense.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Optional, Tuple
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Deque, Iterator, Optional, Tuple, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 PairDistance = Callable[[np.ndarray, np.ndarray], np.ndarray]
+T = TypeVar("T")
 
 
 def half_neighbours(k1: int) -> int:
@@ -182,8 +184,12 @@ def _upper_block(v: sp.csr_matrix, vt: sp.csc_matrix, start: np.ndarray, count: 
     return cols, dist, row_count
 
 
-def _upper_jaccard(v: sp.csr_matrix, max_cells: int, workers: int) -> sp.csr_matrix:
-    """(N, N) float32 CSR of the Jaccard distances of the pairs i <= j that share a column.
+def _upper_jaccard_into(v: sp.csr_matrix, data: np.ndarray, indices: np.ndarray,
+                        max_cells: int, workers: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The Jaccard distances of the pairs i <= j that share a column of v, as the first
+    ``indptr[-1]`` entries of ``data`` (float32) and ``indices`` (int32, j) in row-major
+    order; returns that CSR's indptr (N + 1,) int64 and its column counts (N,) int64. The
+    buffers must hold ``_upper_term_count(v)`` entries (each pair comes from a term).
 
     Only the terms with j >= i are enumerated: in column l of the CSC form (rows ascending),
     the stored v[i, l] meets the run that starts at its own position. Row blocks widen as the
@@ -201,22 +207,38 @@ def _upper_jaccard(v: sp.csr_matrix, max_cells: int, workers: int) -> sp.csr_mat
     def block(b: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         return _upper_block(v, vt, start, count, bounds[b], bounds[b + 1])
 
-    # each stored pair comes from at least one term: the term count bounds the pairs. The
-    # buffers are reserved at that size and shrunk in place, so only used pages are touched.
-    capacity = int(min(count.sum(), num * (num + 1) // 2))
-    data, indices = np.empty(capacity, np.float32), np.empty(capacity, np.int32)
-    indptr = np.zeros(num + 1, np.int64)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        filled = 0
-        for b, (cols, dist, row_count) in enumerate(pool.map(block, range(len(bounds) - 1))):
-            end = filled + len(cols)
-            indices[filled:end], data[filled:end] = cols, dist
-            np.cumsum(row_count, out=indptr[bounds[b] + 1:bounds[b + 1] + 1])
-            indptr[bounds[b] + 1:bounds[b + 1] + 1] += filled
-            filled = end
-    data.resize(filled, refcheck=False)
-    indices.resize(filled, refcheck=False)
-    return sp.csr_matrix((data, indices, indptr), shape=(num, num))
+    indptr, column_count = np.zeros(num + 1, np.int64), np.zeros(num, np.int64)
+    filled = 0
+    for b, (cols, dist, row_count) in enumerate(_ordered_map(block, len(bounds) - 1, workers)):
+        end = filled + len(cols)
+        indices[filled:end], data[filled:end] = cols, dist
+        np.cumsum(row_count, out=indptr[bounds[b] + 1:bounds[b + 1] + 1])
+        indptr[bounds[b] + 1:bounds[b + 1] + 1] += filled
+        column_count += np.bincount(cols, minlength=num)
+        filled = end
+    return indptr, column_count
+
+
+def _ordered_map(fn: Callable[[int], T], count: int, workers: int) -> Iterator[T]:
+    """fn(0), ..., fn(count - 1) in order, computed by ``workers`` threads; at most
+    ``workers`` results wait to be consumed, so memory stays at a few blocks."""
+    if workers <= 1:
+        yield from (fn(b) for b in range(count))
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: Deque[Future] = deque()
+        for b in range(count):
+            pending.append(pool.submit(fn, b))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _upper_term_count(v: sp.csr_matrix) -> int:
+    """Number of terms (i <= j, l) with v[i, l] and v[j, l] stored: sum_l c_l (c_l + 1) / 2."""
+    c = np.bincount(v.indices, minlength=v.shape[1]).astype(np.int64)
+    return int((c * (c + 1) // 2).sum())
 
 
 def _runs_mask(starts: np.ndarray, stops: np.ndarray, size: int) -> np.ndarray:
@@ -227,36 +249,82 @@ def _runs_mask(starts: np.ndarray, stops: np.ndarray, size: int) -> np.ndarray:
     return np.cumsum(edges[:-1], dtype=np.int8).view(bool)
 
 
-def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20,
-                   workers: Optional[int] = None) -> sp.csr_matrix:
+def _first_at_least(indices: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                    value: int) -> np.ndarray:
+    """Per run r: the first position p in [lo[r], hi[r]) with indices[p] >= value (hi[r] if
+    none); every run of ``indices`` ascends. A bisection of all runs at once."""
+    lo, hi = lo.copy(), hi.copy()
+    while True:
+        open_ = lo < hi
+        if not open_.any():
+            return lo
+        mid = (lo + hi) // 2
+        below = open_ & (indices[np.where(open_, mid, 0)] < value)
+        lo = np.where(below, mid + 1, lo)
+        hi = np.where(open_ & ~below, mid, hi)
+
+
+def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Concatenation of the ranges [starts[r], stops[r]) (int64)."""
+    lens = stops - starts
+    ends = np.cumsum(lens)
+    pos = np.arange(ends[-1] if len(ends) else 0)
+    pos += np.repeat(starts - (ends - lens), lens)
+    return pos
+
+
+def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20, workers: Optional[int] = None,
+                   chunk: int = 1 << 21) -> sp.csr_matrix:
     """(N, N) float32 CSR Jaccard distance between the rows of v (N, N), each summing to 1.
 
     A pair is stored when its rows share a column of v (overlap > 0); absent pairs have
-    distance 1. Values are clipped at 0; column indices ascend within each row. The distance
-    is symmetric: the pairs i <= j are computed (``_upper_jaccard``, on ``workers`` threads,
-    default ``torch.get_num_threads()``) and the rest is their transpose, merged row by row
-    (row i: the transposed pairs j < i, then the pairs j >= i).
+    distance 1. Values are clipped at 0; column indices ascend within each row.
+
+    The distance is symmetric: the pairs i <= j are computed (``_upper_jaccard_into``, on
+    ``workers`` threads, default ``torch.get_num_threads()``) into the front of the output
+    buffers, then spread out in place, from the last rows back, a chunk of rows [c0, c1)
+    (about ``chunk`` output entries) at a time: row i gets the transposed pairs j < i (column i
+    of the upper triangle), then its own pairs j >= i. Memory beyond the output: one chunk.
     """
     v = v.tocsr()
     if not v.has_canonical_format:
         v = v.copy()
         v.sum_duplicates()
     num = v.shape[0]
-    upper = _upper_jaccard(v, max_cells, torch.get_num_threads() if workers is None else workers)
-    lower = upper.tocsc()  # column i: the pairs (j, i), j <= i ascending, (i, i) last
-    upper_count, column_count = np.diff(upper.indptr), np.diff(lower.indptr)
+    bound = min(_upper_term_count(v), num * (num + 1) // 2)
+    # reserved at twice the bound and shrunk in place at the end: only used pages are touched
+    data, indices = np.empty(2 * bound, np.float32), np.empty(2 * bound, np.int32)
+    up_ptr, column_count = _upper_jaccard_into(
+        v, data, indices, max_cells, torch.get_num_threads() if workers is None else workers)
+    upper_count = np.diff(up_ptr)
     # (i, i) is stored exactly when row i of v is not empty, i.e. when row i has any pair
     lower_count = column_count - (upper_count > 0)
     indptr = np.zeros(num + 1, np.int64)
     np.cumsum(lower_count + upper_count, out=indptr[1:])
-    size = int(indptr[-1])
-    data, indices = np.empty(size, np.float32), np.empty(size, np.int32)
-    # column i of the transpose fills the start of row i; its last entry, (i, i), lands on
-    # the first slot of row i's own pairs, which the second write fills with the same value
-    for part, starts, stops in ((lower, indptr[:-1], indptr[:-1] + column_count),
-                                (upper, indptr[:-1] + lower_count, indptr[1:])):
-        slots = _runs_mask(starts, stops, size)
-        data[slots], indices[slots] = part.data, part.indices
+    bounds = np.unique(np.concatenate(
+        [[0], np.searchsorted(indptr, np.arange(chunk, indptr[-1], max(1, chunk))), [num]]))
+    # row r of the upper triangle: its pairs with columns >= the current chunk's c0 start at
+    # split[r] (they were moved already); row i moves from up_ptr[i] to indptr[i] >= up_ptr[i],
+    # so going from the last rows back never overwrites pairs still to be read
+    split = up_ptr[1:].copy()
+    for c0, c1 in zip(bounds[-2::-1], bounds[:0:-1]):
+        stop = split[:c1].copy()
+        split[:c1] = _first_at_least(indices, up_ptr[:c1], stop, c0)
+        pos = _ranges(split[:c1], stop)  # pairs (j, i), j < c1, c0 <= i < c1, row-major
+        part = sp.csr_matrix((data[pos], indices[pos] - c0, np.append(0, np.cumsum(stop - split[:c1]))),
+                             shape=(c1, c1 - c0)).tocsc()  # column i - c0: j ascending
+        del pos
+        own = data[up_ptr[c0]:up_ptr[c1]].copy(), indices[up_ptr[c0]:up_ptr[c1]].copy()
+        r0, r1 = indptr[c0], indptr[c1]
+        # column i of the transpose fills the start of row i; its last entry, (i, i), lands on
+        # the first slot of row i's own pairs, which the second write fills with the same value
+        for (part_data, part_indices), first, last in (
+                ((part.data, part.indices), indptr[c0:c1], indptr[c0:c1] + column_count[c0:c1]),
+                (own, indptr[c0:c1] + lower_count[c0:c1], indptr[c0 + 1:c1 + 1])):
+            slots = _runs_mask(first - r0, last - r0, r1 - r0)
+            data[r0:r1][slots], indices[r0:r1][slots] = part_data, part_indices
+    data.resize(indptr[-1], refcheck=False)
+    indices.resize(indptr[-1], refcheck=False)
     return sp.csr_matrix((data, indices, indptr), shape=(num, num))
 
 
