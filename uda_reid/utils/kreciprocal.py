@@ -18,7 +18,9 @@ Every step is a vectorised sparse operation: sets are CSR indicator matrices (N,
 expansion test is one sparse product, the query expansion another, and the overlap is a
 "min-product" enumerated through the inverted index (columns of V) and summed by ``bincount``
 into dense blocks of a few rows (at most ~1 M cells each; small blocks are reused from the heap
-instead of faulting in fresh pages). Nothing is (N, N) dense.
+instead of faulting in fresh pages). The symmetric Jaccard distance enumerates only the pairs
+i <= j (half the terms; blocks on several threads) and mirrors them into the output in place.
+Nothing is (N, N) dense.
 """
 from __future__ import annotations
 
