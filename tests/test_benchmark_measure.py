@@ -1,9 +1,12 @@
 """Benchmark measuring and printing: turns, floor ratios against targets, memory ratios."""
+import time
+
 from uda_reid.benchmarks.measure import (
     FloorRow,
     Measurement,
     best_of_each,
     format_summary,
+    measure,
     memory_ratio,
 )
 
@@ -38,3 +41,10 @@ def test_summary_flags_each_floor_ratio_against_its_target():
     assert "x1.45 (1.40) <= 1.5 met" in lines[2] and "reference" not in lines[2]
     assert "x1.55 (1.50) <= 1.5 MISSED" in lines[3]
     assert lines[3].rstrip().endswith("x10.0 (CPU x10.0)")
+
+
+def test_cpu_time_leaves_out_the_memory_sampler():
+    # a sampler polling every 0.5 ms burns a large share of a core while fn sleeps
+    _, m = measure(lambda: time.sleep(0.3), interval=0.0005)
+    assert m.seconds >= 0.3
+    assert m.cpu_seconds < 0.03

@@ -29,15 +29,20 @@ def measure(fn: Callable[[], Any], interval: float = 0.005) -> Tuple[Any, Measur
 
     Peak RSS is sampled by a background thread every ``interval`` seconds, so short spikes
     between samples can be missed; allocations are large and long-lived in our benchmarks.
+    The CPU time is the process's without that thread's own (which grows with the wall time,
+    so on a loaded machine it would add more to the slower of two functions).
     """
     base = _rss()
     peak = [base]
+    sampler_cpu = [0.0]
     done = threading.Event()
 
     def sample() -> None:
+        own_start = time.thread_time()
         while not done.is_set():
             peak[0] = max(peak[0], _rss())
             done.wait(interval)
+        sampler_cpu[0] = time.thread_time() - own_start
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -45,9 +50,10 @@ def measure(fn: Callable[[], Any], interval: float = 0.005) -> Tuple[Any, Measur
     try:
         result = fn()
     finally:
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        elapsed = time.perf_counter() - start
         done.set()
         thread.join()
+        cpu = time.process_time() - cpu_start - sampler_cpu[0]
     peak[0] = max(peak[0], _rss())
     return result, Measurement(elapsed, peak[0] - base, cpu)
 
