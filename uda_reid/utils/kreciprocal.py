@@ -102,6 +102,15 @@ def k_reciprocal_encoding(ranks: np.ndarray, n_main: int, n_half: int, k2: int,
     return v
 
 
+def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Concatenation of the ranges [starts[r], stops[r]) (int64)."""
+    lens = stops - starts
+    ends = np.cumsum(lens)
+    pos = np.arange(ends[-1] if len(ends) else 0)
+    pos += np.repeat(starts - (ends - lens), lens)
+    return pos
+
+
 def _min_terms(vt: sp.csc_matrix, starts: np.ndarray, counts: np.ndarray,
                vals: np.ndarray, offsets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """The min-product terms met by a set of stored entries through the inverted index.
@@ -111,9 +120,7 @@ def _min_terms(vt: sp.csc_matrix, starts: np.ndarray, counts: np.ndarray,
     (T,) int64: ``offsets[e]`` plus the row of the met entry, and ``mins`` (T,):
     min(vals[e], met value).
     """
-    ends = np.cumsum(counts)
-    pos = np.arange(ends[-1] if len(ends) else 0)
-    pos += np.repeat(starts - (ends - counts), counts)
+    pos = _ranges(starts, starts + counts)
     flat = np.repeat(offsets, counts)
     flat += vt.indices[pos]
     mins = np.repeat(vals, counts)
@@ -160,8 +167,8 @@ def _csc_positions(v: sp.csr_matrix) -> Tuple[sp.csc_matrix, np.ndarray]:
                           shape=v.shape).tocsc()
     positions = np.empty(v.nnz, np.int64)
     positions[order.data] = np.arange(v.nnz)
-    return sp.csc_matrix((v.data[order.data], order.indices, order.indptr), shape=v.shape), \
-        positions
+    vt = sp.csc_matrix((v.data[order.data], order.indices, order.indptr), shape=v.shape)
+    return vt, positions
 
 
 def _upper_block(v: sp.csr_matrix, vt: sp.csc_matrix, start: np.ndarray, count: np.ndarray,
@@ -266,13 +273,45 @@ def _first_at_least(indices: np.ndarray, lo: np.ndarray, hi: np.ndarray,
         hi = np.where(open_ & ~below, mid, hi)
 
 
-def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
-    """Concatenation of the ranges [starts[r], stops[r]) (int64)."""
-    lens = stops - starts
-    ends = np.cumsum(lens)
-    pos = np.arange(ends[-1] if len(ends) else 0)
-    pos += np.repeat(starts - (ends - lens), lens)
-    return pos
+def _mirror_in_place(data: np.ndarray, indices: np.ndarray, up_ptr: np.ndarray,
+                     column_count: np.ndarray, chunk: int) -> np.ndarray:
+    """Turn the upper triangle in the front of ``data`` / ``indices`` (CSR indptr ``up_ptr``,
+    column counts ``column_count``) into the whole symmetric matrix in the same buffers, and
+    return its indptr (N + 1,) int64: row i is the transposed pairs j < i (column i of the
+    upper triangle), then its own pairs j >= i.
+
+    Row i moves from up_ptr[i] to indptr[i] >= up_ptr[i], so going from the last rows back,
+    a chunk of rows [c0, c1) (about ``chunk`` output entries) at a time, never overwrites
+    pairs still to be read; memory beyond the buffers is one chunk.
+    """
+    num = len(up_ptr) - 1
+    upper_count = np.diff(up_ptr)
+    # (i, i) is stored exactly when row i has any pair (its own row of v is not empty)
+    lower_count = column_count - (upper_count > 0)
+    indptr = np.zeros(num + 1, np.int64)
+    np.cumsum(lower_count + upper_count, out=indptr[1:])
+    bounds = np.unique(np.concatenate(
+        [[0], np.searchsorted(indptr, np.arange(chunk, indptr[-1], max(1, chunk))), [num]]))
+    split = up_ptr[1:].copy()  # row r's pairs with columns >= the current c0 start here
+    for c0, c1 in zip(bounds[-2::-1], bounds[:0:-1]):
+        stop = split[:c1].copy()
+        split[:c1] = _first_at_least(indices, up_ptr[:c1], stop, c0)
+        pos = _ranges(split[:c1], stop)  # pairs (j, i), j < c1, c0 <= i < c1, row-major
+        sizes = np.append(0, np.cumsum(stop - split[:c1]))
+        lower = sp.csr_matrix((data[pos], indices[pos] - c0, sizes), shape=(c1, c1 - c0))
+        del pos
+        lower = lower.tocsc()  # column i - c0: the pairs (j, i), j ascending, (i, i) last
+        own = data[up_ptr[c0]:up_ptr[c1]].copy(), indices[up_ptr[c0]:up_ptr[c1]].copy()
+        r0, r1 = indptr[c0], indptr[c1]
+        row0 = indptr[c0:c1] - r0
+        # column i of the transpose fills the start of row i; its last entry, (i, i), lands on
+        # the first slot of row i's own pairs, which the second write fills with the same value
+        for (part_data, part_indices), first, last in (
+                ((lower.data, lower.indices), row0, row0 + column_count[c0:c1]),
+                (own, row0 + lower_count[c0:c1], indptr[c0 + 1:c1 + 1] - r0)):
+            slots = _runs_mask(first, last, r1 - r0)
+            data[r0:r1][slots], indices[r0:r1][slots] = part_data, part_indices
+    return indptr
 
 
 def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20, workers: Optional[int] = None,
@@ -284,9 +323,8 @@ def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20, workers: Optional
 
     The distance is symmetric: the pairs i <= j are computed (``_upper_jaccard_into``, on
     ``workers`` threads, default ``torch.get_num_threads()``) into the front of the output
-    buffers, then spread out in place, from the last rows back, a chunk of rows [c0, c1)
-    (about ``chunk`` output entries) at a time: row i gets the transposed pairs j < i (column i
-    of the upper triangle), then its own pairs j >= i. Memory beyond the output: one chunk.
+    buffers and mirrored in place (``_mirror_in_place``, ``chunk`` output entries at a time).
+    Memory beyond the output: a few blocks of ``max_cells`` cells, then one chunk.
     """
     v = v.tocsr()
     if not v.has_canonical_format:
@@ -298,33 +336,7 @@ def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20, workers: Optional
     data, indices = np.empty(2 * bound, np.float32), np.empty(2 * bound, np.int32)
     up_ptr, column_count = _upper_jaccard_into(
         v, data, indices, max_cells, torch.get_num_threads() if workers is None else workers)
-    upper_count = np.diff(up_ptr)
-    # (i, i) is stored exactly when row i of v is not empty, i.e. when row i has any pair
-    lower_count = column_count - (upper_count > 0)
-    indptr = np.zeros(num + 1, np.int64)
-    np.cumsum(lower_count + upper_count, out=indptr[1:])
-    bounds = np.unique(np.concatenate(
-        [[0], np.searchsorted(indptr, np.arange(chunk, indptr[-1], max(1, chunk))), [num]]))
-    # row r of the upper triangle: its pairs with columns >= the current chunk's c0 start at
-    # split[r] (they were moved already); row i moves from up_ptr[i] to indptr[i] >= up_ptr[i],
-    # so going from the last rows back never overwrites pairs still to be read
-    split = up_ptr[1:].copy()
-    for c0, c1 in zip(bounds[-2::-1], bounds[:0:-1]):
-        stop = split[:c1].copy()
-        split[:c1] = _first_at_least(indices, up_ptr[:c1], stop, c0)
-        pos = _ranges(split[:c1], stop)  # pairs (j, i), j < c1, c0 <= i < c1, row-major
-        part = sp.csr_matrix((data[pos], indices[pos] - c0, np.append(0, np.cumsum(stop - split[:c1]))),
-                             shape=(c1, c1 - c0)).tocsc()  # column i - c0: j ascending
-        del pos
-        own = data[up_ptr[c0]:up_ptr[c1]].copy(), indices[up_ptr[c0]:up_ptr[c1]].copy()
-        r0, r1 = indptr[c0], indptr[c1]
-        # column i of the transpose fills the start of row i; its last entry, (i, i), lands on
-        # the first slot of row i's own pairs, which the second write fills with the same value
-        for (part_data, part_indices), first, last in (
-                ((part.data, part.indices), indptr[c0:c1], indptr[c0:c1] + column_count[c0:c1]),
-                (own, indptr[c0:c1] + lower_count[c0:c1], indptr[c0 + 1:c1 + 1])):
-            slots = _runs_mask(first - r0, last - r0, r1 - r0)
-            data[r0:r1][slots], indices[r0:r1][slots] = part_data, part_indices
+    indptr = _mirror_in_place(data, indices, up_ptr, column_count, chunk)
     data.resize(indptr[-1], refcheck=False)
     indices.resize(indptr[-1], refcheck=False)
     return sp.csr_matrix((data, indices, indptr), shape=(num, num))
