@@ -204,7 +204,7 @@ def _upper_jaccard_into(v: sp.csr_matrix, data: np.ndarray, indices: np.ndarray,
     the stored v[i, l] meets the run that starts at its own position. Row blocks widen as the
     number of columns j >= lo shrinks, each block holding about ``max_cells`` cells; with
     ``workers`` > 1 the blocks are computed by that many threads (numpy releases the GIL in
-    every step that touches the terms).
+    the gathers, ``minimum``, ``bincount`` and ``flatnonzero``; not in ``repeat``).
     """
     num = v.shape[0]
     vt, start = _csc_positions(v)
