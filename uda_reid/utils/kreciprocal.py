@@ -19,21 +19,18 @@ expansion test is one sparse product, the query expansion another, and the overl
 "min-product" enumerated through the inverted index (columns of V) and summed by ``bincount``
 into dense blocks of a few rows (at most ~1 M cells each; small blocks are reused from the heap
 instead of faulting in fresh pages). The symmetric Jaccard distance enumerates only the pairs
-i <= j (half the terms; blocks on several threads) and mirrors them into the output in place.
+i <= j (half the terms) and mirrors them into the output in place.
 Nothing is (N, N) dense.
 """
 from __future__ import annotations
 
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Deque, Iterator, Optional, Tuple, TypeVar
+from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 PairDistance = Callable[[np.ndarray, np.ndarray], np.ndarray]
-T = TypeVar("T")
 
 
 def half_neighbours(k1: int) -> int:
@@ -194,7 +191,7 @@ def _upper_block(v: sp.csr_matrix, vt: sp.csc_matrix, start: np.ndarray, count: 
 
 
 def _upper_jaccard_into(v: sp.csr_matrix, data: np.ndarray, indices: np.ndarray,
-                        max_cells: int, workers: int) -> Tuple[np.ndarray, np.ndarray]:
+                        max_cells: int) -> Tuple[np.ndarray, np.ndarray]:
     """The Jaccard distances of the pairs i <= j that share a column of v, as the first
     ``indptr[-1]`` entries of ``data`` (float32) and ``indices`` (int32, j) in row-major
     order; returns that CSR's indptr (N + 1,) int64 and its column counts (N,) int64. The
@@ -202,9 +199,7 @@ def _upper_jaccard_into(v: sp.csr_matrix, data: np.ndarray, indices: np.ndarray,
 
     Only the terms with j >= i are enumerated: in column l of the CSC form (rows ascending),
     the stored v[i, l] meets the run that starts at its own position. Row blocks widen as the
-    number of columns j >= lo shrinks, each block holding about ``max_cells`` cells; with
-    ``workers`` > 1 the blocks are computed by that many threads (numpy releases the GIL in
-    the gathers, ``minimum``, ``bincount`` and ``flatnonzero``; not in ``repeat``).
+    number of columns j >= lo shrinks, each block holding about ``max_cells`` cells.
     """
     num = v.shape[0]
     vt, start = _csc_positions(v)
@@ -213,35 +208,17 @@ def _upper_jaccard_into(v: sp.csr_matrix, data: np.ndarray, indices: np.ndarray,
     while bounds[-1] < num:
         bounds.append(min(num, bounds[-1] + max(1, max_cells // (num - bounds[-1]))))
 
-    def block(b: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _upper_block(v, vt, start, count, bounds[b], bounds[b + 1])
-
     indptr, column_count = np.zeros(num + 1, np.int64), np.zeros(num, np.int64)
     filled = 0
-    for b, (cols, dist, row_count) in enumerate(_ordered_map(block, len(bounds) - 1, workers)):
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        cols, dist, row_count = _upper_block(v, vt, start, count, lo, hi)
         end = filled + len(cols)
         indices[filled:end], data[filled:end] = cols, dist
-        np.cumsum(row_count, out=indptr[bounds[b] + 1:bounds[b + 1] + 1])
-        indptr[bounds[b] + 1:bounds[b + 1] + 1] += filled
+        np.cumsum(row_count, out=indptr[lo + 1:hi + 1])
+        indptr[lo + 1:hi + 1] += filled
         column_count += np.bincount(cols, minlength=num)
         filled = end
     return indptr, column_count
-
-
-def _ordered_map(fn: Callable[[int], T], count: int, workers: int) -> Iterator[T]:
-    """fn(0), ..., fn(count - 1) in order, computed by ``workers`` threads; at most
-    ``workers`` results wait to be consumed, so memory stays at a few blocks."""
-    if workers <= 1:
-        yield from (fn(b) for b in range(count))
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending: Deque[Future] = deque()
-        for b in range(count):
-            pending.append(pool.submit(fn, b))
-            if len(pending) > workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def _upper_term_count(v: sp.csr_matrix) -> int:
@@ -314,17 +291,18 @@ def _mirror_in_place(data: np.ndarray, indices: np.ndarray, up_ptr: np.ndarray,
     return indptr
 
 
-def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20, workers: Optional[int] = None,
+def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20,
                    chunk: int = 1 << 21) -> sp.csr_matrix:
     """(N, N) float32 CSR Jaccard distance between the rows of v (N, N), each summing to 1.
 
     A pair is stored when its rows share a column of v (overlap > 0); absent pairs have
     distance 1. Values are clipped at 0; column indices ascend within each row.
 
-    The distance is symmetric: the pairs i <= j are computed (``_upper_jaccard_into``, on
-    ``workers`` threads, default ``torch.get_num_threads()``) into the front of the output
-    buffers and mirrored in place (``_mirror_in_place``, ``chunk`` output entries at a time).
-    Memory beyond the output: a few blocks of ``max_cells`` cells, then one chunk.
+    The distance is symmetric: the pairs i <= j are computed (``_upper_jaccard_into``) into the
+    front of the output buffers and mirrored in place (``_mirror_in_place``, ``chunk`` output
+    entries at a time). Memory beyond the output: a block of ``max_cells`` cells, then a chunk.
+    Everything runs on one thread (numpy's gathers, ``repeat`` and weighted ``bincount`` do
+    not overlap in Python threads; measured on numpy 2.4).
     """
     v = v.tocsr()
     if not v.has_canonical_format:
@@ -334,8 +312,7 @@ def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20, workers: Optional
     bound = min(_upper_term_count(v), num * (num + 1) // 2)
     # reserved at twice the bound and shrunk in place at the end: only used pages are touched
     data, indices = np.empty(2 * bound, np.float32), np.empty(2 * bound, np.int32)
-    up_ptr, column_count = _upper_jaccard_into(
-        v, data, indices, max_cells, torch.get_num_threads() if workers is None else workers)
+    up_ptr, column_count = _upper_jaccard_into(v, data, indices, max_cells)
     indptr = _mirror_in_place(data, indices, up_ptr, column_count, chunk)
     data.resize(indptr[-1], refcheck=False)
     indices.resize(indptr[-1], refcheck=False)
