@@ -40,11 +40,12 @@ def test_overlap_blocks_equal_the_dense_min_sum(max_cells, col_start):
     assert seen == list(range(len(rows)))
 
 
-@pytest.mark.parametrize("max_cells", [1, 100, 1 << 20])
-def test_sparse_jaccard_stores_exactly_the_pairs_that_share_a_column(max_cells):
+@pytest.mark.parametrize("max_cells,chunk", [
+    (1, 1 << 21), (100, 1 << 21), (1 << 20, 1 << 21), (100, 1), (1 << 20, 37), (1, 200)])
+def test_sparse_jaccard_stores_exactly_the_pairs_that_share_a_column(max_cells, chunk):
     v = random_encodings(seed=1)
     overlap = dense_overlap(v.toarray().astype(np.float64))
-    jac = sparse_jaccard(v, max_cells)
+    jac = sparse_jaccard(v, max_cells, chunk)
     assert jac.dtype == np.float32 and jac.has_sorted_indices
     stored = np.zeros((37, 37), bool)
     stored[jac.nonzero()] = True
@@ -55,3 +56,14 @@ def test_sparse_jaccard_stores_exactly_the_pairs_that_share_a_column(max_cells):
         1 - overlap[coo.row, coo.col] / (2 - overlap[coo.row, coo.col]), 0), atol=1e-6)
     assert jac[3].nnz == 0 and jac[:, 20].nnz == 0
     assert jac[0, 0] == 0 and 0 in jac.indices[jac.indptr[0]:jac.indptr[1]]
+
+
+def test_sparse_jaccard_sums_duplicate_entries_first():
+    v = random_encodings(seed=2)
+    # every stored entry split into two halves stored side by side
+    counts = np.diff(v.indptr)
+    halves = sp.csr_matrix((np.repeat(v.data / 2, 2), np.repeat(v.indices, 2),
+                            np.concatenate([[0], np.cumsum(2 * counts)])), shape=v.shape)
+    assert halves.nnz == 2 * v.nnz and not halves.has_canonical_format
+    np.testing.assert_allclose(sparse_jaccard(halves).toarray(), sparse_jaccard(v).toarray(),
+                               atol=1e-7)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Optional, Tuple
 
 import numpy as np
@@ -13,9 +14,18 @@ from uda_reid.adapt.label_quality import label_quality
 from uda_reid.adapt.pseudo_labels import compute_jaccard_distance, multi_granularity_labels
 from uda_reid.benchmarks import BENCHMARKS
 from uda_reid.benchmarks.blobs import machine_note, sphere_blobs
-from uda_reid.benchmarks.measure import at_threads, best_of, format_floor, format_row, measure
+from uda_reid.benchmarks.measure import (
+    FloorRow,
+    at_threads,
+    best_of_each,
+    format_floor,
+    format_row,
+    format_summary,
+    measure,
+)
 from uda_reid.utils.knn import knn, self_knn
 
+FLOOR_TARGET = 1.5  # the whole Jaccard distance within 1.5x its exact k-NN self-search
 SIZES = {  # images, identities
     "6k": (6000, 350), "market-train": (12936, 751), "msmt-train": (32621, 1041),
 }
@@ -60,22 +70,27 @@ def dense_reference(x: np.ndarray, k1: int, k2: int) -> np.ndarray:
     return np.maximum(jac, 0.0)
 
 
-def time_rows(x: np.ndarray, args: argparse.Namespace
-              ) -> Tuple[sp.csr_matrix, Optional[np.ndarray]]:
-    """Print ours, the k-NN searches it contains and (unless skipped) the reference at the
-    current thread count; return ours and the reference (None when skipped)."""
+def time_rows(x: np.ndarray, args: argparse.Namespace, threads: int
+              ) -> Tuple[sp.csr_matrix, Optional[np.ndarray], FloorRow]:
+    """Print ours, the k-NN searches it contains (timed in turns with ours) and (unless
+    skipped) the reference at the current thread count; return ours, the reference (None when
+    skipped) and the summary row."""
     xn = torch.nn.functional.normalize(torch.from_numpy(x), dim=1)
-    ours, m_jac = best_of(lambda: compute_jaccard_distance(x, args.k1, args.k2, args.search),
-                          args.repeat)
-    _, m_self = best_of(lambda: self_knn(xn, args.k1, "l2", backend=args.search), args.repeat)
-    _, m_flat = best_of(lambda: knn(xn, xn, args.k1, "l2", backend="faiss"), args.repeat)
-    print(format_floor("jaccard distance", m_jac, m_self, f"self_knn {args.search}"))
-    print(format_floor("", m_jac, m_flat, "faiss IndexFlatL2"))
+    load = os.getloadavg()[0]
+    results, m = best_of_each({
+        "ours": lambda: compute_jaccard_distance(x, args.k1, args.k2, args.search),
+        "self": lambda: self_knn(xn, args.k1, "l2", backend=args.search),
+        "flat": lambda: knn(xn, xn, args.k1, "l2", backend="faiss"),
+    }, args.repeat)
+    ours = results["ours"]
+    print(format_floor("jaccard distance", m["ours"], m["self"], f"self_knn {args.search}"))
+    print(format_floor("", m["ours"], m["flat"], "faiss IndexFlatL2"))
+    row = FloorRow("jaccard distance", threads, load, m["ours"], m["self"], FLOOR_TARGET)
     if args.no_reference:
-        return ours, None
-    reference, m_ref = measure(lambda: dense_reference(x, args.k1, args.k2))
-    print(format_row("jaccard distance", m_jac, m_ref))
-    return ours, reference
+        return ours, None, row
+    reference, row.reference = measure(lambda: dense_reference(x, args.k1, args.k2))
+    print(format_row("jaccard distance", m["ours"], row.reference))
+    return ours, reference, row
 
 
 @BENCHMARKS.register("jaccard")
@@ -96,7 +111,8 @@ class JaccardBenchmark:
         parser.add_argument("--threads", type=int, nargs="+", default=[1],
                             help="thread counts to time at, one after the other in this process")
         parser.add_argument("--repeat", type=int, default=1,
-                            help="time ours and the k-NN searches this often, keep the fastest")
+                            help="time ours and the k-NN searches this often, in turns; keep "
+                                 "each one's fastest run")
         parser.add_argument("--no-reference", action="store_true",
                             help="skip the dense reference (about 40 s per thread count at 6k)")
 
@@ -110,9 +126,11 @@ class JaccardBenchmark:
         x, ids = sphere_blobs(n, args.dim, num_ids, noise=args.noise, seed=args.seed)
         print(f"jaccard --size {args.size}: {n} x {args.dim}, k1={args.k1} k2={args.k2}, "
               f"{machine_note()}")
+        rows = []
         for num in args.threads:
             with at_threads(num):
-                ours, reference = time_rows(x, args)
+                ours, reference, row = time_rows(x, args, num)
+            rows.append(row)
         print(f"  sparse Jaccard: {ours.nnz} stored pairs ({ours.nnz / n:.1f} per row)")
         dbscan = build_backend("dbscan", min_samples=4)
         _, m_clu = measure(lambda: [cluster(dbscan, e, x, ours) for e in args.eps])
@@ -131,4 +149,5 @@ class JaccardBenchmark:
             coo = ours.tocoo()
             dense[coo.row, coo.col] = coo.data
             print(f"  max |sparse - dense reference| {np.abs(dense - reference).max():.2e}")
+        print(format_summary(rows))
         return 0

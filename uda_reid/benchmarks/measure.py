@@ -6,7 +6,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import psutil
 import torch
@@ -29,15 +29,20 @@ def measure(fn: Callable[[], Any], interval: float = 0.005) -> Tuple[Any, Measur
 
     Peak RSS is sampled by a background thread every ``interval`` seconds, so short spikes
     between samples can be missed; allocations are large and long-lived in our benchmarks.
+    The CPU time is the process's without that thread's own (which grows with the wall time,
+    so on a loaded machine it would add more to the slower of two functions).
     """
     base = _rss()
     peak = [base]
+    sampler_cpu = [0.0]
     done = threading.Event()
 
     def sample() -> None:
+        own_start = time.thread_time()
         while not done.is_set():
             peak[0] = max(peak[0], _rss())
             done.wait(interval)
+        sampler_cpu[0] = time.thread_time() - own_start
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -45,17 +50,71 @@ def measure(fn: Callable[[], Any], interval: float = 0.005) -> Tuple[Any, Measur
     try:
         result = fn()
     finally:
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        elapsed = time.perf_counter() - start
         done.set()
         thread.join()
+        cpu = time.process_time() - cpu_start - sampler_cpu[0]
     peak[0] = max(peak[0], _rss())
     return result, Measurement(elapsed, peak[0] - base, cpu)
 
 
-def best_of(fn: Callable[[], Any], repeat: int) -> Tuple[Any, Measurement]:
-    """``measure(fn)`` ``repeat`` times; the last result and the fastest run's measurement."""
-    runs = [measure(fn) for _ in range(max(1, repeat))]
-    return runs[-1][0], min((m for _, m in runs), key=lambda m: m.seconds)
+def best_of_each(fns: Dict[str, Callable[[], Any]], repeat: int
+                 ) -> Tuple[Dict[str, Any], Dict[str, Measurement]]:
+    """``measure`` each function in turn, ``repeat`` rounds; each one's last result and its
+    fastest run (the CPU time is the smallest over the rounds too: on a shared machine a round
+    can be slowed for one function and not the other, so taking turns keeps them comparable)."""
+    results: Dict[str, Any] = {}
+    runs: Dict[str, List[Measurement]] = {name: [] for name in fns}
+    for _ in range(max(1, repeat)):
+        for name, fn in fns.items():
+            results[name], m = measure(fn)
+            runs[name].append(m)
+    best = {}
+    for name, ms in runs.items():
+        fastest = min(ms, key=lambda m: m.seconds)
+        best[name] = Measurement(fastest.seconds, fastest.peak_bytes,
+                                 min(m.cpu_seconds for m in ms))
+    return results, best
+
+
+@dataclass
+class FloorRow:
+    """One workload at one thread count: ours, the k-NN search it cannot avoid, and (when
+    run) the reference implementation."""
+
+    name: str
+    threads: int
+    load: float  # 1-minute load average when the row was measured
+    ours: Measurement
+    floor: Measurement
+    floor_target: float  # ours / search must stay at or below this
+    reference: Optional[Measurement] = None
+
+    def ratio(self) -> Tuple[float, float]:
+        """ours / search in wall-clock and in CPU time."""
+        return (self.ours.seconds / max(self.floor.seconds, 1e-9),
+                self.ours.cpu_seconds / max(self.floor.cpu_seconds, 1e-9))
+
+
+def format_summary(rows: List[FloorRow]) -> str:
+    """A table of ours / search against its target, and of the speed-up on the reference."""
+    lines = ["summary (wall s, CPU s in brackets; ours / search met or MISSED at its target):",
+             f"  {'workload':<24s} {'threads':>7s} {'load':>5s} {'ours':>16s} "
+             f"{'k-NN search':>16s} {'ours / search, target':>23s} {'peak GiB':>8s}  "
+             "speed-up on the reference"]
+    for r in rows:
+        wall, cpu = r.ratio()
+        floor = (f"x{wall:.2f} ({cpu:.2f}) <= {r.floor_target:.1f} "
+                 + ("met" if wall <= r.floor_target else "MISSED"))
+        line = (f"  {r.name:<24s} {r.threads:>7d} {r.load:>5.1f} "
+                f"{r.ours.seconds:>7.3f} ({r.ours.cpu_seconds:>6.3f}) "
+                f"{r.floor.seconds:>7.3f} ({r.floor.cpu_seconds:>6.3f}) "
+                f"{floor:>23s} {r.ours.peak_bytes / 2**30:>8.3f}")
+        if r.reference is not None:
+            line += (f"  x{r.reference.seconds / max(r.ours.seconds, 1e-9):.1f} "
+                     f"(CPU x{r.reference.cpu_seconds / max(r.ours.cpu_seconds, 1e-9):.1f})")
+        lines.append(line)
+    return "\n".join(lines)
 
 
 @contextmanager

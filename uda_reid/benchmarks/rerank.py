@@ -2,17 +2,27 @@
 from __future__ import annotations
 
 import argparse
-from typing import Optional, Tuple
+import os
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from uda_reid.benchmarks import BENCHMARKS
 from uda_reid.benchmarks.blobs import machine_note, sphere_blobs
-from uda_reid.benchmarks.measure import at_threads, best_of, format_floor, format_row, measure
+from uda_reid.benchmarks.measure import (
+    FloorRow,
+    at_threads,
+    best_of_each,
+    format_floor,
+    format_row,
+    format_summary,
+    measure,
+)
 from uda_reid.evaluation.rank import evaluate_rank
 from uda_reid.evaluation.rerank import dense_neighbours, re_ranking, re_ranking_features
 from uda_reid.utils.knn import self_knn
 
+FLOOR_TARGET = 2.0  # re-ranking within 2x its k-NN search
 SIZES = {  # queries, gallery, identities
     "1k": (1000, 5000, 450), "market": (3368, 15913, 1501), "msmt": (11659, 82161, 4101),
 }
@@ -67,32 +77,45 @@ def mean_ap(dist: np.ndarray, q_ids: np.ndarray, g_ids: np.ndarray) -> float:
     return float(ranks["mAP"])
 
 
-def time_rows(qf: np.ndarray, gf: np.ndarray, args: argparse.Namespace
-              ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-    """Print both entry points, the k-NN searches they contain and (unless skipped) the
-    reference at the current thread count; return ours (features in, dense in) and the
-    reference (None when skipped or at msmt size)."""
+def time_rows(qf: np.ndarray, gf: np.ndarray, args: argparse.Namespace, threads: int
+              ) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray], List[FloorRow]]:
+    """Print both entry points, the k-NN searches they contain (timed in turns with them) and
+    (unless skipped) the reference at the current thread count; return ours (features in,
+    dense in), the reference (None when skipped or at msmt size) and the summary rows."""
     params = dict(k1=args.k1, k2=args.k2, lambda_value=args.lambda_value)
     nq, n = len(qf), len(qf) + len(gf)
     x = np.concatenate([qf, gf])
     k = max(args.k1 + 1, args.k2)
-    feat, m_feat = best_of(lambda: re_ranking_features(qf, gf, **params), args.repeat)
-    _, m_search = best_of(lambda: self_knn(x, k, "l2", farthest=True,
-                                           keep=(slice(0, nq), slice(nq, n))), args.repeat)
-    print(format_floor("re_ranking_features", m_feat, m_search, "its self_knn"))
+    load = os.getloadavg()[0]
+    results, m = best_of_each({
+        "features": lambda: re_ranking_features(qf, gf, **params),
+        "search": lambda: self_knn(x, k, "l2", farthest=True, keep=(slice(0, nq), slice(nq, n))),
+    }, args.repeat)
+    feat = results["features"]
+    print(format_floor("re_ranking_features", m["features"], m["search"], "its self_knn"))
+    rows = [FloorRow("re_ranking_features", threads, load, m["features"], m["search"],
+                     FLOOR_TARGET)]
     if args.size == "msmt":
-        return feat, None, None
+        return feat, None, None, rows
     blocks = [np.sqrt(np.maximum(2 - 2 * a @ b.T, 0)) for a, b in ((qf, gf), (qf, qf), (gf, gf))]
-    dense, m_dense = best_of(lambda: re_ranking(*blocks, **params), args.repeat)
-    _, m_ranks = best_of(lambda: dense_neighbours(*blocks, k), args.repeat)
-    print(format_floor("re_ranking (dense in)", m_dense, m_ranks, "its top-k"))
+    load = os.getloadavg()[0]
+    results, m_in = best_of_each({
+        "dense": lambda: re_ranking(*blocks, **params),
+        "ranks": lambda: dense_neighbours(*blocks, k),
+    }, args.repeat)
+    dense = results["dense"]
+    print(format_floor("re_ranking (dense in)", m_in["dense"], m_in["ranks"], "its top-k"))
+    rows.insert(0, FloorRow("re_ranking (dense in)", threads, load, m_in["dense"],
+                            m_in["ranks"], FLOOR_TARGET))
     if args.no_reference:
-        return feat, dense, None
+        return feat, dense, None, rows
     reference, m_ref = measure(lambda: dense_reference(*blocks, args.k1, args.k2,
                                                         args.lambda_value))
-    print(format_row("re_ranking (dense in)", m_dense, m_ref))
-    print(format_row("re_ranking_features", m_feat, m_ref))
-    return feat, dense, reference
+    print(format_row("re_ranking (dense in)", m_in["dense"], m_ref))
+    print(format_row("re_ranking_features", m["features"], m_ref))
+    for row in rows:
+        row.reference = m_ref
+    return feat, dense, reference, rows
 
 
 @BENCHMARKS.register("rerank")
@@ -111,7 +134,8 @@ class RerankBenchmark:
         parser.add_argument("--threads", type=int, nargs="+", default=[1],
                             help="thread counts to time at, one after the other in this process")
         parser.add_argument("--repeat", type=int, default=1,
-                            help="time ours and the k-NN searches this often, keep the fastest")
+                            help="time ours and the k-NN searches this often, in turns; keep "
+                                 "each one's fastest run")
         parser.add_argument("--no-reference", action="store_true",
                             help="skip the dense numpy reference (about 2 min at market size)")
 
@@ -125,10 +149,13 @@ class RerankBenchmark:
         if args.size == "msmt":
             print("dense re_ranking / reference / mAP: not run at msmt size (the (N, N) float32 "
                   "original distance alone is 35 GB)")
+        summary = []
         for num in args.threads:
             with at_threads(num):
-                ours, dense, reference = time_rows(qf, gf, args)
+                ours, dense, reference, rows = time_rows(qf, gf, args, num)
+            summary += rows
         if dense is None:
+            print(format_summary(summary))
             return 0
         q_ids, g_ids = ids[:nq], ids[nq:]
         print(f"  mAP plain {mean_ap(2 - 2 * qf @ gf.T, q_ids, g_ids):.4f}  "
@@ -143,4 +170,5 @@ class RerankBenchmark:
                   f"{(diff > 1e-5).mean():.2e} (order of exactly tied distances), "
                   f"mAP reference {mean_ap(reference, q_ids, g_ids):.4f} "
                   f"ours {mean_ap(dense, q_ids, g_ids):.4f}")
+        print(format_summary(summary))
         return 0
