@@ -2,6 +2,7 @@
 step, degenerate rounds, losses, monitoring, and the label guard."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -16,8 +17,10 @@ from uda_reid.adapt.methods.cluster import ClusterAdaptation, PseudoLabelStep, u
 from uda_reid.adapt.methods.mlt import MLT
 from uda_reid.adapt.monitor import LabelQualityHook
 from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
+from uda_reid.adapt.pseudo_label_options import BatchOptions, PseudoLabelLosses, RoundOptions
 from uda_reid.adapt.pseudo_labels import PseudoLabeler
 from uda_reid.config import get_default_config
+from uda_reid.config.sections.mlt import MLTConfig
 from uda_reid.engine.events import EventStorage
 from uda_reid.engine.hooks import TensorBoardHook
 from uda_reid.engine.trainer import Trainer, TrainStep
@@ -58,10 +61,23 @@ def target_items(x):
     return [{"images": row, "pids": -1, "camids": 0, "indexes": i} for i, row in enumerate(x)]
 
 
+DEFAULTS = MLTConfig()
+
+
+def new_step(x, labeler, classifiers, feature_loader, batch_size=4, num_instances=2,
+             source_loader=None, **losses):
+    """A step on the feature rows ``x`` with ADAPT.MLT's defaults but for ``losses``' values."""
+    return PseudoLabelStep(
+        Echo(), labeler, classifiers, target_items(x), feature_loader,
+        batches=BatchOptions(batch_size, num_instances, num_workers=0, seed=0),
+        losses=dataclasses.replace(PseudoLabelLosses.from_config(DEFAULTS), **losses),
+        rounds=RoundOptions.from_config(DEFAULTS), feature_key="embedding", flip=False,
+        device="cpu", domain_bn=False, source_loader=source_loader)
+
+
 def make_step(x, labeler, num_heads=1, mixture_loader=None):
     classifiers = PseudoClassifiers(num_heads, len(x), x.shape[1])
-    return PseudoLabelStep(Echo(), labeler, classifiers, target_items(x), feature_batches(x),
-                           batch_size=4, num_instances=2, source_loader=mixture_loader)
+    return new_step(x, labeler, classifiers, feature_batches(x), source_loader=mixture_loader)
 
 
 class ScriptedLabeler:
@@ -198,8 +214,8 @@ def test_losses_mean_ce_over_granularities_triplet_on_the_chosen_one_and_mixture
     fine, coarse = truth, truth // 2
     for h, lab in enumerate((fine, coarse)):
         heads.reset(h, slow_centroids(x, lab))
-    step = PseudoLabelStep(Echo(), ScriptedLabeler((0.4, 0.6), []), heads, target_items(x), [],
-                           8, 2, triplet_granularity=1, ce_epsilon=0.1, triplet_margin=0.3)
+    step = new_step(x, ScriptedLabeler((0.4, 0.6), []), heads, [], 8, 2, triplet_granularity=1,
+                    ce_epsilon=0.1, triplet_margin=0.3)
     rows = torch.tensor([0, 1, 8, 9, 16, 17])
     labels = torch.tensor(np.stack([fine, coarse])[:, rows])
     labels[0, 0] = -1  # an outlier at the fine granularity only
@@ -218,7 +234,7 @@ def test_losses_mean_ce_over_granularities_triplet_on_the_chosen_one_and_mixture
     tri = triplet_loss(feats, torch.cat([labels[1], source_pids + len(x)]), 0.3)
     torch.testing.assert_close(losses["loss_triplet"], tri)
     # SOURCE_SCALE 0: the source rows only pass through (no source CE, not in the triplet)
-    step.source_scale = 0.0
+    step.loss_options = dataclasses.replace(step.loss_options, source_scale=0.0)
     losses = step.losses(out, labels, source_pids)
     assert "loss_source_ce" not in losses
     torch.testing.assert_close(losses["loss_triplet"], triplet_loss(feats[:6], labels[1], 0.3))
@@ -230,8 +246,9 @@ def test_mlt_with_one_granularity_is_cluster_and_cluster_keeps_the_chosen_one():
     cfg.ADAPT.MLT.TRIPLET_GRANULARITY = 2
     single = ClusterAdaptation.from_config(cfg.ADAPT)
     multi = MLT.from_config(cfg.ADAPT)
-    assert single.labeler.granularities == (0.6,) and single.granularity_index == 0
-    assert multi.labeler.granularities == (0.4, 0.5, 0.6) and multi.granularity_index == 2
+    assert single.labeler.granularities == (0.6,) and single.loss_options.triplet_granularity == 0
+    assert multi.labeler.granularities == (0.4, 0.5, 0.6)
+    assert multi.loss_options.triplet_granularity == 2
     assert isinstance(multi, ClusterAdaptation)  # one implementation, two settings
     cfg.ADAPT.MLT.TRIPLET_GRANULARITY = 3
     with pytest.raises(ValueError, match="TRIPLET_GRANULARITY=3"):
@@ -289,17 +306,18 @@ def test_recipes_resolve_and_share_the_stage1_model(source, target):
         assert source_key(cfgs["cluster"]) == source_key(cfgs["ecn"])
         # cluster's granularity is mlt's triplet granularity
         assert cluster.labeler.granularities[0] == \
-            mlt.labeler.granularities[mlt.granularity_index]
+            mlt.labeler.granularities[mlt.loss_options.triplet_granularity]
     else:  # FastReID's cross-domain recipe: ResNet-50, GeM, BNNeck, hard triplet
         # mlt as published (UDAStrongBaseline GLT): k-means, transport, DSBN, mean teacher
         k = (1500, 1750, 2000) if target == "msmt" else (600, 700, 800)
         assert isinstance(mlt.labeler.backend, KMeansBackend) and mlt.labeler.granularities == k
-        assert (mlt.transport.mode, mlt.domain_bn, mlt.use_mean_teacher) == ("epoch", True, True)
+        assert (mlt.round_options.transport.mode, mlt.mixture.domain_bn,
+                mlt.teacher_options.enabled) == ("epoch", True, True)
         model = cfgs["mlt"].MODEL
         assert (model.BACKBONE.NAME, model.POOLING.NAME, model.HEADS.NAME) == \
             ("resnet50", "gem", "bnneck")
         assert "TripletLoss" in model.LOSSES.NAME and model.LOSSES.TRI.HARD_MINING
-        assert mlt.mixture and not cluster.mixture
+        assert mlt.mixture.enabled and not cluster.mixture.enabled
 
 
 def test_optimizer_state_of_the_classifiers_is_dropped_before_each_round():
@@ -327,5 +345,5 @@ def test_optimizer_state_of_the_classifiers_is_dropped_before_each_round():
 def test_a_batch_that_k_does_not_divide_is_a_config_error_not_a_silent_fallback():
     x, _ = blobs()
     with pytest.raises(ValueError, match="NUM_INSTANCES=3"):
-        PseudoLabelStep(Echo(), ScriptedLabeler((0.5,), []), PseudoClassifiers(1, len(x), 16),
-                        target_items(x), [], batch_size=8, num_instances=3)
+        new_step(x, ScriptedLabeler((0.5,), []), PseudoClassifiers(1, len(x), 16), [],
+                 batch_size=8, num_instances=3)

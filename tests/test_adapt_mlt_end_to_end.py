@@ -89,9 +89,9 @@ def test_resume_after_a_kill_in_a_transport_epoch_gives_the_uninterrupted_result
 
 def test_dsbn_without_a_mixed_batch_is_a_config_error():
     from uda_reid.adapt.methods.cluster import ClusterAdaptation
-    from uda_reid.adapt.pseudo_labels import PseudoLabeler
-    from uda_reid.config.sections.cluster import ClusterConfig
+    from uda_reid.config import get_default_config
 
+    cfg = get_default_config()
+    cfg.ADAPT.MLT.MIXTURE, cfg.ADAPT.MLT.DSBN = False, True
     with pytest.raises(ValueError, match="DSBN needs ADAPT.MLT.MIXTURE"):
-        ClusterAdaptation(PseudoLabeler.from_config(ClusterConfig()), mixture=False,
-                          domain_bn=True)
+        ClusterAdaptation.from_config(cfg.ADAPT)

@@ -18,6 +18,7 @@ from test_adapt_cluster_end_to_end import run_tool
 from uda_reid.adapt.methods.mmt import (CLASSIFIERS, MMT, PEER, MMTStep, TwoViews,
                                         training_outputs)
 from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
+from uda_reid.adapt.pseudo_label_options import PseudoLabelLosses
 from uda_reid.config import get_default_config
 from uda_reid.losses.functional import cross_entropy_smooth, triplet_loss
 from uda_reid.losses.soft_targets import soft_cross_entropy, soft_triplet_loss
@@ -43,9 +44,10 @@ def test_each_network_learns_from_the_other_networks_teacher():
     model, teacher = composite(0), composite(1)
     step = MMTStep.__new__(MMTStep)  # the loss wiring alone, without data or rounds
     step.model, step.teacher, step.feature_key = model, teacher, "embedding"
-    step.ce_epsilon, step.triplet_margin = 0.1, 0.0
-    step.ce_scale, step.soft_ce_weight = 0.5, 0.5
-    step.triplet_scale, step.soft_triplet_weight = 0.2, 0.8
+    step.loss_options = PseudoLabelLosses(ce_epsilon=0.1, ce_scale=0.5, triplet_margin=0.0,
+                                          triplet_scale=0.2, triplet_granularity=0,
+                                          source_scale=0.0)
+    step.soft_ce_weight, step.soft_triplet_weight = 0.5, 0.8
     g = torch.Generator().manual_seed(2)
 
     def outputs():
@@ -337,7 +339,7 @@ def test_recipes_resolve_to_the_published_values(source, target, k):
     method = build_method(cfg)
     assert type(method) is MMT
     assert (method.soft_ce_weight, method.soft_triplet_weight) == (0.5, 0.8)
-    assert (method.triplet_margin, method.teacher_momentum) == (0.0, 0.999)
+    assert (method.loss_options.triplet_margin, method.teacher_options.momentum) == (0.0, 0.999)
     assert method.peer_seed_offset == 1  # two source models of different seeds
     assert cfg.ADAPT.SOLVER.OPT == "Adam" and cfg.ADAPT.SOLVER.BASE_LR == 3.5e-4
     assert cfg.ADAPT.SOLVER.IMS_PER_BATCH == 64 and method.num_instances == 4

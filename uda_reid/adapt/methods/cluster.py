@@ -46,8 +46,9 @@ from uda_reid.adapt.mean_teacher import MeanTeacher, MeanTeacherHook
 from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
 from uda_reid.adapt.pseudo_labels import PseudoLabeler, cluster_centroids
 from uda_reid.adapt.registry import METHODS
-from uda_reid.adapt.transport import (TransportOptions, transport_batch_labels,
-                                      transport_epoch_labels)
+from uda_reid.adapt.pseudo_label_options import (BatchOptions, MixtureOptions,
+                                                 PseudoLabelLosses, RoundOptions, TeacherOptions)
+from uda_reid.adapt.transport import transport_batch_labels, transport_epoch_labels
 from uda_reid.data.loaders import (build_batch_loader, build_shuffled_loader, collate,
                                    per_rank_batch_size)
 from uda_reid.data.samplers import ShardSampler
@@ -65,6 +66,8 @@ logger = logging.getLogger(__name__)
 
 # The training output the classifiers read: the one the model retrieves with (NECK_FEAT).
 FEATURE_KEYS = {"after": "embedding", "before": "features"}
+# The model's (and its teacher's) sub-module holding the pseudo-label classifiers.
+CLASSIFIERS = "pseudo_classifiers"
 
 
 def update_round_labels(results: Sequence[ClusterResult], previous: np.ndarray,
@@ -100,67 +103,53 @@ class PseudoLabelStep(TrainStep):
     """
 
     def __init__(self, model: nn.Module, labeler: PseudoLabeler, classifiers: PseudoClassifiers,
-                 train_images: Dataset, feature_loader: Iterable,
-                 batch_size: int, num_instances: int, feature_key: str = "embedding",
-                 triplet_granularity: int = 0, ce_epsilon: float = 0.1, ce_scale: float = 1.0,
-                 triplet_margin: float = 0.3, triplet_scale: float = 1.0,
-                 source_loader: Optional[Iterable] = None, flip: bool = False,
-                 num_workers: int = 0,
-                 seed: int = 0, device: torch.device | str = "cpu",
-                 recluster_period: int = 1, transport: TransportOptions = TransportOptions(),
-                 domain_bn: bool = False, teacher: Optional[nn.Module] = None,
-                 teacher_classifiers: Optional[PseudoClassifiers] = None,
-                 source_scale: float = 1.0) -> None:
-        """teacher: the model whose features (and ``teacher_classifiers``' predictions) give
-        the pseudo-labels (default ``model``); domain_bn: the mixed batch's target and source
-        rows go through their own BatchNorms; source_scale: weight of the source CE (0: the
-        source rows only pass through the model, no source loss, not in the triplet)."""
+                 train_images: Dataset, feature_loader: Iterable, *, batches: BatchOptions,
+                 losses: PseudoLabelLosses, rounds: RoundOptions, feature_key: str, flip: bool,
+                 device: torch.device | str, domain_bn: bool,
+                 source_loader: Optional[Iterable] = None,
+                 teacher: Optional[nn.Module] = None) -> None:
+        """feature_key: the training output the classifiers read; flip: the labelling features
+        average the flipped image's; domain_bn: the mixed batch's target and source rows go
+        through their own BatchNorms; source_loader: the mixture's labelled source batches;
+        teacher: the model whose features (and whose ``pseudo_classifiers``' predictions) give
+        the pseudo-labels (default ``model``)."""
         if len(labeler.granularities) != classifiers.num_heads:
             raise ValueError(f"{len(labeler.granularities)} granularities but "
                              f"{classifiers.num_heads} classifiers")
-        if not 0 <= triplet_granularity < classifiers.num_heads:
-            raise ValueError(f"ADAPT.MLT.TRIPLET_GRANULARITY={triplet_granularity} is not an "
-                             f"index of the {classifiers.num_heads} granularities")
-        if num_instances < 1 or batch_size % num_instances:
-            raise ValueError(f"the batch size {batch_size} must be a multiple of "
-                             f"ADAPT.MLT.NUM_INSTANCES={num_instances}")
+        if not 0 <= losses.triplet_granularity < classifiers.num_heads:
+            raise ValueError(f"ADAPT.MLT.TRIPLET_GRANULARITY={losses.triplet_granularity} is "
+                             f"not an index of the {classifiers.num_heads} granularities")
+        if batches.num_instances < 1 or batches.batch_size % batches.num_instances:
+            raise ValueError(f"the batch size {batches.batch_size} must be a multiple of "
+                             f"ADAPT.MLT.NUM_INSTANCES={batches.num_instances}")
         if feature_key not in FEATURE_KEYS.values():
             raise ValueError(f"feature_key must be one of {sorted(FEATURE_KEYS.values())}")
-        if recluster_period < 1:
-            raise ValueError(f"ADAPT.MLT.RECLUSTER_PERIOD must be >= 1, got {recluster_period}")
         if domain_bn and source_loader is None:
             raise ValueError("ADAPT.MLT.DSBN needs source batches in the forward pass "
                              "(ADAPT.MLT.MIXTURE True)")
-        if (teacher is None) != (teacher_classifiers is None):
-            raise ValueError("give the teacher together with its classifiers")
         self.model = model
         self.labeler = labeler
         self.classifiers = classifiers
         self.train_images = train_images
         self.feature_loader = feature_loader
-        self.batch_size = batch_size
-        self.num_instances = num_instances
+        self.batches = batches
+        self.loss_options = losses
+        self.round_options = rounds
         self.feature_key = feature_key
-        self.triplet_granularity = triplet_granularity
-        self.ce_epsilon, self.ce_scale = ce_epsilon, ce_scale
-        self.triplet_margin, self.triplet_scale = triplet_margin, triplet_scale
-        self.source = BatchStream(source_loader, device) if source_loader is not None else None
         self.flip = flip
-        self.num_workers = num_workers
-        self.seed = seed
+        self.source = BatchStream(source_loader, device) if source_loader is not None else None
         self.device = torch.device(device)
-        self.recluster_period = recluster_period
-        self.transport = transport
         self.domain_bn = domain_bn
         self.teacher = teacher
-        self.teacher_classifiers = teacher_classifiers
-        self.source_scale = source_scale
+        self.teacher_classifiers: Optional[PseudoClassifiers] = (
+            None if teacher is None else teacher.get_submodule(CLASSIFIERS))
         self.labels = np.full((classifiers.num_heads, len(train_images)), -1, dtype=np.int64)
         self.rounds: List[Dict[str, Any]] = []
         self.target: Optional[BatchStream] = None
 
     def __len__(self) -> int:
-        return max(1, len(self.train_images) // (self.batch_size * dist_rank_and_world_size()[1]))
+        world = dist_rank_and_world_size()[1]
+        return max(1, len(self.train_images) // (self.batches.batch_size * world))
 
     # ----------------------------------------------------------------- the round
     def pseudo_label_round(self, epoch: int) -> Dict[str, Any]:
@@ -217,7 +206,7 @@ class PseudoLabelStep(TrainStep):
                 continue
             with torch.no_grad():
                 logits = classifiers(h, x)
-            new, result = transport_epoch_labels(logits, old, self.transport)
+            new, result = transport_epoch_labels(logits, old, self.round_options.transport)
             self.labels[h] = new
             kept = new[new >= 0]
             entry: Dict[str, Any] = {
@@ -239,22 +228,23 @@ class PseudoLabelStep(TrainStep):
     def _target_loader(self, epoch: int) -> Iterable:
         """PK batches over the sampler granularity's labels, or shuffled batches when they
         cannot fill one (no labels, too few clusters)."""
-        labels = self.labels[self.triplet_granularity]
+        labels = self.labels[self.loss_options.triplet_granularity]
         try:
-            return build_batch_loader(self.train_images, labels.tolist(), self.batch_size,
-                                      self.num_instances, self.num_workers, self.seed + epoch)
+            return build_batch_loader(self.train_images, labels.tolist(), self.batches.batch_size,
+                                      self.batches.num_instances, self.batches.num_workers,
+                                      self.batches.seed + epoch)
         except ValueError as err:
             logger.warning("Round %d: no PK batches over the pseudo-labels (%s); target "
                            "batches are drawn at random this round", epoch + 1, err)
-        return build_shuffled_loader(self.train_images, self.batch_size, self.num_workers,
-                                     self.seed + epoch)
+        return build_shuffled_loader(self.train_images, self.batches.batch_size,
+                                     self.batches.num_workers, self.batches.seed + epoch)
 
     # ----------------------------------------------------------------- the step
     def begin_epoch(self, epoch: int) -> None:
-        if epoch % self.recluster_period == 0:
+        if epoch % self.round_options.recluster_period == 0:
             self.pseudo_label_round(epoch)
         else:
-            if self.transport.mode == "epoch":
+            if self.round_options.transport.mode == "epoch":
                 self.transport_round(epoch)
             self.target = BatchStream(self._target_loader(epoch), self.device)
         if self.source is not None:
@@ -264,6 +254,7 @@ class PseudoLabelStep(TrainStep):
                source_pids: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
         """The named losses of one forward pass over ``B`` target rows followed by the source
         rows; labels (H, B) pseudo-labels of the target rows (-1: none)."""
+        o = self.loss_options
         b = labels.shape[1]
         losses: Dict[str, torch.Tensor] = {}
         ce = []
@@ -271,22 +262,22 @@ class PseudoLabelStep(TrainStep):
             rows = labels[h] >= 0
             if any_rank(bool(rows.any())):
                 ce.append(over_branches(outputs[self.feature_key], lambda x: cross_entropy_smooth(
-                    self.classifiers(h, x[:b][rows]), labels[h][rows], self.ce_epsilon)))
+                    self.classifiers(h, x[:b][rows]), labels[h][rows], o.ce_epsilon)))
         if ce:
-            losses["loss_target_ce"] = self.ce_scale * torch.stack(ce).mean()
-        tri_labels = labels[self.triplet_granularity]
-        if source_pids is not None and self.source_scale > 0:
-            losses["loss_source_ce"] = self.source_scale * over_branches(
+            losses["loss_target_ce"] = o.ce_scale * torch.stack(ce).mean()
+        tri_labels = labels[o.triplet_granularity]
+        if source_pids is not None and o.source_scale > 0:
+            losses["loss_source_ce"] = o.source_scale * over_branches(
                 outputs["logits"], lambda x: cross_entropy_smooth(x[b:], source_pids,
-                                                                  self.ce_epsilon))
+                                                                  o.ce_epsilon))
             # disjoint label spaces: source ids after every possible target class
             tri_labels = torch.cat([tri_labels, source_pids + self.classifiers.capacity])
         rows = tri_labels >= 0
         n = len(tri_labels)  # without source losses the source rows stay out of the triplet
         if any_rank(bool(rows.sum() > 1)):
-            losses["loss_triplet"] = self.triplet_scale * over_branches(
+            losses["loss_triplet"] = o.triplet_scale * over_branches(
                 outputs["features"], lambda x: triplet_loss(x[:n][rows], tri_labels[rows],
-                                                            self.triplet_margin))
+                                                            o.triplet_margin))
         return losses
 
     @property
@@ -318,7 +309,7 @@ class PseudoLabelStep(TrainStep):
             source_pids = source["pids"]
         with sections:
             outputs = forward_model(model, {"images": images, "camids": camids})
-        if self.transport.mode == "batch":
+        if self.round_options.transport.mode == "batch":
             labels = self.batch_transport(outputs, labels)
         return self.losses(outputs, labels, source_pids)
 
@@ -332,7 +323,8 @@ class PseudoLabelStep(TrainStep):
             if (labels[h] >= 0).any():
                 with torch.no_grad():
                     logits = self.classifiers(h, x)
-                refined[h] = transport_batch_labels(logits, labels[h], self.transport)
+                refined[h] = transport_batch_labels(logits, labels[h],
+                                                   self.round_options.transport)
         return refined
 
     def scalars(self) -> Dict[str, float]:
@@ -410,64 +402,51 @@ def target_feature_loader(ctx: AdaptContext) -> tuple[DataLoader, int]:
 
 @METHODS.register("cluster", aliases=("strong_baseline",))
 class ClusterAdaptation(AdaptMethod):
-    """Pseudo-label training at one granularity: ``granularity_index`` picks it among the
-    labeler's (ADAPT.CLUSTER) granularities; :class:`MLT` keeps them all."""
+    """Pseudo-label training at one granularity: the losses' ``triplet_granularity`` picks it
+    among the labeler's (ADAPT.CLUSTER) granularities; :class:`MLT` keeps them all."""
 
     single_granularity = True
-    training_modules = ("pseudo_classifiers",)
+    training_modules = (CLASSIFIERS,)
 
-    def __init__(self, labeler: PseudoLabeler, granularity_index: int = 0,
-                 ce_epsilon: float = 0.1, ce_scale: float = 1.0, triplet_margin: float = 0.3,
-                 triplet_scale: float = 1.0, num_instances: int = 4, cls_scale: float = 0.0,
-                 mixture: bool = False, source_batch_size: int = 0, recluster_period: int = 1,
-                 transport: TransportOptions = TransportOptions(), domain_bn: bool = False,
-                 mean_teacher: bool = False, teacher_momentum: float = 0.999,
-                 teacher_ramp: bool = True, source_scale: float = 1.0) -> None:
-        if not 0 <= granularity_index < len(labeler.granularities):
-            raise ValueError(f"ADAPT.MLT.TRIPLET_GRANULARITY={granularity_index} is not an index "
-                             f"of the granularities {labeler.granularities}")
+    def __init__(self, labeler: PseudoLabeler, losses: PseudoLabelLosses, rounds: RoundOptions,
+                 mixture: MixtureOptions, teacher: TeacherOptions, num_instances: int,
+                 cls_scale: float) -> None:
+        """num_instances: K images per pseudo-identity (and source identity) in a PK batch;
+        cls_scale: 0 for bias-free linear classifier logits, > 0 for cosine logits at that
+        scale (:class:`PseudoClassifiers`)."""
+        if not 0 <= losses.triplet_granularity < len(labeler.granularities):
+            raise ValueError(f"ADAPT.MLT.TRIPLET_GRANULARITY={losses.triplet_granularity} is not "
+                             f"an index of the granularities {labeler.granularities}")
         if self.single_granularity:
             labeler = dataclasses.replace(
-                labeler, granularities=(labeler.granularities[granularity_index],))
-            granularity_index = 0
+                labeler, granularities=(labeler.granularities[losses.triplet_granularity],))
+            losses = dataclasses.replace(losses, triplet_granularity=0)
         self.labeler = labeler
-        self.granularity_index = granularity_index
-        self.ce_epsilon, self.ce_scale = ce_epsilon, ce_scale
-        self.triplet_margin, self.triplet_scale = triplet_margin, triplet_scale
+        self.loss_options = losses
+        self.round_options = rounds
+        self.mixture = mixture
+        self.teacher_options = teacher
         self.num_instances = num_instances
         self.cls_scale = cls_scale
-        self.mixture = mixture
-        self.source_batch_size = source_batch_size
-        if domain_bn and not mixture:
-            raise ValueError("ADAPT.MLT.DSBN needs ADAPT.MLT.MIXTURE True (source and target "
-                             "images in one forward pass)")
-        self.recluster_period = recluster_period
-        self.transport = transport
-        self.domain_bn = domain_bn
-        self.use_mean_teacher = mean_teacher
-        self.teacher_momentum, self.teacher_ramp = teacher_momentum, teacher_ramp
-        self.source_scale = source_scale
         self.teacher: Optional[MeanTeacher] = None
         self.step: Optional[PseudoLabelStep] = None
 
     @property
     def uses_source(self) -> bool:
         """Source batches join the target ones only with the mixture (ADAPT.MLT.MIXTURE)."""
-        return self.mixture
+        return self.mixture.enabled
 
     @classmethod
     def from_config(cls, adapt) -> "ClusterAdaptation":
         m = adapt.MLT
-        return cls(PseudoLabeler.from_config(adapt.CLUSTER), m.TRIPLET_GRANULARITY,
-                   m.CE_EPSILON, m.CE_SCALE, m.TRIPLET_MARGIN, m.TRIPLET_SCALE, m.NUM_INSTANCES,
-                   m.CLS_SCALE, m.MIXTURE, m.SOURCE_IMS_PER_BATCH, m.RECLUSTER_PERIOD,
-                   TransportOptions.from_config(m), m.DSBN, m.MEAN_TEACHER, m.TEACHER_MOMENTUM,
-                   m.TEACHER_RAMP, m.SOURCE_SCALE)
+        return cls(PseudoLabeler.from_config(adapt.CLUSTER), PseudoLabelLosses.from_config(m),
+                   RoundOptions.from_config(m), MixtureOptions.from_config(m),
+                   TeacherOptions.from_config(m), m.NUM_INSTANCES, m.CLS_SCALE)
 
     def prepare_model(self, model: nn.Module) -> None:
         """With DSBN, every BatchNorm gets a target (main, exported) and a source set; the
         source sets are training-only modules."""
-        if self.domain_bn:
+        if self.mixture.domain_bn:
             count = convert_domain_batchnorm(model, "target", ("source",))
             self.training_modules = (*type(self).training_modules, *other_domain_modules(model))
             logger.info("DSBN: %d BatchNorm layers now keep target and source statistics", count)
@@ -480,35 +459,35 @@ class ClusterAdaptation(AdaptMethod):
         classifiers = PseudoClassifiers(len(self.labeler.granularities), len(ctx.target),
                                         dim, self.cls_scale).to(ctx.device)
         ctx.model.add_module(self.training_modules[0], classifiers)
-        teacher = teacher_classifiers = None
-        if self.use_mean_teacher:  # a copy of the model with its classifiers
-            self.teacher = MeanTeacher(ctx.model, self.teacher_momentum, self.teacher_ramp)
+        teacher = None
+        if self.teacher_options.enabled:  # a copy of the model with its classifiers
+            self.teacher = MeanTeacher(ctx.model, self.teacher_options.momentum,
+                                       self.teacher_options.ramp)
             teacher = self.teacher.teacher
-            teacher_classifiers = teacher.get_submodule(self.training_modules[0])
         batch_size = per_rank_batch_size(s.batch_size, "ADAPT.SOLVER.IMS_PER_BATCH")
         source_loader = None
-        if self.mixture:
-            source_batch_size = (per_rank_batch_size(self.source_batch_size,
+        if self.mixture.enabled:
+            source_batch_size = (per_rank_batch_size(self.mixture.batch_size,
                                                      "ADAPT.MLT.SOURCE_IMS_PER_BATCH")
-                                 if self.source_batch_size else batch_size)
+                                 if self.mixture.batch_size else batch_size)
             source_loader = build_batch_loader(
                 ctx.source.dataset(s.train_transform), ctx.source.pids, source_batch_size,
                 self.num_instances, s.num_workers, s.seed)
         self.step = PseudoLabelStep(
             ctx.model, self.labeler, classifiers, ctx.target.dataset(s.train_transform),
-            feature_loader, batch_size, self.num_instances, FEATURE_KEYS[s.neck_feat],
-            self.granularity_index, self.ce_epsilon, self.ce_scale, self.triplet_margin,
-            self.triplet_scale, source_loader, s.flip, s.num_workers, s.seed, ctx.device,
-            self.recluster_period, self.transport, self.domain_bn, teacher, teacher_classifiers,
-            self.source_scale)
+            feature_loader,
+            batches=BatchOptions(batch_size, self.num_instances, s.num_workers, s.seed),
+            losses=self.loss_options, rounds=self.round_options,
+            feature_key=FEATURE_KEYS[s.neck_feat], flip=s.flip, device=ctx.device,
+            domain_bn=self.mixture.domain_bn, source_loader=source_loader, teacher=teacher)
         return self.step
 
     def hooks(self, ctx: AdaptContext) -> List[HookBase]:
         if self.step is None:
             raise RuntimeError("hooks() needs build_step() first")
-        hooks: List[HookBase] = [FreshClassifierStateHook(self.step.classifiers,
-                                                          self.recluster_period),
-                                 RoundTensorBoardHook(self.step)]
+        hooks: List[HookBase] = [
+            FreshClassifierStateHook(self.step.classifiers, self.round_options.recluster_period),
+            RoundTensorBoardHook(self.step)]
         if self.teacher is not None:
             hooks.append(MeanTeacherHook(self.teacher))
         return hooks

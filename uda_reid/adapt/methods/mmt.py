@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -43,12 +43,15 @@ from torch.utils.data import Dataset
 
 from uda_reid.adapt.base import AdaptContext
 from uda_reid.adapt.mean_teacher import MeanTeacher
-from uda_reid.adapt.methods.cluster import (FEATURE_KEYS, ClusterAdaptation,
+from uda_reid.adapt.methods.cluster import (CLASSIFIERS, FEATURE_KEYS, ClusterAdaptation,
                                             FreshClassifierStateHook, PseudoLabelStep,
                                             target_feature_loader)
 from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
+from uda_reid.adapt.pseudo_label_options import (BatchOptions, MixtureOptions, PseudoLabelLosses,
+                                                 RoundOptions, TeacherOptions)
 from uda_reid.adapt.pseudo_labels import PseudoLabeler
 from uda_reid.adapt.registry import METHODS
+from uda_reid.adapt.transport import TransportOptions
 from uda_reid.config.sections.adapt import method_options
 from uda_reid.data.loaders import per_rank_batch_size
 from uda_reid.engine.hooks import HookBase
@@ -58,8 +61,10 @@ from uda_reid.losses.soft_targets import soft_cross_entropy, soft_triplet_loss
 from uda_reid.models.forward import forward_model
 from uda_reid.utils.distributed import any_rank
 
-CLASSIFIERS = "pseudo_classifiers"
 PEER = "mmt_peer"
+# MMT re-clusters every epoch without label transport, and mixes no source batch in.
+EVERY_EPOCH = RoundOptions(1, TransportOptions("none"))
+NO_MIXTURE = MixtureOptions(False, 0, False)
 _INFERENCE_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.Dropout)
 
 
@@ -148,26 +153,22 @@ class MMTStep(PseudoLabelStep):
     """
 
     def __init__(self, model: nn.Module, mean_teacher: MeanTeacher, labeler: PseudoLabeler,
-                 train_images: Dataset, feature_loader, batch_size: int, num_instances: int,
-                 feature_key: str = "embedding", ce_epsilon: float = 0.1,
-                 soft_ce_weight: float = 0.5, triplet_margin: float = 0.0,
-                 soft_triplet_weight: float = 0.8, flip: bool = False, num_workers: int = 0,
-                 seed: int = 0, device: torch.device | str = "cpu") -> None:
+                 train_images: Dataset, feature_loader: Iterable, *, batches: BatchOptions,
+                 losses: PseudoLabelLosses, soft_ce_weight: float, soft_triplet_weight: float,
+                 feature_key: str, flip: bool, device: torch.device | str) -> None:
+        """losses: the hard-label losses (their scales 1 - the soft weights)."""
         check_one_granularity(labeler)
-        if num_instances < 1 or batch_size % num_instances:
-            raise ValueError(f"the batch size {batch_size} must be a multiple of "
-                             f"ADAPT.MMT.NUM_INSTANCES={num_instances}")
+        if batches.num_instances < 1 or batches.batch_size % batches.num_instances:
+            raise ValueError(f"the batch size {batches.batch_size} must be a multiple of "
+                             f"ADAPT.MMT.NUM_INSTANCES={batches.num_instances}")
         for key, weight in (("SOFT_CE_WEIGHT", soft_ce_weight),
                             ("SOFT_TRIPLET_WEIGHT", soft_triplet_weight)):
             if not 0.0 <= weight <= 1.0:
                 raise ValueError(f"ADAPT.MMT.{key} must lie in [0, 1], got {weight}")
-        teacher = mean_teacher.teacher
         super().__init__(model, labeler, model.get_submodule(CLASSIFIERS), train_images,
-                         feature_loader, batch_size, num_instances, feature_key,
-                         ce_epsilon=ce_epsilon, ce_scale=1.0 - soft_ce_weight,
-                         triplet_margin=triplet_margin, triplet_scale=1.0 - soft_triplet_weight,
-                         flip=flip, num_workers=num_workers, seed=seed, device=device,
-                         teacher=teacher, teacher_classifiers=teacher.get_submodule(CLASSIFIERS))
+                         feature_loader, batches=batches, losses=losses, rounds=EVERY_EPOCH,
+                         feature_key=feature_key, flip=flip, device=device, domain_bn=False,
+                         teacher=mean_teacher.teacher)
         self.soft_ce_weight, self.soft_triplet_weight = soft_ce_weight, soft_triplet_weight
 
     def _labelling_features(self) -> torch.Tensor:
@@ -218,6 +219,7 @@ class MMTStep(PseudoLabelStep):
         classifiers = [net.get_submodule(CLASSIFIERS) for net in network_pair(self.model)]
         teacher_classifiers = [net.get_submodule(CLASSIFIERS)
                                for net in network_pair(self.teacher)]
+        o = self.loss_options
         terms: Dict[str, List[torch.Tensor]] = {"ce": [], "soft_ce": [], "tri": [], "soft_tri": []}
         for i, j in ((0, 1), (1, 0)):
             logits = classifiers[i](0, single_branch(students[i][self.feature_key])[rows])
@@ -226,13 +228,13 @@ class MMTStep(PseudoLabelStep):
                     0, single_branch(teachers[j][self.feature_key])[rows])
             features = single_branch(students[i]["features"])[rows]
             peer_features = single_branch(teachers[j]["features"])[rows]
-            terms["ce"].append(cross_entropy_smooth(logits, labels, self.ce_epsilon))
+            terms["ce"].append(cross_entropy_smooth(logits, labels, o.ce_epsilon))
             terms["soft_ce"].append(soft_cross_entropy(logits, peer_logits))
-            terms["tri"].append(triplet_loss(features, labels, self.triplet_margin))
+            terms["tri"].append(triplet_loss(features, labels, o.triplet_margin))
             terms["soft_tri"].append(soft_triplet_loss(features, labels, peer_features))
-        return {"loss_ce": self.ce_scale * sum(terms["ce"]),
+        return {"loss_ce": o.ce_scale * sum(terms["ce"]),
                 "loss_soft_ce": self.soft_ce_weight * sum(terms["soft_ce"]),
-                "loss_triplet": self.triplet_scale * sum(terms["tri"]),
+                "loss_triplet": o.triplet_scale * sum(terms["tri"]),
                 "loss_soft_triplet": self.soft_triplet_weight * sum(terms["soft_tri"])}
 
 
@@ -243,21 +245,22 @@ class MMT(ClusterAdaptation):
 
     training_modules = (CLASSIFIERS, PEER)
 
-    def __init__(self, labeler: PseudoLabeler, soft_ce_weight: float = 0.5,
-                 soft_triplet_weight: float = 0.8, ce_epsilon: float = 0.1,
-                 triplet_margin: float = 0.0, num_instances: int = 4, cls_scale: float = 0.0,
-                 teacher_momentum: float = 0.999, teacher_ramp: bool = True,
-                 peer_seed_offset: int = 1) -> None:
+    def __init__(self, labeler: PseudoLabeler, soft_ce_weight: float,
+                 soft_triplet_weight: float, ce_epsilon: float, triplet_margin: float,
+                 num_instances: int, cls_scale: float, teacher: TeacherOptions,
+                 peer_seed_offset: int) -> None:
         check_one_granularity(labeler)
-        if not 0.0 <= teacher_momentum < 1.0:
+        if not 0.0 <= teacher.momentum < 1.0:
             raise ValueError(f"ADAPT.MMT.TEACHER_MOMENTUM must lie in [0, 1), got "
-                             f"{teacher_momentum}")
+                             f"{teacher.momentum}")
         if peer_seed_offset < 0:
             raise ValueError(f"ADAPT.MMT.PEER_SOURCE_SEED_OFFSET must be >= 0, got "
                              f"{peer_seed_offset}")
-        super().__init__(labeler, 0, ce_epsilon, 1.0 - soft_ce_weight, triplet_margin,
-                         1.0 - soft_triplet_weight, num_instances, cls_scale, mean_teacher=True,
-                         teacher_momentum=teacher_momentum, teacher_ramp=teacher_ramp)
+        losses = PseudoLabelLosses(ce_epsilon, 1.0 - soft_ce_weight, triplet_margin,
+                                   1.0 - soft_triplet_weight, triplet_granularity=0,
+                                   source_scale=0.0)
+        super().__init__(labeler, losses, EVERY_EPOCH, NO_MIXTURE, teacher, num_instances,
+                         cls_scale)
         self.soft_ce_weight, self.soft_triplet_weight = soft_ce_weight, soft_triplet_weight
         self.peer_seed_offset = peer_seed_offset
 
@@ -274,7 +277,8 @@ class MMT(ClusterAdaptation):
         m = adapt.MMT
         return cls(PseudoLabeler.from_config(adapt.CLUSTER), m.SOFT_CE_WEIGHT,
                    m.SOFT_TRIPLET_WEIGHT, m.CE_EPSILON, m.TRIPLET_MARGIN, m.NUM_INSTANCES,
-                   m.CLS_SCALE, m.TEACHER_MOMENTUM, m.TEACHER_RAMP, m.PEER_SOURCE_SEED_OFFSET)
+                   m.CLS_SCALE, TeacherOptions(True, m.TEACHER_MOMENTUM, m.TEACHER_RAMP),
+                   m.PEER_SOURCE_SEED_OFFSET)
 
     def start_model_seeds(self, seed: int) -> Tuple[int, ...]:
         """Network 2's seed, ``seed + PEER_SOURCE_SEED_OFFSET``; none at offset 0."""
@@ -294,14 +298,16 @@ class MMT(ClusterAdaptation):
         else:
             peer = copy.deepcopy(ctx.model)
         ctx.model.add_module(PEER, peer)
-        self.teacher = MeanTeacher(ctx.model, self.teacher_momentum, self.teacher_ramp)
+        self.teacher = MeanTeacher(ctx.model, self.teacher_options.momentum,
+                                   self.teacher_options.ramp)
+        batches = BatchOptions(per_rank_batch_size(s.batch_size, "ADAPT.SOLVER.IMS_PER_BATCH"),
+                               self.num_instances, s.num_workers, s.seed)
         self.step = MMTStep(
             ctx.model, self.teacher, self.labeler,
-            ctx.target.dataset(TwoViews(s.train_transform)), feature_loader,
-            per_rank_batch_size(s.batch_size, "ADAPT.SOLVER.IMS_PER_BATCH"), self.num_instances,
-            FEATURE_KEYS[s.neck_feat], self.ce_epsilon, self.soft_ce_weight,
-            self.triplet_margin, self.soft_triplet_weight, s.flip, s.num_workers, s.seed,
-            ctx.device)
+            ctx.target.dataset(TwoViews(s.train_transform)), feature_loader, batches=batches,
+            losses=self.loss_options, soft_ce_weight=self.soft_ce_weight,
+            soft_triplet_weight=self.soft_triplet_weight, feature_key=FEATURE_KEYS[s.neck_feat],
+            flip=s.flip, device=ctx.device)
         return self.step
 
     def hooks(self, ctx: AdaptContext) -> List[HookBase]:
@@ -309,4 +315,5 @@ class MMT(ClusterAdaptation):
         teachers' EMA) and network 2's fresh classifier state."""
         hooks = super().hooks(ctx)
         peer_classifiers = ctx.model.get_submodule(PEER).get_submodule(CLASSIFIERS)
-        return [*hooks, FreshClassifierStateHook(peer_classifiers, self.recluster_period)]
+        return [*hooks, FreshClassifierStateHook(peer_classifiers,
+                                                   self.round_options.recluster_period)]
