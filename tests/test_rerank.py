@@ -16,7 +16,6 @@ def slow_re_ranking(q_g, q_q, g_g, k1, k2, lam):
     nq = q_g.shape[0]
     d = np.block([[q_q, q_g], [q_g.T, g_g]]).astype(np.float64) ** 2
     d = (d / d.max(axis=0)).T
-    n = d.shape[0]
     rank = np.argsort(d, axis=1, kind="stable")
 
     jac = dense_jaccard_of(dense_encodings(d, rank, k1, k2), nq)
