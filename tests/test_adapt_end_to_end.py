@@ -11,6 +11,7 @@ from camstyle_standins import write_standins
 from uda_reid.adapt.camstyle_data import CamStyleMissingError
 from uda_reid.adapt.methods.ecn import ECNStep
 from uda_reid.adapt.pipeline import build_adapt_config, run_adaptation, source_cache_dir
+from uda_reid.adapt.summary import adaptation_summary
 from uda_reid.data.datasets import build_dataset
 from tiny_runs import tiny_stage1
 
@@ -86,6 +87,19 @@ def test_the_run_ends_with_a_summary_of_the_change_and_the_next_commands(ecn_run
     assert f"results: {out / 'results.json'}" in summary
     assert f"MODEL.WEIGHTS {out / 'last.pth'}" in summary
     assert f"tensorboard --logdir {out}" in summary
+    assert "tools/adapt.py --source synth-market --target synth-duke --method mlt" in summary
+
+
+@pytest.mark.parametrize("method, start, suggested", [
+    ("adabn", "source", True), ("mlt", "source", False), ("ecn", "initial", False)])
+def test_the_summary_suggests_the_cached_source_models_next_method(method, start, suggested):
+    metrics = {TARGET: {"mAP": 0.3, "rank1": 0.5}}
+    results = {"source": "synth-market", "target": TARGET, "method": method, "seed": 0,
+               "wall_seconds": 61.0, "metrics": metrics,
+               "stages": [{"name": start, "metrics": metrics}, {"name": method}]}
+    summary = adaptation_summary(results, Path("out"))
+    assert ("--method mlt  # the source model is cached" in summary) is suggested
+    assert "wall time 1 min 01 s" in summary
 
 
 def test_direct_transfer_reuses_the_cached_source_model(data_root, ecn_run, tmp_path):

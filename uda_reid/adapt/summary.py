@@ -10,6 +10,9 @@ from typing import Any, Mapping
 # untrained initial model.
 STARTS = {"source": "source only (direct)", "initial": "initial weights (untrained)",
           "start": "start model (no source)"}
+# The method the summary suggests trying next on the same pair (FastReID's cross-domain
+# method, the strongest of the package's recipes that reuse the cached source model).
+NEXT_METHOD = "mlt"
 
 
 def _pct(value: float) -> str:
@@ -46,4 +49,7 @@ def adaptation_summary(results: Mapping[str, Any], output_dir: Path) -> str:
                      f"MODEL.WEIGHTS {output_dir / 'last.pth'} "
                      f"DATASETS.TESTS \"('{target}',)\" --vis 20")
     lines.append(f"      tensorboard --logdir {output_dir}")
+    if results["method"] != NEXT_METHOD and results["stages"][0]["name"] == "source":
+        lines.append(f"      python tools/adapt.py --source {results['source']} --target {target} "
+                     f"--method {NEXT_METHOD}  # the source model is cached")
     return "\n".join(lines)
