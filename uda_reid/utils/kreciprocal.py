@@ -226,8 +226,9 @@ def _block_divisor(workers: int) -> int:
     """How many times smaller row blocks and mirrored chunks are on ``workers`` threads than
     on one: ``workers`` blocks are computed at once (each with temporaries several times its
     result) while more wait and one is consumed, and glibc gives each thread its own heap. At
-    4 * workers the peak memory stays at one thread's (measured at 6,000 points, two threads:
-    115 MiB against 115-119 on clustered features, 318 against 326 on unclustered ones)."""
+    4 * workers the peak memory stays at one thread's (measured at 6,000 points, peak above the
+    start on two threads and on one: 114 and 119 MiB on clustered features, 325 and 323 MiB on
+    unclustered ones)."""
     return 1 if workers <= 1 else 4 * workers
 
 
