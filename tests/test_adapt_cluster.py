@@ -20,7 +20,7 @@ from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
 from uda_reid.adapt.pseudo_label_options import BatchOptions, PseudoLabelLosses, RoundOptions
 from uda_reid.adapt.pseudo_labels import PseudoLabeler
 from uda_reid.config import get_default_config
-from uda_reid.config.sections.mlt import MLTConfig
+from uda_reid.config.sections.pseudo_label import PseudoLabelConfig
 from uda_reid.engine.events import EventStorage
 from uda_reid.engine.hooks import TensorBoardHook
 from uda_reid.engine.trainer import Trainer, TrainStep
@@ -61,12 +61,13 @@ def target_items(x):
     return [{"images": row, "pids": -1, "camids": 0, "indexes": i} for i, row in enumerate(x)]
 
 
-DEFAULTS = MLTConfig()
+DEFAULTS = PseudoLabelConfig()
 
 
 def new_step(x, labeler, classifiers, feature_loader, batch_size=4, num_instances=2,
              source_loader=None, **losses):
-    """A step on the feature rows ``x`` with ADAPT.MLT's defaults but for ``losses``' values."""
+    """A step on the feature rows ``x`` with ADAPT.PSEUDO_LABEL's defaults but for ``losses``'
+    values."""
     return PseudoLabelStep(
         Echo(), labeler, classifiers, target_items(x), feature_loader,
         batches=BatchOptions(batch_size, num_instances, num_workers=0, seed=0),
@@ -243,14 +244,14 @@ def test_losses_mean_ce_over_granularities_triplet_on_the_chosen_one_and_mixture
 def test_mlt_with_one_granularity_is_cluster_and_cluster_keeps_the_chosen_one():
     cfg = get_default_config()
     cfg.ADAPT.CLUSTER.EPS = (0.4, 0.5, 0.6)
-    cfg.ADAPT.MLT.TRIPLET_GRANULARITY = 2
+    cfg.ADAPT.PSEUDO_LABEL.TRIPLET_GRANULARITY = 2
     single = ClusterAdaptation.from_config(cfg.ADAPT)
     multi = MLT.from_config(cfg.ADAPT)
     assert single.labeler.granularities == (0.6,) and single.loss_options.triplet_granularity == 0
     assert multi.labeler.granularities == (0.4, 0.5, 0.6)
     assert multi.loss_options.triplet_granularity == 2
     assert isinstance(multi, ClusterAdaptation)  # one implementation, two settings
-    cfg.ADAPT.MLT.TRIPLET_GRANULARITY = 3
+    cfg.ADAPT.PSEUDO_LABEL.TRIPLET_GRANULARITY = 3
     with pytest.raises(ValueError, match="TRIPLET_GRANULARITY=3"):
         MLT.from_config(cfg.ADAPT)
 

@@ -42,7 +42,8 @@ class MeanTeacher:
 
     def __init__(self, student: nn.Module, momentum: float = 0.999, ramp: bool = True) -> None:
         if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"ADAPT.MLT.TEACHER_MOMENTUM must lie in [0, 1), got {momentum}")
+            raise ValueError("ADAPT.PSEUDO_LABEL.TEACHER_MOMENTUM must lie in [0, 1), got "
+                             f"{momentum}")
         self.student = student
         self.teacher = copy.deepcopy(student)
         for param in self.teacher.parameters():

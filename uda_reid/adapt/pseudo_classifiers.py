@@ -27,7 +27,7 @@ class PseudoClassifiers(nn.Module):
             raise ValueError(f"PseudoClassifiers needs positive sizes, got {num_heads} heads, "
                              f"capacity {capacity}, dim {dim}")
         if scale < 0:
-            raise ValueError(f"ADAPT.MLT.CLS_SCALE must be >= 0, got {scale}")
+            raise ValueError(f"ADAPT.PSEUDO_LABEL.CLS_SCALE must be >= 0, got {scale}")
         self.scale = scale
         self.weight = nn.Parameter(torch.zeros(num_heads, capacity, dim))
         self.register_buffer("num_classes", torch.zeros(num_heads, dtype=torch.long))

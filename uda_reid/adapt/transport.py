@@ -120,7 +120,7 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.04, iterations: int = 1000
 
 @dataclass(frozen=True)
 class TransportOptions:
-    """How pseudo-labels are refined (ADAPT.MLT.TRANSPORT*): ``mode`` one of
+    """How pseudo-labels are refined (ADAPT.PSEUDO_LABEL.TRANSPORT*): ``mode`` one of
     :data:`TRANSPORT_MODES`; ``marginals`` ``"equal"`` (equipartition) or ``"sizes"`` (the
     current cluster sizes) for the per-epoch transport."""
 
@@ -132,19 +132,19 @@ class TransportOptions:
 
     def __post_init__(self) -> None:
         if self.mode not in TRANSPORT_MODES:
-            raise ValueError(f"ADAPT.MLT.TRANSPORT must be one of {TRANSPORT_MODES}, got "
+            raise ValueError(f"ADAPT.PSEUDO_LABEL.TRANSPORT must be one of {TRANSPORT_MODES}, got "
                              f"{self.mode!r}")
         if self.marginals not in ("equal", "sizes"):
-            raise ValueError("ADAPT.MLT.TRANSPORT_MARGINALS must be 'equal' or 'sizes', got "
-                             f"{self.marginals!r}")
+            raise ValueError("ADAPT.PSEUDO_LABEL.TRANSPORT_MARGINALS must be 'equal' or 'sizes', "
+                             f"got {self.marginals!r}")
         if not self.epsilon > 0 or self.iterations < 1 or not self.tolerance > 0:
-            raise ValueError("ADAPT.MLT.TRANSPORT_EPSILON, TRANSPORT_ITERS and TRANSPORT_TOL "
-                             f"must be positive, got {self.epsilon}, {self.iterations}, "
-                             f"{self.tolerance}")
+            raise ValueError("ADAPT.PSEUDO_LABEL.TRANSPORT_EPSILON, TRANSPORT_ITERS and "
+                             f"TRANSPORT_TOL must be positive, got {self.epsilon}, "
+                             f"{self.iterations}, {self.tolerance}")
 
     @classmethod
     def from_config(cls, m) -> "TransportOptions":
-        """From an ADAPT.MLT section."""
+        """From an ADAPT.PSEUDO_LABEL section."""
         return cls(m.TRANSPORT, m.TRANSPORT_EPSILON, m.TRANSPORT_ITERS, m.TRANSPORT_TOL,
                    m.TRANSPORT_MARGINALS)
 

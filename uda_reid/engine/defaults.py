@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from uda_reid.config import Config, load_config, save_config
+from uda_reid.config.renamed import renamed_mapping
 from uda_reid.config.schema import to_dict
 from uda_reid.data.datasets import DATASETS
 from uda_reid.data.loaders import build_test_set_from_config, build_train_loader_from_config
@@ -96,9 +97,16 @@ def config_identity(cfg: Config) -> Dict[str, Any]:
     return data
 
 
+def saved_config_identity(identity: Mapping[str, Any]) -> Dict[str, Any]:
+    """A checkpoint's saved :func:`config_identity` with deprecated key names read as the new
+    ones (a run folder from before a rename resumes as the same run)."""
+    return renamed_mapping(identity, "the checkpoint's config identity", warn=False)
+
+
 def check_resumable(cfg: Config) -> None:
     """Before anything is overwritten: the ``config.yaml`` of the run being resumed must have
-    the same identity as ``cfg`` (the error names the keys that differ)."""
+    the same identity as ``cfg`` (the error names the keys that differ); an old
+    ``config.yaml`` with deprecated key names is read under the new ones."""
     saved = Path(cfg.OUTPUT_DIR) / "config.yaml"
     if saved.is_file():
         diff = identity_diff(config_identity(load_config(saved)), config_identity(cfg))
@@ -162,7 +170,8 @@ def build_trainer(cfg: Config, model: nn.Module, step: TrainStep, iters_per_epoc
     prepare_ranks(model, cfg.SEED)
     optimizer = build_optimizer_from_config(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer, iters_per_epoch)
-    checkpointer = Checkpointer(cfg.OUTPUT_DIR, config_identity(cfg), meta)
+    checkpointer = Checkpointer(cfg.OUTPUT_DIR, config_identity(cfg), meta,
+                                read_identity=saved_config_identity)
     hooks: List[HookBase] = [LRSchedulerHook(scheduler)]
     if cfg.SOLVER.FREEZE_ITERS > 0:
         hooks.append(FreezeHook(model, cfg.SOLVER.FREEZE_LAYERS, cfg.SOLVER.FREEZE_ITERS))
