@@ -77,7 +77,7 @@ def new_step(x, labeler, classifiers, feature_loader, batch_size=4, num_instance
 
 
 def make_step(x, labeler, num_heads=1, mixture_loader=None):
-    classifiers = PseudoClassifiers(num_heads, len(x), x.shape[1])
+    classifiers = PseudoClassifiers(num_heads, len(x), x.shape[1], scale=0.0)
     return new_step(x, labeler, classifiers, feature_batches(x), source_loader=mixture_loader)
 
 
@@ -96,7 +96,7 @@ def test_each_granularity_head_starts_at_its_normalised_centroids():
     coarse = np.where(truth < 2, 0, np.where(truth < 4, 1, -1))
     fine = np.where(truth < 4, truth, -1)
     results = [summarize(fine, "drop"), summarize(coarse, "drop")]
-    heads = PseudoClassifiers(2, len(x), x.shape[1])
+    heads = PseudoClassifiers(2, len(x), x.shape[1], scale=0.0)
     labels, actions = update_round_labels(results, np.full((2, len(x)), -1), x, heads)
     assert actions == ["new", "new"] and np.array_equal(labels, np.stack([fine, coarse]))
     for h, lab in enumerate((fine, coarse)):
@@ -211,7 +211,7 @@ def test_an_iteration_without_losses_takes_no_step_and_keeps_batchnorm(idle):
 def test_losses_mean_ce_over_granularities_triplet_on_the_chosen_one_and_mixture():
     torch.manual_seed(0)
     x, truth = blobs(outliers=0)
-    heads = PseudoClassifiers(2, len(x), 16)
+    heads = PseudoClassifiers(2, len(x), 16, scale=0.0)
     fine, coarse = truth, truth // 2
     for h, lab in enumerate((fine, coarse)):
         heads.reset(h, slow_centroids(x, lab))
@@ -326,7 +326,7 @@ def test_optimizer_state_of_the_classifiers_is_dropped_before_each_round():
 
     from uda_reid.adapt.methods.cluster import FreshClassifierStateHook
 
-    heads = PseudoClassifiers(1, 6, 4)
+    heads = PseudoClassifiers(1, 6, 4, scale=0.0)
     other = nn.Linear(4, 2)
     opt = torch.optim.Adam([heads.weight, *other.parameters()], lr=0.1)
     heads.reset(0, torch.eye(4)[:3])
@@ -346,5 +346,5 @@ def test_optimizer_state_of_the_classifiers_is_dropped_before_each_round():
 def test_a_batch_that_k_does_not_divide_is_a_config_error_not_a_silent_fallback():
     x, _ = blobs()
     with pytest.raises(ValueError, match="NUM_INSTANCES=3"):
-        new_step(x, ScriptedLabeler((0.5,), []), PseudoClassifiers(1, len(x), 16), [],
+        new_step(x, ScriptedLabeler((0.5,), []), PseudoClassifiers(1, len(x), 16, scale=0.0), [],
                  batch_size=8, num_instances=3)

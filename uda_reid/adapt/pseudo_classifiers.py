@@ -21,7 +21,7 @@ class PseudoClassifiers(nn.Module):
     ``weight`` (H, capacity, D) is a parameter; ``num_classes`` (H,) a buffer.
     """
 
-    def __init__(self, num_heads: int, capacity: int, dim: int, scale: float = 0.0) -> None:
+    def __init__(self, num_heads: int, capacity: int, dim: int, scale: float) -> None:
         super().__init__()
         if num_heads < 1 or capacity < 1 or dim < 1:
             raise ValueError(f"PseudoClassifiers needs positive sizes, got {num_heads} heads, "

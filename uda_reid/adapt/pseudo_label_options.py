@@ -4,6 +4,7 @@ and handed to the method and its :class:`~uda_reid.adapt.methods.cluster.PseudoL
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from uda_reid.adapt.transport import TransportOptions
 
@@ -33,15 +34,20 @@ class PseudoLabelLosses:
 @dataclass(frozen=True)
 class RoundOptions:
     """When the labels change: re-clustering at the start of every ``recluster_period``-th
-    epoch; ``transport`` refines them in between (per epoch) or within each batch."""
+    epoch; ``transport`` refines them in between (per epoch) or within each batch (None: the
+    labels stay as clustered)."""
 
     recluster_period: int
-    transport: TransportOptions
+    transport: Optional[TransportOptions]
 
     def __post_init__(self) -> None:
         if self.recluster_period < 1:
             raise ValueError("ADAPT.PSEUDO_LABEL.RECLUSTER_PERIOD must be >= 1, got "
                              f"{self.recluster_period}")
+
+    def transports(self, mode: str) -> bool:
+        """Whether labels are transported per ``mode`` (``"epoch"`` or ``"batch"``)."""
+        return self.transport is not None and self.transport.mode == mode
 
     @classmethod
     def from_config(cls, m) -> "RoundOptions":

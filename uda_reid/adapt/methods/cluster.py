@@ -245,7 +245,7 @@ class PseudoLabelStep(TrainStep):
         if epoch % self.round_options.recluster_period == 0:
             self.pseudo_label_round(epoch)
         else:
-            if self.round_options.transport.mode == "epoch":
+            if self.round_options.transports("epoch"):
                 self.transport_round(epoch)
             self.target = BatchStream(self._target_loader(epoch), self.device)
         if self.source is not None:
@@ -310,7 +310,7 @@ class PseudoLabelStep(TrainStep):
             source_pids = source["pids"]
         with sections:
             outputs = forward_model(model, {"images": images, "camids": camids})
-        if self.round_options.transport.mode == "batch":
+        if self.round_options.transports("batch"):
             labels = self.batch_transport(outputs, labels)
         return self.losses(outputs, labels, source_pids)
 
