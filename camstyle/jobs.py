@@ -23,9 +23,10 @@ from uda_reid.config.schema import to_dict
 from uda_reid.config.sections.camstyle import MODELS
 from uda_reid.data.datasets import DATASETS, build_dataset_from_config
 from uda_reid.data.transforms import build_transforms_from_config
-from uda_reid.engine.defaults import load_trained_model, resolve_device
+from uda_reid.engine.device import resolve_device
 from uda_reid.engine.hooks import WallClockHook, current_lr
 from uda_reid.engine.run_folder import check_output_folder, clear_run_outputs
+from uda_reid.engine.trained_model import load_trained_model
 from uda_reid.recipes import recipe_dir
 from uda_reid.utils.atomic import atomic_write_json
 

@@ -185,7 +185,7 @@ def test_a_killed_run_saved_under_the_old_section_name_resumes_to_the_same_resul
 
 def test_an_adapted_checkpoint_tests_alone_to_its_reported_metrics(data_root, tmp_path):
     from uda_reid.config import load_config
-    from uda_reid.engine.defaults import test
+    from uda_reid.engine.flows import test
 
     extra = ("ADAPT.CLUSTER.EPS", "[0.5]", "ADAPT.PSEUDO_LABEL.TRIPLET_GRANULARITY", "0",
              "ADAPT.PSEUDO_LABEL.MIXTURE", "False")  # the cluster run of the first test

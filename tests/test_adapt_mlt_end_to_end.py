@@ -67,7 +67,7 @@ def test_checkpoint_holds_the_teacher_with_two_batchnorm_sets(full_run):
 
 def test_the_exported_teacher_tests_alone_to_its_reported_metrics(full_run, tmp_path):
     from uda_reid.config import load_config
-    from uda_reid.engine.defaults import test
+    from uda_reid.engine.flows import test
 
     out, results = full_run
     cfg = load_config(out / "config.yaml", ["MODEL.WEIGHTS", str(out / "last.pth"),

@@ -264,7 +264,7 @@ def test_tool_trains_two_networks_with_their_teachers(full_run):
 def test_the_exported_teacher_of_network_one_tests_alone_to_its_reported_metrics(full_run,
                                                                                  tmp_path):
     from uda_reid.config import load_config
-    from uda_reid.engine.defaults import test
+    from uda_reid.engine.flows import test
 
     _, out, results, _ = full_run
     cfg = load_config(out / "config.yaml", ["MODEL.WEIGHTS", str(out / "last.pth"),

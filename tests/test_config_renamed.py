@@ -10,8 +10,9 @@ from uda_reid.config.io import dump_config
 from uda_reid.config.renamed import RENAMED, renamed_key, renamed_mapping
 from uda_reid.config.schema import to_dict
 from uda_reid.engine.checkpoint import CheckpointMismatchError, Checkpointer
-from uda_reid.engine.defaults import build_trainer, check_resumable, config_identity
+from uda_reid.engine.output_dir import check_resumable, config_identity
 from uda_reid.engine.trainer import TrainStep
+from uda_reid.engine.trainer_builder import build_trainer
 
 
 def write(path, data):
