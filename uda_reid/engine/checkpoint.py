@@ -78,7 +78,10 @@ class Checkpointer:
     def load(self, name: str) -> Dict[str, Any]:
         """Read ``directory/name`` and check that it belongs to this run's identity."""
         path = self.path(name)
-        state = load_weights_file(path, "checkpoint")
+        return self.check(load_weights_file(path, "checkpoint"), path)
+
+    def check(self, state: Any, path: os.PathLike | str) -> Dict[str, Any]:
+        """``state`` (read from ``path``) if it is a checkpoint of this run's identity."""
         if not isinstance(state, Mapping):
             raise WeightFileError(f"checkpoint: {path} holds a {type(state).__name__}, not a "
                                   "checkpoint's dict")
