@@ -5,6 +5,7 @@ model      StarGAN generator (target camera as a one-hot map) and PatchGAN criti
 losses     WGAN-GP critic/generator terms, gradient penalty, camera CE, cycle L1
 stargan_step     StarGANStep (one iteration, a step of the shared trainer), sample grids
 stargan_train    the StarGAN's shared trainer: LR decay, TensorBoard, sample sheets, last.pth
+loop_checkpoint  checkpoints of the StarGAN loop before the shared trainer, resumed on it
 sample_sheets    sample sheet hooks (PNG and TensorBoard image) of both GANs
 cyclegan_model   CycleGAN's ResNet generator and PatchGAN discriminator for one camera pair
 cyclegan_losses  least-squares GAN, cycle and identity terms

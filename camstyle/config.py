@@ -12,6 +12,8 @@ from uda_reid.utils.safe_load import load_weights_file
 
 SPEC_KEYS = ("num_cameras", "image_size", "g_conv_dim", "g_repeat_num", "d_conv_dim",
              "d_repeat_num")
+# The networks' options a spec written before they existed was built without.
+SPEC_BEFORE_OPTIONS = {"g_skip": False, "g_upsample": "deconv", "d_projection": False}
 
 
 def model_spec(cs: CamStyleConfig, num_cameras: int) -> Dict[str, Any]:
@@ -24,13 +26,15 @@ def model_spec(cs: CamStyleConfig, num_cameras: int) -> Dict[str, Any]:
 
 
 def build_generator(spec: Dict[str, Any]) -> Generator:
+    spec = {**SPEC_BEFORE_OPTIONS, **spec}
     return Generator(spec["num_cameras"], spec["g_conv_dim"], spec["g_repeat_num"],
-                     spec.get("g_skip", False), spec.get("g_upsample", "deconv"))
+                     spec["g_skip"], spec["g_upsample"])
 
 
 def build_discriminator(spec: Dict[str, Any]) -> Discriminator:
+    spec = {**SPEC_BEFORE_OPTIONS, **spec}
     return Discriminator(spec["num_cameras"], tuple(spec["image_size"]), spec["d_conv_dim"],
-                         spec["d_repeat_num"], spec.get("d_projection", False))
+                         spec["d_repeat_num"], spec["d_projection"])
 
 
 def build_stargan(spec: Dict[str, Any]) -> StarGAN:
@@ -50,7 +54,7 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu"
     state = load_weights_file(path, "CamStyle checkpoint")
     if not isinstance(state, dict):
         state = {}
-    if "trainer" in state:  # the earlier loop's own checkpoint
+    if "trainer" in state:  # the earlier loop's own checkpoint (camstyle.loop_checkpoint)
         spec, weights = state.get("model_spec"), state["trainer"].get("generator", {})
         meta = {k: v for k, v in state.items() if k not in ("trainer", "stream", "rng")}
         meta["iteration"] = int(state["trainer"].get("iteration", 0))

@@ -13,7 +13,7 @@ from camstyle.cyclegan_train import (camera_pairs, check_pair_folders, shard_pai
 from camstyle.data import CameraSample, camera_samples
 from camstyle.evaluate import Embedder, evaluate_transfers, reid_embedder
 from camstyle.generate import generate_pair_shard, generate_shard, pair_units, unit_pairs
-from camstyle.stargan_train import build_stargan_trainer
+from camstyle.stargan_train import build_stargan_trainer, resume_state
 from camstyle.translators import PairTranslator, load_cyclegan_translator, load_translator
 from camstyle.verify import VerifyReport, verify_folder
 from uda_reid.adapt.camstyle_data import CAMSTYLE_DIR
@@ -23,9 +23,10 @@ from uda_reid.config.schema import to_dict
 from uda_reid.config.sections.camstyle import MODELS
 from uda_reid.data.datasets import DATASETS, build_dataset_from_config
 from uda_reid.data.transforms import build_transforms_from_config
-from uda_reid.engine.defaults import load_trained_model, resolve_device
+from uda_reid.engine.device import resolve_device
 from uda_reid.engine.hooks import WallClockHook, current_lr
 from uda_reid.engine.run_folder import check_output_folder, clear_run_outputs
+from uda_reid.engine.trained_model import load_trained_model
 from uda_reid.recipes import recipe_dir
 from uda_reid.utils.atomic import atomic_write_json
 
@@ -139,7 +140,7 @@ def train(cfg: Config, dataset_name: str, resume: bool = False, progress: bool =
         cs, samples, num_cameras, out, identity=identity, meta={"dataset": dataset.name},
         seed=cfg.SEED, device=resolve_device(cfg.MODEL.DEVICE), progress=progress)
     if resume:
-        trainer.load_state_dict(checkpointer.load("last.pth"))
+        trainer.load_state_dict(resume_state(trainer, checkpointer))
     else:
         if overwrite:
             clear_run_outputs(out, TRAIN_OUTPUTS)

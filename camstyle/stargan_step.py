@@ -43,10 +43,11 @@ class StarGANStep(TrainStep):
 
     owns_updates = True
 
-    def __init__(self, model: StarGAN, loader: Iterable, *, g_lr: float = 1e-4,
-                 d_lr: float = 1e-4, betas: Tuple[float, float] = (0.5, 0.999),
-                 lambda_cls: float = 1.0, lambda_rec: float = 10.0, lambda_gp: float = 10.0,
-                 n_critic: int = 5, device: torch.device | str = "cpu") -> None:
+    def __init__(self, model: StarGAN, loader: Iterable, *, g_lr: float, d_lr: float,
+                 betas: Tuple[float, float], lambda_cls: float, lambda_rec: float,
+                 lambda_gp: float, n_critic: int, device: torch.device | str = "cpu") -> None:
+        """The CAMSTYLE section's G_LR, D_LR, BETAS, LAMBDA_*, N_CRITIC (its defaults are
+        StarGAN's)."""
         self.stream = BatchStream(loader, device)
         self.model = model
         self.g_optimizer = torch.optim.Adam(model.generator.parameters(), g_lr,

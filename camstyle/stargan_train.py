@@ -6,19 +6,21 @@ give its iteration-periodic schedule: the LR decay (flat, then linear to zero ov
 ``SAMPLE_PERIOD``, and ``last.pth`` with the sample sheet ``samples/iter_XXXXXXX.png`` every
 ``CHECKPOINT_PERIOD`` and at the end. Resuming from ``last.pth`` continues bit-identically (the
 batch stream resumes in the middle of its pass; with data workers, exactly as long as their
-flips are re-drawn per pass).
+flips are re-drawn per pass), also from a ``last.pth`` of the StarGAN loop before the shared
+trainer (:mod:`camstyle.loop_checkpoint`).
 """
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import torch
 from torch.utils.data import DataLoader
 
 from camstyle.config import build_stargan, model_spec
 from camstyle.data import CameraImageDataset, CameraSample
+from camstyle.loop_checkpoint import is_loop_checkpoint, loop_trainer_state
 from camstyle.sample_sheets import SampleImageHook, SampleSheetHook
 from camstyle.stargan_step import StarGANStep, sample_grid, sample_images
 from uda_reid.data.samplers import TorchShuffledBatchSampler
@@ -28,6 +30,7 @@ from uda_reid.engine.hooks import (CheckpointHook, EpochLRFactorHook, ProgressHo
 from uda_reid.engine.lr_schedule import linear_to_zero_factor
 from uda_reid.engine.seed import seed_everything
 from uda_reid.engine.trainer import Trainer
+from uda_reid.utils.safe_load import load_weights_file
 
 
 def build_stargan_trainer(cs: Any, samples: Sequence[CameraSample], num_cameras: int,
@@ -62,3 +65,15 @@ def build_stargan_trainer(cs: Any, samples: Sequence[CameraSample], num_cameras:
              SampleSheetHook(render, out_dir / "samples", cs.CHECKPOINT_PERIOD,
                              "iter_{:07d}.png")]
     return Trainer(model, None, step, cs.MAX_ITERS, 1, hooks, device), checkpointer
+
+
+def resume_state(trainer: Trainer, checkpointer: Checkpointer) -> Dict[str, Any]:
+    """``last.pth`` as the state of ``trainer`` (built by :func:`build_stargan_trainer`):
+    a checkpoint of the shared trainer (its identity checked) or one of the earlier StarGAN
+    loop (converted; its networks and dataset must be the checkpointer's meta's)."""
+    path = checkpointer.path("last.pth")
+    state = load_weights_file(path, "CamStyle checkpoint")
+    if is_loop_checkpoint(state):
+        return loop_trainer_state(state, trainer, checkpointer.meta["model_spec"],
+                                  checkpointer.meta["dataset"])
+    return checkpointer.check(state, path)

@@ -15,7 +15,7 @@ import torch
 from test_engine_resume_e2e import KillAt
 from test_train_e2e import load_tool
 from uda_reid.config import load_config
-from uda_reid.engine.defaults import train
+from uda_reid.engine.flows import train
 
 
 def run(job):

@@ -20,7 +20,7 @@ from uda_reid.adapt.pseudo_classifiers import PseudoClassifiers
 from uda_reid.adapt.pseudo_label_options import BatchOptions, PseudoLabelLosses, RoundOptions
 from uda_reid.adapt.pseudo_labels import PseudoLabeler
 from uda_reid.config import get_default_config
-from uda_reid.config.sections.mlt import MLTConfig
+from uda_reid.config.sections.pseudo_label import PseudoLabelConfig
 from uda_reid.engine.events import EventStorage
 from uda_reid.engine.hooks import TensorBoardHook
 from uda_reid.engine.trainer import Trainer, TrainStep
@@ -61,12 +61,13 @@ def target_items(x):
     return [{"images": row, "pids": -1, "camids": 0, "indexes": i} for i, row in enumerate(x)]
 
 
-DEFAULTS = MLTConfig()
+DEFAULTS = PseudoLabelConfig()
 
 
 def new_step(x, labeler, classifiers, feature_loader, batch_size=4, num_instances=2,
              source_loader=None, **losses):
-    """A step on the feature rows ``x`` with ADAPT.MLT's defaults but for ``losses``' values."""
+    """A step on the feature rows ``x`` with ADAPT.PSEUDO_LABEL's defaults but for ``losses``'
+    values."""
     return PseudoLabelStep(
         Echo(), labeler, classifiers, target_items(x), feature_loader,
         batches=BatchOptions(batch_size, num_instances, num_workers=0, seed=0),
@@ -76,7 +77,7 @@ def new_step(x, labeler, classifiers, feature_loader, batch_size=4, num_instance
 
 
 def make_step(x, labeler, num_heads=1, mixture_loader=None):
-    classifiers = PseudoClassifiers(num_heads, len(x), x.shape[1])
+    classifiers = PseudoClassifiers(num_heads, len(x), x.shape[1], scale=0.0)
     return new_step(x, labeler, classifiers, feature_batches(x), source_loader=mixture_loader)
 
 
@@ -95,7 +96,7 @@ def test_each_granularity_head_starts_at_its_normalised_centroids():
     coarse = np.where(truth < 2, 0, np.where(truth < 4, 1, -1))
     fine = np.where(truth < 4, truth, -1)
     results = [summarize(fine, "drop"), summarize(coarse, "drop")]
-    heads = PseudoClassifiers(2, len(x), x.shape[1])
+    heads = PseudoClassifiers(2, len(x), x.shape[1], scale=0.0)
     labels, actions = update_round_labels(results, np.full((2, len(x)), -1), x, heads)
     assert actions == ["new", "new"] and np.array_equal(labels, np.stack([fine, coarse]))
     for h, lab in enumerate((fine, coarse)):
@@ -210,7 +211,7 @@ def test_an_iteration_without_losses_takes_no_step_and_keeps_batchnorm(idle):
 def test_losses_mean_ce_over_granularities_triplet_on_the_chosen_one_and_mixture():
     torch.manual_seed(0)
     x, truth = blobs(outliers=0)
-    heads = PseudoClassifiers(2, len(x), 16)
+    heads = PseudoClassifiers(2, len(x), 16, scale=0.0)
     fine, coarse = truth, truth // 2
     for h, lab in enumerate((fine, coarse)):
         heads.reset(h, slow_centroids(x, lab))
@@ -243,14 +244,14 @@ def test_losses_mean_ce_over_granularities_triplet_on_the_chosen_one_and_mixture
 def test_mlt_with_one_granularity_is_cluster_and_cluster_keeps_the_chosen_one():
     cfg = get_default_config()
     cfg.ADAPT.CLUSTER.EPS = (0.4, 0.5, 0.6)
-    cfg.ADAPT.MLT.TRIPLET_GRANULARITY = 2
+    cfg.ADAPT.PSEUDO_LABEL.TRIPLET_GRANULARITY = 2
     single = ClusterAdaptation.from_config(cfg.ADAPT)
     multi = MLT.from_config(cfg.ADAPT)
     assert single.labeler.granularities == (0.6,) and single.loss_options.triplet_granularity == 0
     assert multi.labeler.granularities == (0.4, 0.5, 0.6)
     assert multi.loss_options.triplet_granularity == 2
     assert isinstance(multi, ClusterAdaptation)  # one implementation, two settings
-    cfg.ADAPT.MLT.TRIPLET_GRANULARITY = 3
+    cfg.ADAPT.PSEUDO_LABEL.TRIPLET_GRANULARITY = 3
     with pytest.raises(ValueError, match="TRIPLET_GRANULARITY=3"):
         MLT.from_config(cfg.ADAPT)
 
@@ -325,7 +326,7 @@ def test_optimizer_state_of_the_classifiers_is_dropped_before_each_round():
 
     from uda_reid.adapt.methods.cluster import FreshClassifierStateHook
 
-    heads = PseudoClassifiers(1, 6, 4)
+    heads = PseudoClassifiers(1, 6, 4, scale=0.0)
     other = nn.Linear(4, 2)
     opt = torch.optim.Adam([heads.weight, *other.parameters()], lr=0.1)
     heads.reset(0, torch.eye(4)[:3])
@@ -345,5 +346,5 @@ def test_optimizer_state_of_the_classifiers_is_dropped_before_each_round():
 def test_a_batch_that_k_does_not_divide_is_a_config_error_not_a_silent_fallback():
     x, _ = blobs()
     with pytest.raises(ValueError, match="NUM_INSTANCES=3"):
-        new_step(x, ScriptedLabeler((0.5,), []), PseudoClassifiers(1, len(x), 16), [],
+        new_step(x, ScriptedLabeler((0.5,), []), PseudoClassifiers(1, len(x), 16, scale=0.0), [],
                  batch_size=8, num_instances=3)

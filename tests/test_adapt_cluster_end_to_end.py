@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from uda_reid.adapt.methods.cluster import PseudoLabelStep
 from tiny_runs import tiny_stage1
@@ -30,12 +31,12 @@ def run_tool(data_root, out, method, *extra):
             *tiny_stage1(data_root, Path(data_root) / "source_models"),
             "ADAPT.SOLVER.IMS_PER_BATCH", "8", "ADAPT.SOLVER.MAX_EPOCH", "2",
             "ADAPT.SOLVER.ITERS_PER_EPOCH", "2", "ADAPT.SOLVER.STEPS", "[1]",
-            "ADAPT.MLT.NUM_INSTANCES", "2", "ADAPT.MLT.SOURCE_IMS_PER_BATCH", "8",
+            "ADAPT.PSEUDO_LABEL.NUM_INSTANCES", "2", "ADAPT.PSEUDO_LABEL.SOURCE_IMS_PER_BATCH", "8",
             "ADAPT.CLUSTER.K1", "6", "ADAPT.CLUSTER.K2", "2", "ADAPT.CLUSTER.MIN_SAMPLES", "2",
             # re-clustering every epoch, one BatchNorm (the recipes' transport and DSBN have
             # their own tests)
-            "ADAPT.MLT.TRANSPORT", "none", "ADAPT.MLT.RECLUSTER_PERIOD", "1",
-            "ADAPT.MLT.DSBN", "False",
+            "ADAPT.PSEUDO_LABEL.TRANSPORT", "none", "ADAPT.PSEUDO_LABEL.RECLUSTER_PERIOD", "1",
+            "ADAPT.PSEUDO_LABEL.DSBN", "False",
             "TEST.EVAL_PERIOD", "2", "ADAPT.SOLVER.CHECKPOINT_PERIOD", "1", *extra]
     assert adapt_tool.main(argv) == 0
     return json.loads((Path(out) / "results.json").read_text())
@@ -51,7 +52,8 @@ def data_root(tmp_path_factory):
 def test_tool_runs_method_with_rounds_in_results_and_tensorboard(data_root, method, eps,
                                                                   mixture):
     results = run_tool(data_root, data_root / method, method, "ADAPT.CLUSTER.EPS", eps,
-                       "ADAPT.MLT.TRIPLET_GRANULARITY", "0", "ADAPT.MLT.MIXTURE", mixture)
+                       "ADAPT.PSEUDO_LABEL.TRIPLET_GRANULARITY", "0",
+                       "ADAPT.PSEUDO_LABEL.MIXTURE", mixture)
     assert results["method"] == method
     assert [s["name"] for s in results["stages"]] == ["source", method]
     stage = results["stages"][1]
@@ -93,7 +95,7 @@ def test_tool_runs_method_with_rounds_in_results_and_tensorboard(data_root, meth
     ("cluster", ("ADAPT.CLUSTER.EPS", "(0.5,)", "ADAPT.CLUSTER.MIN_SAMPLES", "500"))])
 def test_degenerate_rounds_are_logged_and_leave_the_model_untouched(data_root, tmp_path, method,
                                                                     extra):
-    results = run_tool(data_root, tmp_path, method, *extra, "ADAPT.MLT.MIXTURE", "False")
+    results = run_tool(data_root, tmp_path, method, *extra, "ADAPT.PSEUDO_LABEL.MIXTURE", "False")
     stage = results["stages"][1]
     num = 2 if method == "mlt" else 1
     for record in stage["rounds"]:
@@ -115,8 +117,10 @@ def test_degenerate_rounds_are_logged_and_leave_the_model_untouched(data_root, t
     assert results["metrics"][TARGET] == results["stages"][0]["metrics"][TARGET]
 
 
-def killed_in_epoch_two_then_resumed(data_root, out, method, extra, monkeypatch):
-    """Results of a run killed during its second epoch, then resumed with ``--resume``."""
+def killed_in_epoch_two_then_resumed(data_root, out, method, extra, monkeypatch,
+                                     between=lambda out: None, resume_extra=None):
+    """Results of a run killed during its second epoch, then (after ``between(out)``) resumed
+    with ``--resume`` and ``resume_extra`` (default ``extra``)."""
     run = PseudoLabelStep.run
 
     def killed_in_epoch_two(self, model):
@@ -128,12 +132,14 @@ def killed_in_epoch_two_then_resumed(data_root, out, method, extra, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run_tool(data_root, out, method, *extra)
     monkeypatch.setattr(PseudoLabelStep, "run", run)
-    return run_tool(data_root, out, method, "--resume", *extra)
+    between(out)
+    return run_tool(data_root, out, method, "--resume",
+                    *(extra if resume_extra is None else resume_extra))
 
 
 def test_resume_after_a_kill_gives_the_uninterrupted_result(data_root, tmp_path, monkeypatch):
-    extra = ("ADAPT.CLUSTER.EPS", "[0.5]", "ADAPT.MLT.TRIPLET_GRANULARITY", "0",
-             "ADAPT.MLT.MIXTURE", "False")  # the cluster run of the test above
+    extra = ("ADAPT.CLUSTER.EPS", "[0.5]", "ADAPT.PSEUDO_LABEL.TRIPLET_GRANULARITY", "0",
+             "ADAPT.PSEUDO_LABEL.MIXTURE", "False")  # the cluster run of the test above
     done = data_root / "cluster" / "results.json"
     full = json.loads(done.read_text()) if done.is_file() else \
         run_tool(data_root, data_root / "cluster", "cluster", *extra)
@@ -148,12 +154,41 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(data_root, tmp_path,
     assert rounds(resumed) == rounds(full) and [r["epoch"] for r in rounds(full)] == [1, 2]
 
 
+def as_saved_before_the_rename(out):
+    """Turn the run folder ``out`` into one written before ADAPT.PSEUDO_LABEL was renamed from
+    ADAPT.MLT: its config.yaml and the config identity in last.pth use the old name."""
+    def renamed(data):
+        data["ADAPT"]["MLT"] = data["ADAPT"].pop("PSEUDO_LABEL")
+        return data
+
+    config = out / "config.yaml"
+    config.write_text(yaml.safe_dump(renamed(yaml.safe_load(config.read_text())),
+                                     sort_keys=False))
+    state = torch.load(out / "last.pth", weights_only=False)
+    torch.save(dict(state, identity=renamed(state["identity"])), out / "last.pth")
+
+
+def test_a_killed_run_saved_under_the_old_section_name_resumes_to_the_same_result(
+        data_root, tmp_path, monkeypatch):
+    extra = ("ADAPT.CLUSTER.EPS", "[0.5]", "ADAPT.PSEUDO_LABEL.TRIPLET_GRANULARITY", "0",
+             "ADAPT.PSEUDO_LABEL.MIXTURE", "False")  # the cluster run of the first test
+    done = data_root / "cluster" / "results.json"
+    full = json.loads(done.read_text()) if done.is_file() else \
+        run_tool(data_root, data_root / "cluster", "cluster", *extra)
+    old_names = [v.replace("ADAPT.PSEUDO_LABEL.", "ADAPT.MLT.") for v in extra]
+    resumed = killed_in_epoch_two_then_resumed(data_root, tmp_path / "old", "cluster", extra,
+                                               monkeypatch, as_saved_before_the_rename,
+                                               old_names)
+    assert resumed["metrics"] == full["metrics"]
+    assert "PSEUDO_LABEL:" in (tmp_path / "old" / "config.yaml").read_text()
+
+
 def test_an_adapted_checkpoint_tests_alone_to_its_reported_metrics(data_root, tmp_path):
     from uda_reid.config import load_config
-    from uda_reid.engine.defaults import test
+    from uda_reid.engine.flows import test
 
-    extra = ("ADAPT.CLUSTER.EPS", "[0.5]", "ADAPT.MLT.TRIPLET_GRANULARITY", "0",
-             "ADAPT.MLT.MIXTURE", "False")  # the cluster run of the first test
+    extra = ("ADAPT.CLUSTER.EPS", "[0.5]", "ADAPT.PSEUDO_LABEL.TRIPLET_GRANULARITY", "0",
+             "ADAPT.PSEUDO_LABEL.MIXTURE", "False")  # the cluster run of the first test
     out = data_root / "cluster"
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() \
         else run_tool(data_root, out, "cluster", *extra)

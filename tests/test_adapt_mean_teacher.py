@@ -37,7 +37,7 @@ def test_ramp_follows_min_of_one_minus_inverse_step_and_momentum():
     mt.update()  # alpha 0: the teacher becomes the student
     assert torch.equal(mt.teacher.weight, student.weight)
     with pytest.raises(ValueError, match="TEACHER_MOMENTUM"):
-        MeanTeacher(student, 1.0)
+        MeanTeacher(student, 1.0, ramp=True)
     student.add_module("extra", nn.Linear(1, 1))  # no silent partial averaging
     with pytest.raises(RuntimeError, match="changed after"):
         mt.update()

@@ -8,10 +8,10 @@ import torch
 from test_adapt_cluster_end_to_end import TARGET, killed_in_epoch_two_then_resumed, run_tool
 
 FULL = ("ADAPT.CLUSTER.BACKEND", "kmeans", "ADAPT.CLUSTER.NUM_CLUSTERS", "[8, 12]",
-        "ADAPT.MLT.TRIPLET_GRANULARITY", "0", "ADAPT.MLT.MIXTURE", "True",
-        "ADAPT.MLT.DSBN", "True", "ADAPT.MLT.MEAN_TEACHER", "True",
-        "ADAPT.MLT.TEACHER_MOMENTUM", "0.9", "ADAPT.MLT.TRANSPORT", "epoch",
-        "ADAPT.MLT.RECLUSTER_PERIOD", "2", "ADAPT.SOLVER.MAX_EPOCH", "3")
+        "ADAPT.PSEUDO_LABEL.TRIPLET_GRANULARITY", "0", "ADAPT.PSEUDO_LABEL.MIXTURE", "True",
+        "ADAPT.PSEUDO_LABEL.DSBN", "True", "ADAPT.PSEUDO_LABEL.MEAN_TEACHER", "True",
+        "ADAPT.PSEUDO_LABEL.TEACHER_MOMENTUM", "0.9", "ADAPT.PSEUDO_LABEL.TRANSPORT", "epoch",
+        "ADAPT.PSEUDO_LABEL.RECLUSTER_PERIOD", "2", "ADAPT.SOLVER.MAX_EPOCH", "3")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_checkpoint_holds_the_teacher_with_two_batchnorm_sets(full_run):
 
 def test_the_exported_teacher_tests_alone_to_its_reported_metrics(full_run, tmp_path):
     from uda_reid.config import load_config
-    from uda_reid.engine.defaults import test
+    from uda_reid.engine.flows import test
 
     out, results = full_run
     cfg = load_config(out / "config.yaml", ["MODEL.WEIGHTS", str(out / "last.pth"),
@@ -92,6 +92,6 @@ def test_dsbn_without_a_mixed_batch_is_a_config_error():
     from uda_reid.config import get_default_config
 
     cfg = get_default_config()
-    cfg.ADAPT.MLT.MIXTURE, cfg.ADAPT.MLT.DSBN = False, True
-    with pytest.raises(ValueError, match="DSBN needs ADAPT.MLT.MIXTURE"):
+    cfg.ADAPT.PSEUDO_LABEL.MIXTURE, cfg.ADAPT.PSEUDO_LABEL.DSBN = False, True
+    with pytest.raises(ValueError, match="DSBN needs ADAPT.PSEUDO_LABEL.MIXTURE"):
         ClusterAdaptation.from_config(cfg.ADAPT)

@@ -32,7 +32,7 @@ def composite(seed):
     g = torch.Generator().manual_seed(seed)
     net = nn.Module()
     for owner in (net, nn.Module()):
-        classifiers = PseudoClassifiers(1, 4, 2)
+        classifiers = PseudoClassifiers(1, 4, 2, scale=0.0)
         classifiers.reset(0, torch.randn(3, 2, generator=g))
         owner.add_module(CLASSIFIERS, classifiers)
         if owner is not net:
@@ -264,7 +264,7 @@ def test_tool_trains_two_networks_with_their_teachers(full_run):
 def test_the_exported_teacher_of_network_one_tests_alone_to_its_reported_metrics(full_run,
                                                                                  tmp_path):
     from uda_reid.config import load_config
-    from uda_reid.engine.defaults import test
+    from uda_reid.engine.flows import test
 
     _, out, results, _ = full_run
     cfg = load_config(out / "config.yaml", ["MODEL.WEIGHTS", str(out / "last.pth"),
@@ -338,9 +338,9 @@ def test_recipes_resolve_to_the_published_values(source, target, k):
     cfg = build_adapt_config(source, target, "mmt", None, "/tmp/unused", [])
     method = build_method(cfg)
     assert type(method) is MMT
-    assert (method.soft_ce_weight, method.soft_triplet_weight) == (0.5, 0.8)
+    assert (method.options.soft_ce_weight, method.options.soft_triplet_weight) == (0.5, 0.8)
     assert (method.loss_options.triplet_margin, method.teacher_options.momentum) == (0.0, 0.999)
-    assert method.peer_seed_offset == 1  # two source models of different seeds
+    assert method.options.peer_seed_offset == 1  # two source models of different seeds
     assert cfg.ADAPT.SOLVER.OPT == "Adam" and cfg.ADAPT.SOLVER.BASE_LR == 3.5e-4
     assert cfg.ADAPT.SOLVER.IMS_PER_BATCH == 64 and method.num_instances == 4
     if k is None:  # the synthetic recipes share the cluster recipes' stage 1 and clustering

@@ -57,13 +57,13 @@ def test_equipartition_moves_samples_off_a_crowded_cluster():
 
 def test_small_epsilon_does_not_underflow():
     scores = torch.tensor([[900.0, 0.0], [0.0, 900.0], [1000.0, 0.0], [0.0, 1000.0]])
-    result = sinkhorn(scores, epsilon=1e-3, iterations=50)
+    result = sinkhorn(scores, epsilon=1e-3, iterations=50, tolerance=1e-3)
     assert torch.isfinite(result.assignment).all()
     assert result.labels.tolist() == [0, 1, 0, 1]
 
 
 def test_one_cluster_is_reported_and_takes_everything():
-    result = sinkhorn(torch.randn(5, 1), 0.1)
+    result = sinkhorn(torch.randn(5, 1), 0.1, 1000, 1e-3)
     np.testing.assert_allclose(result.assignment.numpy(), np.ones((5, 1)), atol=1e-12)
     assert any("one cluster" in note for note in result.notes)
 
@@ -91,14 +91,15 @@ def test_a_cluster_no_sample_can_reach_is_reported_and_gets_no_mass():
     (torch.zeros(3), "\\(N, K\\)")])
 def test_bad_inputs_raise_a_clear_error(scores, message):
     with pytest.raises(ValueError, match=message):
-        sinkhorn(scores, 0.1)
+        sinkhorn(scores, 0.1, 1000, 1e-3)
 
 
 def test_epoch_transport_keeps_outliers_and_can_follow_the_cluster_sizes():
     labels = np.array([0, 0, 0, -1, 1, 1])
     logits = torch.tensor([[2.0, 0.0], [2.0, 0.0], [2.0, 0.0], [9.0, 9.0], [2.0, 0.0],
                            [0.0, 2.0]])
-    equal = TransportOptions("epoch", epsilon=0.1, iterations=5000, tolerance=1e-9)
+    equal = TransportOptions("epoch", epsilon=0.1, iterations=5000, tolerance=1e-9,
+                             marginals="equal")
     new, result = transport_epoch_labels(logits, labels, equal)
     # equipartition of the 5 labelled rows (2.5 each): the last row goes to class 1 whole,
     # the four rows tied for class 0 share the other 1.5 of class 1 (0.375 each)
@@ -119,14 +120,17 @@ def test_batch_transport_reassigns_among_the_batch_classes_keeping_their_counts(
     logits[0, 5] = logits[1, 2] = logits[2, 2] = 1.0
     logits[3, 7] = 10.0  # class 7 is not in the batch: not a candidate
     logits[3, 5] = 1.0
-    options = TransportOptions("batch", epsilon=0.05, iterations=2000, tolerance=1e-9)
+    options = TransportOptions("batch", epsilon=0.05, iterations=2000, tolerance=1e-9,
+                               marginals="equal")
     new = transport_batch_labels(logits, labels, options)
     # rows 1 and 3 swap classes: two rows per class, the outlier stays out
     assert new.tolist() == [5, 2, 2, 5, -1]
 
 
 def test_transport_options_are_checked():
-    with pytest.raises(ValueError, match="TRANSPORT must be one of"):
-        TransportOptions("online")
+    with pytest.raises(ValueError, match="TRANSPORT must be 'none' or one of"):
+        TransportOptions("online", 0.04, 1000, 1e-3, "equal")
     with pytest.raises(ValueError, match="TRANSPORT_MARGINALS"):
-        TransportOptions("epoch", marginals="prior")
+        TransportOptions("epoch", 0.04, 1000, 1e-3, marginals="prior")
+    with pytest.raises(ValueError, match="TRANSPORT_EPSILON"):
+        TransportOptions("epoch", 0.0, 1000, 1e-3, "equal")

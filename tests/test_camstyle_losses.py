@@ -1,5 +1,6 @@
 """StarGAN losses against hand computations; the step's totals and G cadence, LR decay and
 target-camera sampling."""
+import inspect
 import math
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 from camstyle import losses
 from camstyle.model import Discriminator, Generator, StarGAN
 from camstyle.stargan_step import StarGANStep, random_other_cameras
+from uda_reid.config.sections.camstyle import CamStyleConfig
 from uda_reid.engine.lr_schedule import linear_to_zero_factor
 
 
@@ -66,20 +68,21 @@ def tiny_stargan() -> StarGAN:
 
 
 def test_discriminator_total_combines_terms_with_lambdas():
-    step = StarGANStep(tiny_stargan(), [], lambda_cls=0.7, lambda_gp=3.0)
+    cs = CamStyleConfig(LAMBDA_CLS=0.7, LAMBDA_GP=3.0)
+    step = StarGANStep.from_config(cs, tiny_stargan(), [])
     x = torch.rand(2, 3, 16, 8) * 2 - 1
     terms = step.discriminator_step(x, torch.tensor([0, 1]), torch.tensor([1, 0]))
     assert step.scalars()["D/total"] == pytest.approx(
         float(terms["D/adv"] + 0.7 * terms["D/cls"] + 3.0 * terms["D/gp"]), rel=1e-5)
     terms = step.generator_step(x, torch.tensor([0, 1]), torch.tensor([1, 0]))
     assert step.scalars()["G/total"] == pytest.approx(
-        float(terms["G/adv"] + 0.7 * terms["G/cls"] + 10.0 * terms["G/rec"]), rel=1e-5)
+        float(terms["G/adv"] + 0.7 * terms["G/cls"] + cs.LAMBDA_REC * terms["G/rec"]), rel=1e-5)
 
 
 def test_generator_updates_only_every_n_critic_iterations():
     model = tiny_stargan()
     batch = {"images": torch.rand(2, 3, 16, 8) * 2 - 1, "camids": torch.tensor([0, 1])}
-    step = StarGANStep(model, [batch], n_critic=3)
+    step = StarGANStep.from_config(CamStyleConfig(N_CRITIC=3), model, [batch])
     g_steps = []
     for _ in range(6):
         before = [p.clone() for p in model.generator.parameters()]
@@ -88,6 +91,12 @@ def test_generator_updates_only_every_n_critic_iterations():
         assert moved == ("G/rec" in terms)
         g_steps.append(moved)
     assert g_steps == [False, False, True, False, False, True]
+
+
+def test_the_step_repeats_no_default_of_the_camstyle_section():
+    params = inspect.signature(StarGANStep.__init__).parameters
+    tunables = ("g_lr", "d_lr", "betas", "lambda_cls", "lambda_rec", "lambda_gp", "n_critic")
+    assert [n for n in tunables if params[n].default is not inspect.Parameter.empty] == []
 
 
 def test_lr_factor_is_flat_then_linear_to_zero():

@@ -1,5 +1,6 @@
 """tools/camstyle.py end to end on a tiny Market-layout fixture: train, resume, generate in two
 shards, verify (clean and damaged), evaluate."""
+import copy
 import importlib.util
 import json
 from pathlib import Path
@@ -12,6 +13,7 @@ from PIL import Image
 
 from camstyle import jobs
 from camstyle.generate import expected_outputs
+from camstyle.stargan_step import StarGANStep
 from uda_reid.adapt.camstyle_data import CAMSTYLE_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,6 +126,100 @@ def test_train_generate_verify_evaluate_through_the_tool(tiny, capsys):
     result = json.loads(report.read_text())
     assert result["gan_iterations"] == 4 and result["dataset"] == "tiny"
     assert result["transfer"]["num_generated"] == 6 * 2
+
+
+def as_loop_checkpoint(path: Path, images: int, batch_size: int) -> None:
+    """Rewrite the shared trainer's ``last.pth`` at ``path`` as the StarGAN loop before it
+    saved its own (camstyle/trainer.py, removed in 365321a): networks and optimisers under
+    ``trainer`` (the optimisers hold the decayed LR, no initial one), the stream as the pass
+    ``epoch`` and the batches ``offset`` drawn from it (a finished pass stays current until the
+    next draw), the RNG states, the clock and the model spec beside them."""
+    state = torch.load(path, weights_only=False)
+    iteration, per_pass = state["epoch"], images // batch_size
+    epoch = (iteration - 1) // per_pass if iteration else 0
+
+    def loop_optimizer(saved):
+        saved = copy.deepcopy(saved)
+        for group in saved["param_groups"]:
+            group.pop("initial_lr")
+        return saved
+
+    def part(prefix):
+        return {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
+
+    clock = state["hooks"]["WallClockHook"]
+    torch.save({"model_spec": state["meta"]["model_spec"], "dataset": state["meta"]["dataset"],
+                "train_seconds": clock["elapsed"], "train_cpu_seconds": clock["cpu_elapsed"],
+                "trainer": {"generator": part("generator."),
+                            "discriminator": part("discriminator."),
+                            "g_optimizer": loop_optimizer(state["step"]["g_optimizer"]),
+                            "d_optimizer": loop_optimizer(state["step"]["d_optimizer"]),
+                            "iteration": iteration},
+                "stream": {"epoch": epoch, "offset": iteration - epoch * per_pass},
+                "rng": state["rng"]}, path)
+
+
+# 9 images in batches of 4: a pass is 2 batches; the LR decays from iteration 1 on
+LOOP_RUN = ["CAMSTYLE.MAX_ITERS", "5", "CAMSTYLE.LR_DECAY_ITERS", "4",
+            "CAMSTYLE.CHECKPOINT_PERIOD", "1"]
+
+
+def killed_after(tool, out, base, monkeypatch, iterations):
+    """A train run into ``out`` killed after ``iterations`` iterations (each checkpointed)."""
+    run = StarGANStep.run
+
+    def killed(self, model):
+        if self.iterations == iterations:
+            raise KeyboardInterrupt("killed")
+        return run(self, model)
+
+    monkeypatch.setattr(StarGANStep, "run", killed)
+    with pytest.raises(KeyboardInterrupt):
+        tool.main(["train", "--output-dir", str(out), *base])
+    monkeypatch.setattr(StarGANStep, "run", run)
+
+
+@pytest.mark.parametrize("kill", [2, 3])  # at the end of the first pass; inside the second
+def test_a_checkpoint_of_the_earlier_loop_resumes_to_the_uninterrupted_run(
+        tiny, monkeypatch, kill):
+    torch.set_num_threads(1)
+    dataset, config, tmp = tiny
+    tool = load_tool()
+    base = ["--dataset", "tiny", "--config-file", config, "--quiet", *LOOP_RUN]
+    assert tool.main(["train", "--output-dir", str(tmp / "straight"), *base]) == 0
+    out = tmp / "loop"
+    killed_after(tool, out, base, monkeypatch, kill)
+    as_loop_checkpoint(out / "last.pth", len(dataset.train), 4)
+    loop_seconds = torch.load(out / "last.pth", weights_only=False)["train_seconds"]
+    torch.manual_seed(123)  # a fresh process: a different global RNG until restored
+    assert tool.main(["train", "--output-dir", str(out), "--resume", *base]) == 0
+
+    straight = torch.load(tmp / "straight" / "last.pth", weights_only=False)
+    resumed = torch.load(out / "last.pth", weights_only=False)
+    assert resumed["epoch"] == straight["epoch"] == 5 and "identity" in resumed
+    assert straight["model"].keys() == resumed["model"].keys()
+    assert all(torch.equal(straight["model"][k], resumed["model"][k]) for k in straight["model"])
+    for key in ("g_optimizer", "d_optimizer"):
+        a, b = straight["step"][key], resumed["step"][key]
+        assert a["param_groups"] == b["param_groups"]
+        assert all(torch.equal(a["state"][i]["exp_avg_sq"], b["state"][i]["exp_avg_sq"])
+                   for i in a["state"])
+    assert resumed["hooks"]["WallClockHook"]["elapsed"] > loop_seconds
+
+
+def test_a_loop_checkpoint_of_other_networks_is_refused(tiny, monkeypatch, capsys):
+    dataset, config, tmp = tiny
+    tool = load_tool()
+    base = ["--dataset", "tiny", "--config-file", config, "--quiet", *LOOP_RUN]
+    out = tmp / "loop"
+    killed_after(tool, out, base, monkeypatch, 1)
+    as_loop_checkpoint(out / "last.pth", len(dataset.train), 4)
+    state = torch.load(out / "last.pth", weights_only=False)
+    state["model_spec"]["g_conv_dim"] = 3
+    torch.save(state, out / "last.pth")
+    capsys.readouterr()
+    assert tool.main(["train", "--output-dir", str(out), "--resume", *base]) == 2
+    assert "'g_conv_dim': 3" in capsys.readouterr().err
 
 
 CYCLEGAN = """

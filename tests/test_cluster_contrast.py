@@ -257,14 +257,15 @@ def test_source_none_adapts_the_start_model_without_any_source_image(full_run, t
 
 def test_source_none_runs_the_cluster_baseline_from_random_weights(tmp_path):
     results = run_tool(tmp_path / "data", tmp_path / "cache", tmp_path / "run",
-                       "ADAPT.MLT.NUM_INSTANCES", "2", source="none", method="cluster")
+                       "ADAPT.PSEUDO_LABEL.NUM_INSTANCES", "2", source="none", method="cluster")
     start, stage = results["stages"]
     assert (start["name"], start["weights"], start["backbone_pretrain"]) == ("start", None, None)
     assert stage["name"] == "cluster" and len(stage["curves"]) == 2
     assert only_target_generated(tmp_path / "data")
 
 
-@pytest.mark.parametrize("method, extra", [("ecn", []), ("cluster", ["ADAPT.MLT.MIXTURE", "True"])])
+@pytest.mark.parametrize("method, extra", [("ecn", []),
+                                           ("cluster", ["ADAPT.PSEUDO_LABEL.MIXTURE", "True"])])
 def test_source_none_refuses_a_method_that_trains_on_the_source(tmp_path, capsys, method, extra):
     argv = ["--source", "none", "--target", TARGET, "--method", method,
             "--config-file", str(RECIPE), "--output-dir", str(tmp_path / "run"),

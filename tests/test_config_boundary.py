@@ -28,7 +28,12 @@ ROOT_VARIABLES = {"cfg", "config", "stage", "root_cfg"}
 ALLOWED: Dict[str, str] = {
     "uda_reid.config": "the config package itself",
     # Run flows: they alone hold the root config and the run's context.
-    "uda_reid.engine.defaults": "run flows train and test, CLI config loading, run folders",
+    "uda_reid.engine.flows": "run flows train and test",
+    "uda_reid.engine.cli": "the tools' config loading (--config-file and overrides)",
+    "uda_reid.engine.output_dir": "the run's folder: identity, resume check, config.yaml, seed",
+    "uda_reid.engine.trainer_builder": "the standard trainer of a run's config",
+    "uda_reid.engine.evaluate": "evaluation on the config's test datasets",
+    "uda_reid.engine.trained_model": "the config's model with a checkpoint's weights",
     "uda_reid.adapt.pipeline": "run flow adapt (stage configs, source cache, methods)",
     "camstyle.jobs": "run flow camstyle (train, generate, evaluate)",
     "uda_reid.export.pipeline": "run flow export",

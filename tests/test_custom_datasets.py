@@ -14,7 +14,7 @@ from uda_reid.data.datasets.custom import CustomDataset
 from uda_reid.data.datasets.vehicleid import VehicleIDSmall, random_gallery_splits
 from uda_reid.data.loaders import read_image
 from uda_reid.data.transforms import build_transforms_from_config
-from uda_reid.engine.defaults import evaluate_dataset
+from uda_reid.engine.evaluate import evaluate_dataset
 from uda_reid.evaluation import evaluate_distances, evaluate_features
 
 

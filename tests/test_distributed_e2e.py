@@ -52,8 +52,9 @@ def adapt_argv(data_root, out, method):
                          "1"]
     return common + ["ADAPT.SOLVER.OPT", "SGD", "ADAPT.SOLVER.BASE_LR", "0.01",
                      "ADAPT.SOLVER.IMS_PER_BATCH", "8", "ADAPT.SOLVER.MAX_EPOCH", "1",
-                     "ADAPT.MLT.NUM_INSTANCES", "2", "ADAPT.CLUSTER.K1", "6", "ADAPT.CLUSTER.K2",
-                     "2", "ADAPT.CLUSTER.MIN_SAMPLES", "2", "MODEL.LOSSES.TRI.NORM_FEAT", "True",
+                     "ADAPT.PSEUDO_LABEL.NUM_INSTANCES", "2", "ADAPT.CLUSTER.K1", "6",
+                     "ADAPT.CLUSTER.K2", "2", "ADAPT.CLUSTER.MIN_SAMPLES", "2",
+                     "MODEL.LOSSES.TRI.NORM_FEAT", "True",
                      # pinned (the tolerances below were measured with it), not the recipe's
                      "ADAPT.CLUSTER.EPS", "[0.45]"]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from uda_reid.config import load_config
-from uda_reid.engine.defaults import train
+from uda_reid.engine.flows import train
 from uda_reid.engine.hooks import HookBase
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "synth-market" / "bagtricks_R18.yml"

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from uda_reid.config import load_config
-from uda_reid.engine.defaults import evaluate_dataset
+from uda_reid.engine.evaluate import evaluate_dataset
 from uda_reid.export import (OnnxRuntimeFeatures, RetrievalFeatures, check_exportable,
                              export_onnx, export_torchscript, load_torchscript)
 from uda_reid.export.formats import example_images

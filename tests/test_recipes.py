@@ -9,7 +9,7 @@ import pytest
 from camstyle.jobs import load_camstyle_config
 from uda_reid import recipes
 from uda_reid.adapt.pipeline import default_config_file
-from uda_reid.engine.defaults import run_tool
+from uda_reid.engine.run_tool import run_tool
 from uda_reid.recipes import RecipeFolderError, recipe_dir
 from uda_reid.reproduce.references import load_references
 

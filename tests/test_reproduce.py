@@ -198,7 +198,7 @@ def test_mlt_ablation_cells_add_one_piece_at_a_time(tmp_path):
     for name in MLT_ABLATION:
         cfg = cell_config(Cell("synth-market", "synth-duke", name, 1), tmp_path / name,
                           [], tmp_path / "cache")
-        m = cfg.ADAPT.MLT
+        m = cfg.ADAPT.PSEUDO_LABEL
         pieces.append((cfg.ADAPT.METHOD, len(cfg.ADAPT.CLUSTER.EPS), m.TRANSPORT,
                        m.RECLUSTER_PERIOD, m.MIXTURE, m.DSBN, m.MEAN_TEACHER, source_key(cfg)))
     key = pieces[0][-1]

@@ -4,7 +4,7 @@ import pytest
 from uda_reid.config import ConfigError
 from uda_reid.data.datasets import DATASETS
 from uda_reid.data.datasets.base import DatasetLayoutError
-from uda_reid.engine.defaults import run_tool
+from uda_reid.engine.run_tool import run_tool
 from uda_reid.utils.safe_load import WeightFileError
 
 

@@ -102,7 +102,7 @@ def test_tool_scores_match_the_cluster_methods_first_round(tmp_path):
             *tiny_stage1(tmp_path / "data", tmp_path / "source_models"),
             "ADAPT.SOLVER.IMS_PER_BATCH", "8", "ADAPT.SOLVER.MAX_EPOCH", "1",
             "ADAPT.SOLVER.ITERS_PER_EPOCH", "1", "ADAPT.SOLVER.STEPS", "[1]",
-            "ADAPT.MLT.NUM_INSTANCES", "2", "ADAPT.CLUSTER.K2", "2",
+            "ADAPT.PSEUDO_LABEL.NUM_INSTANCES", "2", "ADAPT.CLUSTER.K2", "2",
             "ADAPT.CLUSTER.MIN_SAMPLES", "2", "TEST.EVAL_PERIOD", "1"]
     assert select_tool.main(argv) == 0
     report = json.loads((out / "sweep.json").read_text())

@@ -11,7 +11,7 @@ import torch
 
 from uda_reid.config import load_config
 from uda_reid.data.datasets import build_dataset_from_config
-from uda_reid.engine.defaults import build_evaluator
+from uda_reid.engine.evaluate import build_evaluator
 from uda_reid.engine.results import read_results
 from uda_reid.engine.seed import seed_everything
 from uda_reid.models import build_model

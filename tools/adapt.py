@@ -15,7 +15,7 @@ import sys
 from typing import List, Optional
 
 from uda_reid.adapt.pipeline import build_adapt_config, run_adaptation
-from uda_reid.engine.defaults import run_tool
+from uda_reid.engine.run_tool import run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

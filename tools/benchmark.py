@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from uda_reid.benchmarks import load_all
-from uda_reid.engine.defaults import run_tool
+from uda_reid.engine.run_tool import run_tool
 
 
 def main(argv: list[str] | None = None) -> int:

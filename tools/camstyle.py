@@ -30,7 +30,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from camstyle import jobs  # noqa: E402
 from camstyle.generate import parse_shard  # noqa: E402
-from uda_reid.engine.defaults import run_tool  # noqa: E402
+from uda_reid.engine.run_tool import run_tool  # noqa: E402
 
 
 def build_parsers() -> Dict[str, argparse.ArgumentParser]:

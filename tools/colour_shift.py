@@ -23,7 +23,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from camstyle.colour_shift import colour_shift_rate  # noqa: E402
 from uda_reid.config import load_config  # noqa: E402
 from uda_reid.data.datasets import DATASETS, build_dataset_from_config  # noqa: E402
-from uda_reid.engine.defaults import run_tool  # noqa: E402
+from uda_reid.engine.run_tool import run_tool  # noqa: E402
 from uda_reid.utils.atomic import atomic_write_json  # noqa: E402
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from uda_reid.engine.defaults import default_argument_parser, load_cli_config, run_tool
+from uda_reid.engine.cli import default_argument_parser, load_cli_config
 from uda_reid.engine.logger import setup_logger
+from uda_reid.engine.run_tool import run_tool
 from uda_reid.export import FORMATS, export_model, format_parity, parity_failures
 
 

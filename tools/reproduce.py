@@ -22,7 +22,7 @@ from typing import List, Optional
 
 from uda_reid.config import ConfigError, load_config
 from uda_reid.data.datasets import DATASETS
-from uda_reid.engine.defaults import run_tool
+from uda_reid.engine.run_tool import run_tool
 from uda_reid.reproduce.references import load_references
 from uda_reid.reproduce.runner import TABLES, adapt_runner
 from uda_reid.reproduce.table import (build_rows, cell_state, estimate_seconds, plan_cells,

@@ -29,9 +29,10 @@ from uda_reid.adapt.pipeline import (adapt_stage_config, build_adapt_config, run
 from uda_reid.data.datasets import build_dataset_from_config
 from uda_reid.data.loaders import build_test_loader
 from uda_reid.data.transforms import build_transforms_from_config
-from uda_reid.engine.defaults import resolve_device, run_tool
+from uda_reid.engine.device import resolve_device
 from uda_reid.engine.logger import setup_logger
 from uda_reid.engine.results import read_results
+from uda_reid.engine.run_tool import run_tool
 from uda_reid.engine.seed import seed_everything
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.reproduce.selection import (CRITERIA, DEVELOPMENT_SYNTH_SEED, best_rows,

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import sys
 
-from uda_reid.engine.defaults import default_argument_parser, load_cli_config, run_tool, test
+from uda_reid.engine.cli import default_argument_parser, load_cli_config
+from uda_reid.engine.flows import test
+from uda_reid.engine.run_tool import run_tool
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,9 +40,10 @@ def _tensors(model: nn.Module) -> List[torch.Tensor]:
 class MeanTeacher:
     """The teacher (a frozen deep copy of ``student``) and its EMA update."""
 
-    def __init__(self, student: nn.Module, momentum: float = 0.999, ramp: bool = True) -> None:
+    def __init__(self, student: nn.Module, momentum: float, ramp: bool) -> None:
         if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"ADAPT.MLT.TEACHER_MOMENTUM must lie in [0, 1), got {momentum}")
+            raise ValueError("ADAPT.PSEUDO_LABEL.TEACHER_MOMENTUM must lie in [0, 1), got "
+                             f"{momentum}")
         self.student = student
         self.teacher = copy.deepcopy(student)
         for param in self.teacher.parameters():

@@ -48,12 +48,15 @@ from uda_reid.data.datasets import DATASETS, build_dataset_from_config
 from uda_reid.data.datasets.base import ReIDDataset
 from uda_reid.data.transforms import build_transforms_from_config
 from uda_reid.engine.checkpoint import load_model_weights, read_checkpoint_meta
-from uda_reid.engine.defaults import (build_evaluator, build_trainer, check_output_dir,
-                                      default_setup, resolve_device, resume_or_start, train)
+from uda_reid.engine.device import resolve_device
+from uda_reid.engine.evaluate import build_evaluator
+from uda_reid.engine.flows import train
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.logger import setup_logger
+from uda_reid.engine.output_dir import check_output_dir, default_setup
 from uda_reid.engine.results import build_results, write_results
 from uda_reid.engine.seed import seed_everything
+from uda_reid.engine.trainer_builder import build_trainer, resume_or_start
 from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
 from uda_reid.models.weight_names import pretrained_file

@@ -21,13 +21,13 @@ class PseudoClassifiers(nn.Module):
     ``weight`` (H, capacity, D) is a parameter; ``num_classes`` (H,) a buffer.
     """
 
-    def __init__(self, num_heads: int, capacity: int, dim: int, scale: float = 0.0) -> None:
+    def __init__(self, num_heads: int, capacity: int, dim: int, scale: float) -> None:
         super().__init__()
         if num_heads < 1 or capacity < 1 or dim < 1:
             raise ValueError(f"PseudoClassifiers needs positive sizes, got {num_heads} heads, "
                              f"capacity {capacity}, dim {dim}")
         if scale < 0:
-            raise ValueError(f"ADAPT.MLT.CLS_SCALE must be >= 0, got {scale}")
+            raise ValueError(f"ADAPT.PSEUDO_LABEL.CLS_SCALE must be >= 0, got {scale}")
         self.scale = scale
         self.weight = nn.Parameter(torch.zeros(num_heads, capacity, dim))
         self.register_buffer("num_classes", torch.zeros(num_heads, dtype=torch.long))

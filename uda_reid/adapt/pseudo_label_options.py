@@ -4,6 +4,7 @@ and handed to the method and its :class:`~uda_reid.adapt.methods.cluster.PseudoL
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from uda_reid.adapt.transport import TransportOptions
 
@@ -25,7 +26,7 @@ class PseudoLabelLosses:
 
     @classmethod
     def from_config(cls, m) -> "PseudoLabelLosses":
-        """From an ADAPT.MLT section."""
+        """From an ADAPT.PSEUDO_LABEL section."""
         return cls(m.CE_EPSILON, m.CE_SCALE, m.TRIPLET_MARGIN, m.TRIPLET_SCALE,
                    m.TRIPLET_GRANULARITY, m.SOURCE_SCALE)
 
@@ -33,19 +34,24 @@ class PseudoLabelLosses:
 @dataclass(frozen=True)
 class RoundOptions:
     """When the labels change: re-clustering at the start of every ``recluster_period``-th
-    epoch; ``transport`` refines them in between (per epoch) or within each batch."""
+    epoch; ``transport`` refines them in between (per epoch) or within each batch (None: the
+    labels stay as clustered)."""
 
     recluster_period: int
-    transport: TransportOptions
+    transport: Optional[TransportOptions]
 
     def __post_init__(self) -> None:
         if self.recluster_period < 1:
-            raise ValueError("ADAPT.MLT.RECLUSTER_PERIOD must be >= 1, got "
+            raise ValueError("ADAPT.PSEUDO_LABEL.RECLUSTER_PERIOD must be >= 1, got "
                              f"{self.recluster_period}")
+
+    def transports(self, mode: str) -> bool:
+        """Whether labels are transported per ``mode`` (``"epoch"`` or ``"batch"``)."""
+        return self.transport is not None and self.transport.mode == mode
 
     @classmethod
     def from_config(cls, m) -> "RoundOptions":
-        """From an ADAPT.MLT section."""
+        """From an ADAPT.PSEUDO_LABEL section."""
         return cls(m.RECLUSTER_PERIOD, TransportOptions.from_config(m))
 
 
@@ -61,12 +67,12 @@ class MixtureOptions:
 
     def __post_init__(self) -> None:
         if self.domain_bn and not self.enabled:
-            raise ValueError("ADAPT.MLT.DSBN needs ADAPT.MLT.MIXTURE True (source and target "
-                             "images in one forward pass)")
+            raise ValueError("ADAPT.PSEUDO_LABEL.DSBN needs ADAPT.PSEUDO_LABEL.MIXTURE True "
+                             "(source and target images in one forward pass)")
 
     @classmethod
     def from_config(cls, m) -> "MixtureOptions":
-        """From an ADAPT.MLT section."""
+        """From an ADAPT.PSEUDO_LABEL section."""
         return cls(m.MIXTURE, m.SOURCE_IMS_PER_BATCH, m.DSBN)
 
 
@@ -81,7 +87,7 @@ class TeacherOptions:
 
     @classmethod
     def from_config(cls, m) -> "TeacherOptions":
-        """From an ADAPT.MLT section."""
+        """From an ADAPT.PSEUDO_LABEL section."""
         return cls(m.MEAN_TEACHER, m.TEACHER_MOMENTUM, m.TEACHER_RAMP)
 
 

@@ -20,7 +20,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-TRANSPORT_MODES = ("none", "epoch", "batch")
+# When labels are transported (ADAPT.PSEUDO_LABEL.TRANSPORT; "none": never).
+TRANSPORT_MODES = ("epoch", "batch")
 
 
 @dataclass
@@ -61,9 +62,8 @@ def _column_targets(n: int, k: int, marginals: Optional[torch.Tensor], reachable
     return c * (n / c.sum())
 
 
-def sinkhorn(scores: torch.Tensor, epsilon: float = 0.04, iterations: int = 1000,
-             tolerance: float = 1e-3, marginals: Optional[torch.Tensor] = None
-             ) -> TransportResult:
+def sinkhorn(scores: torch.Tensor, epsilon: float, iterations: int, tolerance: float,
+             marginals: Optional[torch.Tensor] = None) -> TransportResult:
     """Balanced assignment of N samples to K clusters from scores (N, K).
 
     epsilon: temperature of the kernel exp(scores / epsilon) (> 0); iterations: at most this
@@ -120,31 +120,34 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.04, iterations: int = 1000
 
 @dataclass(frozen=True)
 class TransportOptions:
-    """How pseudo-labels are refined (ADAPT.MLT.TRANSPORT*): ``mode`` one of
-    :data:`TRANSPORT_MODES`; ``marginals`` ``"equal"`` (equipartition) or ``"sizes"`` (the
-    current cluster sizes) for the per-epoch transport."""
+    """How pseudo-labels are refined (ADAPT.PSEUDO_LABEL.TRANSPORT*, whose defaults they are):
+    ``mode`` one of :data:`TRANSPORT_MODES`; :func:`sinkhorn`'s ``epsilon``, ``iterations``
+    and ``tolerance``; ``marginals`` ``"equal"`` (equipartition) or ``"sizes"`` (the current
+    cluster sizes) for the per-epoch transport."""
 
-    mode: str = "none"
-    epsilon: float = 0.04
-    iterations: int = 1000
-    tolerance: float = 1e-3
-    marginals: str = "equal"
+    mode: str
+    epsilon: float
+    iterations: int
+    tolerance: float
+    marginals: str
 
     def __post_init__(self) -> None:
         if self.mode not in TRANSPORT_MODES:
-            raise ValueError(f"ADAPT.MLT.TRANSPORT must be one of {TRANSPORT_MODES}, got "
-                             f"{self.mode!r}")
+            raise ValueError("ADAPT.PSEUDO_LABEL.TRANSPORT must be 'none' or one of "
+                             f"{TRANSPORT_MODES}, got {self.mode!r}")
         if self.marginals not in ("equal", "sizes"):
-            raise ValueError("ADAPT.MLT.TRANSPORT_MARGINALS must be 'equal' or 'sizes', got "
-                             f"{self.marginals!r}")
+            raise ValueError("ADAPT.PSEUDO_LABEL.TRANSPORT_MARGINALS must be 'equal' or 'sizes', "
+                             f"got {self.marginals!r}")
         if not self.epsilon > 0 or self.iterations < 1 or not self.tolerance > 0:
-            raise ValueError("ADAPT.MLT.TRANSPORT_EPSILON, TRANSPORT_ITERS and TRANSPORT_TOL "
-                             f"must be positive, got {self.epsilon}, {self.iterations}, "
-                             f"{self.tolerance}")
+            raise ValueError("ADAPT.PSEUDO_LABEL.TRANSPORT_EPSILON, TRANSPORT_ITERS and "
+                             f"TRANSPORT_TOL must be positive, got {self.epsilon}, "
+                             f"{self.iterations}, {self.tolerance}")
 
     @classmethod
-    def from_config(cls, m) -> "TransportOptions":
-        """From an ADAPT.MLT section."""
+    def from_config(cls, m) -> Optional["TransportOptions"]:
+        """From an ADAPT.PSEUDO_LABEL section; None when ``TRANSPORT`` is ``"none"``."""
+        if m.TRANSPORT == "none":
+            return None
         return cls(m.TRANSPORT, m.TRANSPORT_EPSILON, m.TRANSPORT_ITERS, m.TRANSPORT_TOL,
                    m.TRANSPORT_MARGINALS)
 

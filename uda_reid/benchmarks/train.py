@@ -23,11 +23,12 @@ from uda_reid.benchmarks.blobs import machine_note
 from uda_reid.benchmarks.measure import at_threads
 from uda_reid.config import load_config
 from uda_reid.data.loaders import build_train_loader_from_config
-from uda_reid.engine.defaults import build_trainer, resolve_device
+from uda_reid.engine.device import resolve_device
 from uda_reid.engine.hooks import HookBase
 from uda_reid.engine.optim import build_optimizer_from_config
 from uda_reid.engine.seed import seed_everything
 from uda_reid.engine.trainer import SupervisedStep
+from uda_reid.engine.trainer_builder import build_trainer
 from uda_reid.losses import build_loss_fn
 from uda_reid.models import build_model
 from uda_reid.models.forward import forward_model, move_batch

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 import yaml
 
 from uda_reid.config.ranges import check_ranges
+from uda_reid.config.renamed import renamed_key, renamed_mapping
 from uda_reid.config.root import Config
 from uda_reid.config.schema import ConfigError, merge_mapping, set_dotted, to_dict
 from uda_reid.utils.atomic import atomic_write_text
@@ -48,13 +49,15 @@ def _deep_update(base: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def resolve_yaml(path: os.PathLike | str, _seen: Optional[Set[Path]] = None) -> Dict[str, Any]:
-    """The merged mapping of ``path`` and its ``_BASE_`` chain (base first, file last)."""
+    """The merged mapping of ``path`` and its ``_BASE_`` chain (base first, file last); each
+    file's deprecated key names are read as the new ones first (:mod:`uda_reid.config.renamed`),
+    so that a file's old name overrides its base's new one."""
     path = Path(path).resolve()
     seen = set() if _seen is None else _seen
     if path in seen:
         raise ConfigError(f"Config file {path} inherits from itself through {BASE_KEY}")
     seen.add(path)
-    data = _read_yaml(path)
+    data = renamed_mapping(_read_yaml(path), str(path))
     bases = data.pop(BASE_KEY, None)
     merged: Dict[str, Any] = {}
     for base in [bases] if isinstance(bases, str) else (bases or []):
@@ -66,11 +69,13 @@ def resolve_yaml(path: os.PathLike | str, _seen: Optional[Set[Path]] = None) -> 
 
 
 def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
-    """Apply FastReID-style ``KEY VALUE`` pairs (values parsed as YAML scalars/lists)."""
+    """Apply FastReID-style ``KEY VALUE`` pairs (values parsed as YAML scalars/lists; a
+    deprecated key name is read as the new one)."""
     if len(overrides) % 2:
         raise ConfigError(f"Overrides come in KEY VALUE pairs; '{overrides[-1]}' has no value")
     for key, raw in zip(overrides[0::2], overrides[1::2]):
-        set_dotted(cfg, key, parse_override_value(raw), "command line")
+        set_dotted(cfg, renamed_key(key, "command line"), parse_override_value(raw),
+                   "command line")
     return cfg
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -46,13 +46,19 @@ def identity_diff(saved: Mapping[str, Any], current: Mapping[str, Any]) -> List[
 
 
 class Checkpointer:
-    """Saves and loads named checkpoints (``last.pth``, ``best.pth``) in ``directory``."""
+    """Saves and loads named checkpoints (``last.pth``, ``best.pth``) in ``directory``.
+
+    ``read_identity`` turns a saved identity into the current form before the comparison
+    (e.g. deprecated config key names into the new ones; default: as saved)."""
 
     def __init__(self, directory: os.PathLike | str, identity: Mapping[str, Any],
-                 meta: Optional[Mapping[str, Any]] = None) -> None:
+                 meta: Optional[Mapping[str, Any]] = None,
+                 read_identity: Callable[[Mapping[str, Any]], Mapping[str, Any]] = dict
+                 ) -> None:
         self.directory = Path(directory)
         self.identity = dict(identity)
         self.meta = dict(meta or {})
+        self.read_identity = read_identity
 
     def path(self, name: str) -> Path:
         return self.directory / name
@@ -72,11 +78,14 @@ class Checkpointer:
     def load(self, name: str) -> Dict[str, Any]:
         """Read ``directory/name`` and check that it belongs to this run's identity."""
         path = self.path(name)
-        state = load_weights_file(path, "checkpoint")
+        return self.check(load_weights_file(path, "checkpoint"), path)
+
+    def check(self, state: Any, path: os.PathLike | str) -> Dict[str, Any]:
+        """``state`` (read from ``path``) if it is a checkpoint of this run's identity."""
         if not isinstance(state, Mapping):
             raise WeightFileError(f"checkpoint: {path} holds a {type(state).__name__}, not a "
                                   "checkpoint's dict")
-        diff = identity_diff(state.get("identity", {}), self.identity)
+        diff = identity_diff(self.read_identity(state.get("identity", {})), self.identity)
         if diff:
             raise CheckpointMismatchError(
                 f"Checkpoint {path} was written by a run with a different config; "

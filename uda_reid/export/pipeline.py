@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from uda_reid.config import Config
 from uda_reid.data.loaders import build_test_set_from_config
-from uda_reid.engine.defaults import load_trained_model, side_info_domain_of
+from uda_reid.engine.evaluate import side_info_domain_of
+from uda_reid.engine.trained_model import load_trained_model
 from uda_reid.evaluation.evaluator import evaluate_from_config, evaluate_splits
 from uda_reid.evaluation.extract import extract_features
 from uda_reid.export.feature_model import RetrievalFeatures

@@ -29,10 +29,10 @@ MLT_ABLATION = ("cluster", "mlt_gran", "mlt_transport", "mlt_source", "mlt_dsbn"
 
 def _mlt_cell(transport: bool, source: bool, dsbn: bool, teacher: bool) -> Tuple[str, ...]:
     """Every piece of the ablation switched explicitly, whatever the recipe has on."""
-    return ("ADAPT.MLT.TRANSPORT", "epoch" if transport else "none",
-            "ADAPT.MLT.RECLUSTER_PERIOD", "2" if transport else "1",
-            "ADAPT.MLT.MIXTURE", str(source), "ADAPT.MLT.DSBN", str(dsbn),
-            "ADAPT.MLT.MEAN_TEACHER", str(teacher))
+    return ("ADAPT.PSEUDO_LABEL.TRANSPORT", "epoch" if transport else "none",
+            "ADAPT.PSEUDO_LABEL.RECLUSTER_PERIOD", "2" if transport else "1",
+            "ADAPT.PSEUDO_LABEL.MIXTURE", str(source), "ADAPT.PSEUDO_LABEL.DSBN", str(dsbn),
+            "ADAPT.PSEUDO_LABEL.MEAN_TEACHER", str(teacher))
 
 
 VARIANTS.update({

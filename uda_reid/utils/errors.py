@@ -1,6 +1,6 @@
 """The error types a user can cause (bad config, files, names), as opposed to bugs.
 
-Command-line tools (:func:`uda_reid.engine.defaults.run_tool`) report a :class:`UserError`
+Command-line tools (:func:`uda_reid.engine.run_tool.run_tool`) report a :class:`UserError`
 in one line with exit code 2; any other exception keeps its traceback.
 """
 from __future__ import annotations

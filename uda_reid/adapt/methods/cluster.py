@@ -20,7 +20,7 @@ report counts degenerate and idle rounds.
 The labels each epoch trains on are reported (:meth:`ClusterAdaptation.pseudo_labels`); their
 quality against the hidden identities is the pipeline's monitoring, out of the method's reach.
 
-Options (ADAPT.MLT): re-clustering every ``RECLUSTER_PERIOD`` epochs; label transport
+Options (ADAPT.PSEUDO_LABEL): re-clustering every ``RECLUSTER_PERIOD`` epochs; label transport
 (``TRANSPORT``: the epochs in between re-assign each granularity's labels by Sinkhorn-Knopp
 from the classifier's predictions, or each batch is re-assigned among its classes); domain-
 specific BatchNorm for the mixed batch (``DSBN``); a mean teacher (``MEAN_TEACHER``) whose
@@ -117,16 +117,17 @@ class PseudoLabelStep(TrainStep):
             raise ValueError(f"{len(labeler.granularities)} granularities but "
                              f"{classifiers.num_heads} classifiers")
         if not 0 <= losses.triplet_granularity < classifiers.num_heads:
-            raise ValueError(f"ADAPT.MLT.TRIPLET_GRANULARITY={losses.triplet_granularity} is "
-                             f"not an index of the {classifiers.num_heads} granularities")
+            raise ValueError("ADAPT.PSEUDO_LABEL.TRIPLET_GRANULARITY="
+                             f"{losses.triplet_granularity} is not an index of the "
+                             f"{classifiers.num_heads} granularities")
         if batches.num_instances < 1 or batches.batch_size % batches.num_instances:
             raise ValueError(f"the batch size {batches.batch_size} must be a multiple of "
-                             f"ADAPT.MLT.NUM_INSTANCES={batches.num_instances}")
+                             f"ADAPT.PSEUDO_LABEL.NUM_INSTANCES={batches.num_instances}")
         if feature_key not in FEATURE_KEYS.values():
             raise ValueError(f"feature_key must be one of {sorted(FEATURE_KEYS.values())}")
         if domain_bn and source_loader is None:
-            raise ValueError("ADAPT.MLT.DSBN needs source batches in the forward pass "
-                             "(ADAPT.MLT.MIXTURE True)")
+            raise ValueError("ADAPT.PSEUDO_LABEL.DSBN needs source batches in the forward pass "
+                             "(ADAPT.PSEUDO_LABEL.MIXTURE True)")
         self.model = model
         self.labeler = labeler
         self.classifiers = classifiers
@@ -244,7 +245,7 @@ class PseudoLabelStep(TrainStep):
         if epoch % self.round_options.recluster_period == 0:
             self.pseudo_label_round(epoch)
         else:
-            if self.round_options.transport.mode == "epoch":
+            if self.round_options.transports("epoch"):
                 self.transport_round(epoch)
             self.target = BatchStream(self._target_loader(epoch), self.device)
         if self.source is not None:
@@ -309,7 +310,7 @@ class PseudoLabelStep(TrainStep):
             source_pids = source["pids"]
         with sections:
             outputs = forward_model(model, {"images": images, "camids": camids})
-        if self.round_options.transport.mode == "batch":
+        if self.round_options.transports("batch"):
             labels = self.batch_transport(outputs, labels)
         return self.losses(outputs, labels, source_pids)
 
@@ -415,8 +416,9 @@ class ClusterAdaptation(AdaptMethod):
         cls_scale: 0 for bias-free linear classifier logits, > 0 for cosine logits at that
         scale (:class:`PseudoClassifiers`)."""
         if not 0 <= losses.triplet_granularity < len(labeler.granularities):
-            raise ValueError(f"ADAPT.MLT.TRIPLET_GRANULARITY={losses.triplet_granularity} is not "
-                             f"an index of the granularities {labeler.granularities}")
+            raise ValueError("ADAPT.PSEUDO_LABEL.TRIPLET_GRANULARITY="
+                             f"{losses.triplet_granularity} is not an index of the "
+                             f"granularities {labeler.granularities}")
         if self.single_granularity:
             labeler = dataclasses.replace(
                 labeler, granularities=(labeler.granularities[losses.triplet_granularity],))
@@ -433,12 +435,13 @@ class ClusterAdaptation(AdaptMethod):
 
     @property
     def uses_source(self) -> bool:
-        """Source batches join the target ones only with the mixture (ADAPT.MLT.MIXTURE)."""
+        """Source batches join the target ones only with the mixture
+        (ADAPT.PSEUDO_LABEL.MIXTURE)."""
         return self.mixture.enabled
 
     @classmethod
     def from_config(cls, adapt) -> "ClusterAdaptation":
-        m = adapt.MLT
+        m = adapt.PSEUDO_LABEL
         return cls(PseudoLabeler.from_config(adapt.CLUSTER), PseudoLabelLosses.from_config(m),
                    RoundOptions.from_config(m), MixtureOptions.from_config(m),
                    TeacherOptions.from_config(m), m.NUM_INSTANCES, m.CLS_SCALE)
@@ -468,7 +471,7 @@ class ClusterAdaptation(AdaptMethod):
         source_loader = None
         if self.mixture.enabled:
             source_batch_size = (per_rank_batch_size(self.mixture.batch_size,
-                                                     "ADAPT.MLT.SOURCE_IMS_PER_BATCH")
+                                                     "ADAPT.PSEUDO_LABEL.SOURCE_IMS_PER_BATCH")
                                  if self.mixture.batch_size else batch_size)
             source_loader = build_batch_loader(
                 ctx.source.dataset(s.train_transform), ctx.source.pids, source_batch_size,

@@ -1,7 +1,8 @@
 """Multi-granularity pseudo-labels (FastReID's cross-domain MLT recipe, FastReID paper 3.2):
 every granularity of ADAPT.CLUSTER gets its own classifier (re-initialised from its cluster
 centroids each round) and label-smoothed CE; the PK sampler and the hard triplet use the
-granularity at ``ADAPT.MLT.TRIPLET_GRANULARITY``; ``ADAPT.MLT.MIXTURE`` mixes source batches in.
+granularity at ``ADAPT.PSEUDO_LABEL.TRIPLET_GRANULARITY``; ``ADAPT.PSEUDO_LABEL.MIXTURE`` mixes
+source batches in.
 With one granularity it is exactly ``cluster``."""
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import torch
@@ -51,7 +52,6 @@ from uda_reid.adapt.pseudo_label_options import (BatchOptions, MixtureOptions, P
                                                  RoundOptions, TeacherOptions)
 from uda_reid.adapt.pseudo_labels import PseudoLabeler
 from uda_reid.adapt.registry import METHODS
-from uda_reid.adapt.transport import TransportOptions
 from uda_reid.config.sections.adapt import method_options
 from uda_reid.data.loaders import per_rank_batch_size
 from uda_reid.engine.hooks import HookBase
@@ -63,7 +63,7 @@ from uda_reid.utils.distributed import any_rank
 
 PEER = "mmt_peer"
 # MMT re-clusters every epoch without label transport, and mixes no source batch in.
-EVERY_EPOCH = RoundOptions(1, TransportOptions("none"))
+EVERY_EPOCH = RoundOptions(1, None)
 NO_MIXTURE = MixtureOptions(False, 0, False)
 _INFERENCE_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.Dropout)
 
@@ -93,6 +93,52 @@ class MMTConfig:
     # seed's stage-1 cache key and reused; --init-1/--init-2: the pre-trainings of seeds 1 and 2,
     # scripts/pretrain.sh, train_mmt_kmeans.sh); 0: from network 1's source model.
     PEER_SOURCE_SEED_OFFSET: int = 1
+
+
+@dataclass(frozen=True)
+class MMTOptions:
+    """MMT's options (the ADAPT.MMT section's values, checked once): the peer teacher's soft CE
+    and soft triplet weigh ``soft_ce_weight`` and ``soft_triplet_weight`` (in [0, 1]), the
+    hard-label CE (smoothing ``ce_epsilon``) and triplet (``triplet_margin``, 0: soft margin)
+    one minus them; PK batches of ``num_instances`` per pseudo-identity; classifier logits at
+    ``cls_scale`` (:class:`PseudoClassifiers`); the mean teachers' EMA ``teacher``; network 2
+    starts from the source model of the seed + ``peer_seed_offset`` (0: network 1's)."""
+
+    soft_ce_weight: float
+    soft_triplet_weight: float
+    ce_epsilon: float
+    triplet_margin: float
+    num_instances: int
+    cls_scale: float
+    teacher: TeacherOptions
+    peer_seed_offset: int
+
+    def __post_init__(self) -> None:
+        for key, weight in (("SOFT_CE_WEIGHT", self.soft_ce_weight),
+                            ("SOFT_TRIPLET_WEIGHT", self.soft_triplet_weight)):
+            if not 0.0 <= weight <= 1.0:
+                raise ValueError(f"ADAPT.MMT.{key} must lie in [0, 1], got {weight}")
+        if not 0.0 <= self.teacher.momentum < 1.0:
+            raise ValueError(f"ADAPT.MMT.TEACHER_MOMENTUM must lie in [0, 1), got "
+                             f"{self.teacher.momentum}")
+        if self.peer_seed_offset < 0:
+            raise ValueError(f"ADAPT.MMT.PEER_SOURCE_SEED_OFFSET must be >= 0, got "
+                             f"{self.peer_seed_offset}")
+
+    @property
+    def losses(self) -> PseudoLabelLosses:
+        """The hard-label losses (one granularity, no source rows)."""
+        return PseudoLabelLosses(self.ce_epsilon, 1.0 - self.soft_ce_weight, self.triplet_margin,
+                                 1.0 - self.soft_triplet_weight, triplet_granularity=0,
+                                 source_scale=0.0)
+
+    @classmethod
+    def from_config(cls, m: MMTConfig) -> "MMTOptions":
+        """From an ADAPT.MMT section."""
+        return cls(m.SOFT_CE_WEIGHT, m.SOFT_TRIPLET_WEIGHT, m.CE_EPSILON, m.TRIPLET_MARGIN,
+                   m.NUM_INSTANCES, m.CLS_SCALE,
+                   TeacherOptions(True, m.TEACHER_MOMENTUM, m.TEACHER_RAMP),
+                   m.PEER_SOURCE_SEED_OFFSET)
 
 
 class TwoViews:
@@ -154,22 +200,19 @@ class MMTStep(PseudoLabelStep):
 
     def __init__(self, model: nn.Module, mean_teacher: MeanTeacher, labeler: PseudoLabeler,
                  train_images: Dataset, feature_loader: Iterable, *, batches: BatchOptions,
-                 losses: PseudoLabelLosses, soft_ce_weight: float, soft_triplet_weight: float,
-                 feature_key: str, flip: bool, device: torch.device | str) -> None:
-        """losses: the hard-label losses (their scales 1 - the soft weights)."""
+                 options: MMTOptions, feature_key: str, flip: bool,
+                 device: torch.device | str) -> None:
+        """options: the losses' weights (the hard-label losses are ``options.losses``)."""
         check_one_granularity(labeler)
         if batches.num_instances < 1 or batches.batch_size % batches.num_instances:
             raise ValueError(f"the batch size {batches.batch_size} must be a multiple of "
                              f"ADAPT.MMT.NUM_INSTANCES={batches.num_instances}")
-        for key, weight in (("SOFT_CE_WEIGHT", soft_ce_weight),
-                            ("SOFT_TRIPLET_WEIGHT", soft_triplet_weight)):
-            if not 0.0 <= weight <= 1.0:
-                raise ValueError(f"ADAPT.MMT.{key} must lie in [0, 1], got {weight}")
         super().__init__(model, labeler, model.get_submodule(CLASSIFIERS), train_images,
-                         feature_loader, batches=batches, losses=losses, rounds=EVERY_EPOCH,
-                         feature_key=feature_key, flip=flip, device=device, domain_bn=False,
-                         teacher=mean_teacher.teacher)
-        self.soft_ce_weight, self.soft_triplet_weight = soft_ce_weight, soft_triplet_weight
+                         feature_loader, batches=batches, losses=options.losses,
+                         rounds=EVERY_EPOCH, feature_key=feature_key, flip=flip, device=device,
+                         domain_bn=False, teacher=mean_teacher.teacher)
+        self.soft_ce_weight = options.soft_ce_weight
+        self.soft_triplet_weight = options.soft_triplet_weight
 
     def _labelling_features(self) -> torch.Tensor:
         """(N, D) mean of the two teachers' l2-normalised target features."""
@@ -245,24 +288,11 @@ class MMT(ClusterAdaptation):
 
     training_modules = (CLASSIFIERS, PEER)
 
-    def __init__(self, labeler: PseudoLabeler, soft_ce_weight: float,
-                 soft_triplet_weight: float, ce_epsilon: float, triplet_margin: float,
-                 num_instances: int, cls_scale: float, teacher: TeacherOptions,
-                 peer_seed_offset: int) -> None:
+    def __init__(self, labeler: PseudoLabeler, options: MMTOptions) -> None:
         check_one_granularity(labeler)
-        if not 0.0 <= teacher.momentum < 1.0:
-            raise ValueError(f"ADAPT.MMT.TEACHER_MOMENTUM must lie in [0, 1), got "
-                             f"{teacher.momentum}")
-        if peer_seed_offset < 0:
-            raise ValueError(f"ADAPT.MMT.PEER_SOURCE_SEED_OFFSET must be >= 0, got "
-                             f"{peer_seed_offset}")
-        losses = PseudoLabelLosses(ce_epsilon, 1.0 - soft_ce_weight, triplet_margin,
-                                   1.0 - soft_triplet_weight, triplet_granularity=0,
-                                   source_scale=0.0)
-        super().__init__(labeler, losses, EVERY_EPOCH, NO_MIXTURE, teacher, num_instances,
-                         cls_scale)
-        self.soft_ce_weight, self.soft_triplet_weight = soft_ce_weight, soft_triplet_weight
-        self.peer_seed_offset = peer_seed_offset
+        super().__init__(labeler, options.losses, EVERY_EPOCH, NO_MIXTURE, options.teacher,
+                         options.num_instances, options.cls_scale)
+        self.options = options
 
     @classmethod
     def from_config(cls, adapt) -> "MMT":
@@ -274,15 +304,12 @@ class MMT(ClusterAdaptation):
                              "learning rate: ADAPT.SOLVER.BACKBONE_LR_FACTOR "
                              f"({s.BACKBONE_LR_FACTOR}) must equal HEADS_LR_FACTOR "
                              f"({s.HEADS_LR_FACTOR})")
-        m = adapt.MMT
-        return cls(PseudoLabeler.from_config(adapt.CLUSTER), m.SOFT_CE_WEIGHT,
-                   m.SOFT_TRIPLET_WEIGHT, m.CE_EPSILON, m.TRIPLET_MARGIN, m.NUM_INSTANCES,
-                   m.CLS_SCALE, TeacherOptions(True, m.TEACHER_MOMENTUM, m.TEACHER_RAMP),
-                   m.PEER_SOURCE_SEED_OFFSET)
+        return cls(PseudoLabeler.from_config(adapt.CLUSTER), MMTOptions.from_config(adapt.MMT))
 
     def start_model_seeds(self, seed: int) -> Tuple[int, ...]:
         """Network 2's seed, ``seed + PEER_SOURCE_SEED_OFFSET``; none at offset 0."""
-        return (seed + self.peer_seed_offset,) if self.peer_seed_offset else ()
+        offset = self.options.peer_seed_offset
+        return (seed + offset,) if offset else ()
 
     def build_step(self, ctx: AdaptContext) -> MMTStep:
         """Adds network 1's classifier, then network 2 (the start model of the peer's seed, or
@@ -292,8 +319,8 @@ class MMT(ClusterAdaptation):
         feature_loader, dim = target_feature_loader(ctx)
         classifiers = PseudoClassifiers(1, len(ctx.target), dim, self.cls_scale).to(ctx.device)
         ctx.model.add_module(CLASSIFIERS, classifiers)
-        if self.peer_seed_offset:
-            peer = ctx.start_model(s.seed + self.peer_seed_offset)
+        if self.options.peer_seed_offset:
+            peer = ctx.start_model(s.seed + self.options.peer_seed_offset)
             peer.add_module(CLASSIFIERS, copy.deepcopy(classifiers))
         else:
             peer = copy.deepcopy(ctx.model)
@@ -305,9 +332,8 @@ class MMT(ClusterAdaptation):
         self.step = MMTStep(
             ctx.model, self.teacher, self.labeler,
             ctx.target.dataset(TwoViews(s.train_transform)), feature_loader, batches=batches,
-            losses=self.loss_options, soft_ce_weight=self.soft_ce_weight,
-            soft_triplet_weight=self.soft_triplet_weight, feature_key=FEATURE_KEYS[s.neck_feat],
-            flip=s.flip, device=ctx.device)
+            options=self.options, feature_key=FEATURE_KEYS[s.neck_feat], flip=s.flip,
+            device=ctx.device)
         return self.step
 
     def hooks(self, ctx: AdaptContext) -> List[HookBase]:

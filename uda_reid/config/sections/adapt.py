@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Mapping, Tuple, Type
 
 from uda_reid.config.schema import merge_mapping, section, to_dict
 from uda_reid.config.sections.cluster import ClusterConfig
-from uda_reid.config.sections.mlt import MLTConfig
+from uda_reid.config.sections.pseudo_label import PseudoLabelConfig
 from uda_reid.config.sections.solver import SolverConfig
 
 # ADAPT.<key> -> the registered method's options section (filled by @method_options).
@@ -31,7 +31,7 @@ class AdaptConfig:
     # Optimiser and schedule of stage 2 (SOLVER is stage 1's).
     SOLVER: SolverConfig = field(default_factory=SolverConfig)
     CLUSTER: ClusterConfig = field(default_factory=ClusterConfig)
-    MLT: MLTConfig = field(default_factory=MLTConfig)
+    PSEUDO_LABEL: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
 
     def __reduce__(self) -> Tuple[Callable[[Mapping[str, Any]], "AdaptConfig"], tuple]:
         # the class holding the methods' sections is built at run time: rebuild it by value

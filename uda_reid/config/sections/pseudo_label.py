@@ -1,8 +1,12 @@
-"""ADAPT.MLT section: training on clustering pseudo-labels (``cluster`` and ``mlt`` methods).
+"""ADAPT.PSEUDO_LABEL section: training on clustering pseudo-labels, shared by the ``cluster``
+and ``mlt`` methods (losses, PK sampling, classifiers, source mixture, label transport, DSBN,
+mean teacher).
 
 ``cluster`` trains on one granularity of ADAPT.CLUSTER (the one at ``TRIPLET_GRANULARITY``),
 ``mlt`` on all of them (one classifier per granularity). The clustering itself (Jaccard
-distance, backend, granularities, outlier policy) is ADAPT.CLUSTER.
+distance, backend, granularities, outlier policy) is ADAPT.CLUSTER. The section was called
+``ADAPT.MLT`` before; that name is deprecated and read as this one
+(:mod:`uda_reid.config.renamed`).
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from uda_reid.config.schema import section
 
 
 @section
-class MLTConfig:
+class PseudoLabelConfig:
     CE_EPSILON: float = 0.1  # label smoothing of every pseudo-label (and source) classifier
     CE_SCALE: float = 1.0  # weight of the mean CE over granularities
     TRIPLET_MARGIN: float = 0.3  # batch-hard triplet (FastReID Base-bagtricks: margin 0.3)

@@ -1,16 +1,17 @@
-"""Default set-up: config identity, resume checks, device choice, the standard hook stack."""
+"""Run set-up: config identity, resume checks, device choice, the standard hook stack."""
 import pytest
 import torch
 from torch import nn
 
 from uda_reid.config import get_default_config, save_config
 from uda_reid.engine.checkpoint import CheckpointMismatchError
-from uda_reid.engine.defaults import (build_trainer, check_resumable, config_identity,
-                                      default_setup, resolve_device)
+from uda_reid.engine.device import resolve_device
 from uda_reid.engine.freeze import FreezeHook
 from uda_reid.engine.hooks import (CheckpointHook, EvalHook, LRSchedulerHook,
                                    ProgressHook, TensorBoardHook, WallClockHook)
+from uda_reid.engine.output_dir import check_resumable, config_identity, default_setup
 from uda_reid.engine.trainer import TrainStep
+from uda_reid.engine.trainer_builder import build_trainer
 
 
 def test_identity_ignores_output_dir_and_device_only():
