@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
 from sklearn.cluster import DBSCAN
 
 from uda_reid.adapt.clustering import cluster
@@ -76,18 +75,3 @@ def test_jaccard_rejects_bad_arguments():
         compute_jaccard_distance(np.zeros((4, 3)), k1=0)
     with pytest.raises(ValueError, match=r"\(N, D\)"):
         compute_jaccard_distance(np.zeros(4))
-
-
-def test_jaccard_on_two_torch_threads_is_the_same_bit_for_bit():
-    x, _ = blob_features(3, n=200, centers=5, spread=0.6)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = compute_jaccard_distance(x, k1=12, k2=4)
-        torch.set_num_threads(2)
-        two = compute_jaccard_distance(x, k1=12, k2=4)
-    finally:
-        torch.set_num_threads(before)
-    for a, b in ((one.indptr, two.indptr), (one.indices, two.indices), (one.data, two.data)):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(densify(two), dense_jaccard(x, 12, 4), atol=1e-6)

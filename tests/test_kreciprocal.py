@@ -42,11 +42,10 @@ def test_overlap_blocks_equal_the_dense_min_sum(max_cells, col_start):
 
 @pytest.mark.parametrize("max_cells,chunk", [
     (1, 1 << 21), (100, 1 << 21), (1 << 20, 1 << 21), (100, 1), (1 << 20, 37), (1, 200)])
-@pytest.mark.parametrize("workers", [1, 2, 3])
-def test_sparse_jaccard_stores_exactly_the_pairs_that_share_a_column(max_cells, chunk, workers):
+def test_sparse_jaccard_stores_exactly_the_pairs_that_share_a_column(max_cells, chunk):
     v = random_encodings(seed=1)
     overlap = dense_overlap(v.toarray().astype(np.float64))
-    jac = sparse_jaccard(v, max_cells, chunk, workers)
+    jac = sparse_jaccard(v, max_cells, chunk)
     assert jac.dtype == np.float32 and jac.has_sorted_indices
     stored = np.zeros((37, 37), bool)
     stored[jac.nonzero()] = True
@@ -68,14 +67,3 @@ def test_sparse_jaccard_sums_duplicate_entries_first():
     assert halves.nnz == 2 * v.nnz and not halves.has_canonical_format
     np.testing.assert_allclose(sparse_jaccard(halves).toarray(), sparse_jaccard(v).toarray(),
                                atol=1e-7)
-
-
-@pytest.mark.parametrize("max_cells,chunk", [(1 << 20, 1 << 21), (300, 500), (1, 1)])
-def test_sparse_jaccard_is_the_same_bit_for_bit_on_any_number_of_threads(max_cells, chunk):
-    v = random_encodings(n=300, per_row=12, seed=3)
-    one = sparse_jaccard(v, max_cells, chunk, workers=1)
-    for workers in (2, 4):
-        many = sparse_jaccard(v, max_cells, chunk, workers)
-        np.testing.assert_array_equal(many.indptr, one.indptr)
-        np.testing.assert_array_equal(many.indices, one.indices)
-        np.testing.assert_array_equal(many.data, one.data)

@@ -51,8 +51,7 @@ def compute_jaccard_distance(features: ArrayLike, k1: int = 20, k2: int = 6,
     else the blockwise exact torch search), ``"faiss"`` or ``"torch"`` (see
     ``uda_reid.utils.knn.self_knn``). normalize: l2-normalise the features first (the callers
     of the reference code pass l2-normalised features; then Euclidean and cosine ranks agree).
-    Absent entries mean distance 1; the diagonal is stored (0). The part after the search
-    runs on as many threads as torch (``torch.get_num_threads()``), with the same result.
+    Absent entries mean distance 1; the diagonal is stored (0).
     """
     if k1 < 1 or k2 < 1:
         raise ValueError(f"compute_jaccard_distance needs k1 >= 1 and k2 >= 1, got {k1}, {k2}")
@@ -64,7 +63,7 @@ def compute_jaccard_distance(features: ArrayLike, k1: int = 20, k2: int = 6,
     res = self_knn(x, k1, "l2", backend=search_option, use_gpu=use_gpu)
     pair_sq = feature_pair_distance(x, "l2", res.indices, res.scores)
     v = k_reciprocal_encoding(res.indices, k1, half_neighbours(k1), k2, pair_sq)
-    return sparse_jaccard(v, workers=torch.get_num_threads())
+    return sparse_jaccard(v)
 
 
 def cluster_centroids(features: ArrayLike, labels: np.ndarray) -> np.ndarray:

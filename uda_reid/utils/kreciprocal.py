@@ -19,23 +19,18 @@ expansion test is one sparse product, the query expansion another, and the overl
 "min-product" enumerated through the inverted index (columns of V) and summed by ``bincount``
 into dense blocks of a few rows (at most ~1 M cells each; small blocks are reused from the heap
 instead of faulting in fresh pages). The symmetric Jaccard distance enumerates only the pairs
-i <= j (half the terms) and mirrors them into the output in place; both passes run on as
-many threads as asked (row blocks and mirrored chunks are independent reads), with the same
-result. Nothing is (N, N) dense.
+i <= j (half the terms) and mirrors them into the output in place.
+Nothing is (N, N) dense.
 """
 from __future__ import annotations
 
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
-from typing import Callable, Deque, Iterable, Iterator, List, Optional, Tuple, TypeVar
+from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 PairDistance = Callable[[np.ndarray, np.ndarray], np.ndarray]
-T = TypeVar("T")
 
 
 def half_neighbours(k1: int) -> int:
@@ -174,12 +169,11 @@ def _csc_positions(v: sp.csr_matrix) -> Tuple[sp.csc_matrix, np.ndarray]:
 
 
 def _upper_block(v: sp.csr_matrix, vt: sp.csc_matrix, start: np.ndarray, count: np.ndarray,
-                 lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                 lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows lo:hi of the upper triangle: for the pairs (i, j), lo <= i < hi, j >= i, that share
     a column, their columns j (P,) int32 and Jaccard distances (P,) float32 in row-major
-    order, the number of pairs of each row (hi - lo,) int64 and of each column (N,) int64."""
-    num = v.shape[0]
-    width = num - lo
+    order, and the number of pairs of each row (hi - lo,) int64."""
+    width = v.shape[0] - lo
     e0, e1 = v.indptr[lo], v.indptr[hi]
     row_base = np.arange(hi - lo) * width
     offsets = np.repeat(row_base - lo, np.diff(v.indptr[lo:hi + 1]))
@@ -193,73 +187,36 @@ def _upper_block(v: sp.csr_matrix, vt: sp.csc_matrix, start: np.ndarray, count: 
     cols = np.subtract(stored, np.repeat(row_base - lo, row_count), dtype=np.int32,
                        casting="unsafe")
     dist = np.maximum(jaccard_from_overlap(block[stored]), 0.0).astype(np.float32)
-    return cols, dist, row_count, np.bincount(cols, minlength=num)
-
-
-def _row_blocks(num: int, max_cells: int) -> List[Tuple[int, int]]:
-    """Consecutive row ranges [lo, hi) covering 0..num, each with about max_cells cells
-    (hi - lo) * (num - lo): blocks widen as the columns j >= lo shrink."""
-    bounds = [0]
-    while bounds[-1] < num:
-        bounds.append(min(num, bounds[-1] + max(1, max_cells // (num - bounds[-1]))))
-    return list(zip(bounds[:-1], bounds[1:]))
-
-
-def _in_order(jobs: Iterable[Callable[[], T]], workers: int) -> Iterator[T]:
-    """The results of ``jobs`` in order: inline when ``workers`` is 1, else computed by
-    ``workers`` threads that run ahead of the consumer (``workers`` being computed while one
-    is consumed)."""
-    if workers <= 1:
-        yield from (job() for job in jobs)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending: Deque[Future] = deque()
-        for job in jobs:
-            pending.append(pool.submit(job))
-            if len(pending) > workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
-def _block_divisor(workers: int) -> int:
-    """How many times smaller row blocks and mirrored chunks are on ``workers`` threads than
-    on one: ``workers`` blocks are computed at once (each with temporaries several times its
-    result) while more wait and one is consumed, and glibc gives each thread its own heap. At
-    4 * workers the peak memory stays at one thread's (measured at 6,000 points, peak above the
-    start on two threads and on one: 114 and 119 MiB on clustered features, 325 and 323 MiB on
-    unclustered ones)."""
-    return 1 if workers <= 1 else 4 * workers
+    return cols, dist, row_count
 
 
 def _upper_jaccard_into(v: sp.csr_matrix, data: np.ndarray, indices: np.ndarray,
-                        max_cells: int, workers: int) -> Tuple[np.ndarray, np.ndarray]:
+                        max_cells: int) -> Tuple[np.ndarray, np.ndarray]:
     """The Jaccard distances of the pairs i <= j that share a column of v, as the first
     ``indptr[-1]`` entries of ``data`` (float32) and ``indices`` (int32, j) in row-major
     order; returns that CSR's indptr (N + 1,) int64 and its column counts (N,) int64. The
     buffers must hold ``_upper_term_count(v)`` entries (each pair comes from a term).
 
     Only the terms with j >= i are enumerated: in column l of the CSC form (rows ascending),
-    the stored v[i, l] meets the run that starts at its own position. Row blocks of about
-    ``max_cells / _block_divisor(workers)`` cells are summed by ``workers`` threads (numpy
-    releases the GIL in its gathers, ufunc loops and ``bincount``'s loop) and copied out here
-    in order; each cell sums its terms in the same order whatever the blocks, so the result
-    does not depend on ``workers``.
+    the stored v[i, l] meets the run that starts at its own position. Row blocks widen as the
+    number of columns j >= lo shrinks, each block holding about ``max_cells`` cells.
     """
     num = v.shape[0]
     vt, start = _csc_positions(v)
     count = vt.indptr[1:][v.indices] - start  # rows j >= i stored in column l, i included
-    blocks = _row_blocks(num, max(1, max_cells // _block_divisor(workers)))
-    jobs = (partial(_upper_block, v, vt, start, count, lo, hi) for lo, hi in blocks)
+    bounds = [0]
+    while bounds[-1] < num:
+        bounds.append(min(num, bounds[-1] + max(1, max_cells // (num - bounds[-1]))))
 
     indptr, column_count = np.zeros(num + 1, np.int64), np.zeros(num, np.int64)
     filled = 0
-    for (lo, hi), (cols, dist, row_count, col_count) in zip(blocks, _in_order(jobs, workers)):
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        cols, dist, row_count = _upper_block(v, vt, start, count, lo, hi)
         end = filled + len(cols)
         indices[filled:end], data[filled:end] = cols, dist
         np.cumsum(row_count, out=indptr[lo + 1:hi + 1])
         indptr[lo + 1:hi + 1] += filled
-        column_count += col_count
+        column_count += np.bincount(cols, minlength=num)
         filled = end
     return indptr, column_count
 
@@ -293,46 +250,16 @@ def _first_at_least(indices: np.ndarray, lo: np.ndarray, hi: np.ndarray,
         hi = np.where(open_ & ~below, mid, hi)
 
 
-MirrorPart = Tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-def _mirror_parts(data: np.ndarray, indices: np.ndarray, up_ptr: np.ndarray,
-                  indptr: np.ndarray, column_count: np.ndarray, lower_count: np.ndarray,
-                  c0: int, c1: int) -> Tuple[MirrorPart, MirrorPart]:
-    """What rows [c0, c1) of the symmetric matrix are made of, read from the upper triangle
-    (rows < c1, positions below up_ptr[c1]): the transposed pairs (j, i), j <= i, and the rows'
-    own pairs, each as (slots, data, indices), slots (indptr[c1] - indptr[c0],) bool marking
-    where the values go in the rows' output range."""
-    split = _first_at_least(indices, up_ptr[:c1], up_ptr[1:c1 + 1], c0)
-    stop = _first_at_least(indices, split, up_ptr[1:c1 + 1], c1)
-    pos = _ranges(split, stop)  # pairs (j, i), j < c1, c0 <= i < c1, row-major
-    sizes = np.append(0, np.cumsum(stop - split))
-    lower = sp.csr_matrix((data[pos], indices[pos] - c0, sizes), shape=(c1, c1 - c0))
-    del pos
-    lower = lower.tocsc()  # column i - c0: the pairs (j, i), j ascending, (i, i) last
-    own = data[up_ptr[c0]:up_ptr[c1]].copy(), indices[up_ptr[c0]:up_ptr[c1]].copy()
-    r0, r1 = indptr[c0], indptr[c1]
-    row0 = indptr[c0:c1] - r0
-    # column i of the transpose fills the start of row i; its last entry, (i, i), lands on the
-    # first slot of row i's own pairs, which the second part fills with the same value
-    return ((_runs_mask(row0, row0 + column_count[c0:c1], r1 - r0), lower.data, lower.indices),
-            (_runs_mask(row0 + lower_count[c0:c1], indptr[c0 + 1:c1 + 1] - r0, r1 - r0),
-             *own))
-
-
 def _mirror_in_place(data: np.ndarray, indices: np.ndarray, up_ptr: np.ndarray,
-                     column_count: np.ndarray, chunk: int, workers: int) -> np.ndarray:
+                     column_count: np.ndarray, chunk: int) -> np.ndarray:
     """Turn the upper triangle in the front of ``data`` / ``indices`` (CSR indptr ``up_ptr``,
     column counts ``column_count``) into the whole symmetric matrix in the same buffers, and
     return its indptr (N + 1,) int64: row i is the transposed pairs j < i (column i of the
     upper triangle), then its own pairs j >= i.
 
     Row i moves from up_ptr[i] to indptr[i] >= up_ptr[i], so going from the last rows back,
-    a chunk of rows [c0, c1) (about ``chunk / _block_divisor(workers)`` output entries) at a
-    time, never overwrites pairs still to be read: a chunk reads only below up_ptr[c1] <=
-    indptr[c0'] for every chunk [c0', c1') written before it. So ``workers`` threads read the
-    next chunks while this thread writes the current one; memory beyond the buffers is about
-    one chunk.
+    a chunk of rows [c0, c1) (about ``chunk`` output entries) at a time, never overwrites
+    pairs still to be read; memory beyond the buffers is one chunk.
     """
     num = len(up_ptr) - 1
     upper_count = np.diff(up_ptr)
@@ -340,21 +267,32 @@ def _mirror_in_place(data: np.ndarray, indices: np.ndarray, up_ptr: np.ndarray,
     lower_count = column_count - (upper_count > 0)
     indptr = np.zeros(num + 1, np.int64)
     np.cumsum(lower_count + upper_count, out=indptr[1:])
-    step = max(1, chunk // _block_divisor(workers))
     bounds = np.unique(np.concatenate(
-        [[0], np.searchsorted(indptr, np.arange(step, indptr[-1], step)), [num]]))
-    chunks = list(zip(bounds[-2::-1], bounds[:0:-1]))
-    jobs = (partial(_mirror_parts, data, indices, up_ptr, indptr, column_count, lower_count,
-                    c0, c1) for c0, c1 in chunks)
-    for (c0, c1), parts in zip(chunks, _in_order(jobs, workers)):
+        [[0], np.searchsorted(indptr, np.arange(chunk, indptr[-1], max(1, chunk))), [num]]))
+    split = up_ptr[1:].copy()  # row r's pairs with columns >= the current c0 start here
+    for c0, c1 in zip(bounds[-2::-1], bounds[:0:-1]):
+        stop = split[:c1].copy()
+        split[:c1] = _first_at_least(indices, up_ptr[:c1], stop, c0)
+        pos = _ranges(split[:c1], stop)  # pairs (j, i), j < c1, c0 <= i < c1, row-major
+        sizes = np.append(0, np.cumsum(stop - split[:c1]))
+        lower = sp.csr_matrix((data[pos], indices[pos] - c0, sizes), shape=(c1, c1 - c0))
+        del pos
+        lower = lower.tocsc()  # column i - c0: the pairs (j, i), j ascending, (i, i) last
+        own = data[up_ptr[c0]:up_ptr[c1]].copy(), indices[up_ptr[c0]:up_ptr[c1]].copy()
         r0, r1 = indptr[c0], indptr[c1]
-        for slots, part_data, part_indices in parts:
+        row0 = indptr[c0:c1] - r0
+        # column i of the transpose fills the start of row i; its last entry, (i, i), lands on
+        # the first slot of row i's own pairs, which the second write fills with the same value
+        for (part_data, part_indices), first, last in (
+                ((lower.data, lower.indices), row0, row0 + column_count[c0:c1]),
+                (own, row0 + lower_count[c0:c1], indptr[c0 + 1:c1 + 1] - r0)):
+            slots = _runs_mask(first, last, r1 - r0)
             data[r0:r1][slots], indices[r0:r1][slots] = part_data, part_indices
     return indptr
 
 
-def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20, chunk: int = 1 << 21,
-                   workers: int = 1) -> sp.csr_matrix:
+def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20,
+                   chunk: int = 1 << 21) -> sp.csr_matrix:
     """(N, N) float32 CSR Jaccard distance between the rows of v (N, N), each summing to 1.
 
     A pair is stored when its rows share a column of v (overlap > 0); absent pairs have
@@ -362,10 +300,9 @@ def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20, chunk: int = 1 <<
 
     The distance is symmetric: the pairs i <= j are computed (``_upper_jaccard_into``) into the
     front of the output buffers and mirrored in place (``_mirror_in_place``, ``chunk`` output
-    entries at a time). Memory beyond the output: about ``max_cells`` cells of row blocks,
-    then about ``chunk`` entries, whatever ``workers``: the number of threads that sum the
-    row blocks and read the mirrored chunks. The result is the same, bit for bit, on any
-    number of threads.
+    entries at a time). Memory beyond the output: a block of ``max_cells`` cells, then a chunk.
+    Everything runs on one thread (numpy's gathers, ``repeat`` and weighted ``bincount`` do
+    not overlap in Python threads; measured on numpy 2.4).
     """
     v = v.tocsr()
     if not v.has_canonical_format:
@@ -375,8 +312,8 @@ def sparse_jaccard(v: sp.csr_matrix, max_cells: int = 1 << 20, chunk: int = 1 <<
     bound = min(_upper_term_count(v), num * (num + 1) // 2)
     # reserved at twice the bound and shrunk in place at the end: only used pages are touched
     data, indices = np.empty(2 * bound, np.float32), np.empty(2 * bound, np.int32)
-    up_ptr, column_count = _upper_jaccard_into(v, data, indices, max_cells, workers)
-    indptr = _mirror_in_place(data, indices, up_ptr, column_count, chunk, workers)
+    up_ptr, column_count = _upper_jaccard_into(v, data, indices, max_cells)
+    indptr = _mirror_in_place(data, indices, up_ptr, column_count, chunk)
     data.resize(indptr[-1], refcheck=False)
     indices.resize(indptr[-1], refcheck=False)
     return sp.csr_matrix((data, indices, indptr), shape=(num, num))
