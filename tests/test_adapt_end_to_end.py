@@ -98,7 +98,7 @@ def test_the_summary_suggests_the_cached_source_models_next_method(method, start
                "wall_seconds": 61.0, "metrics": metrics,
                "stages": [{"name": start, "metrics": metrics}, {"name": method}]}
     summary = adaptation_summary(results, Path("out"))
-    assert ("--method mlt  # the source model is cached" in summary) is suggested
+    assert ("--method mlt  # reuses the source model when cached" in summary) is suggested
     assert "wall time 1 min 01 s" in summary
 
 

@@ -51,5 +51,5 @@ def adaptation_summary(results: Mapping[str, Any], output_dir: Path) -> str:
     lines.append(f"      tensorboard --logdir {output_dir}")
     if results["method"] != NEXT_METHOD and results["stages"][0]["name"] == "source":
         lines.append(f"      python tools/adapt.py --source {results['source']} --target {target} "
-                     f"--method {NEXT_METHOD}  # the source model is cached")
+                     f"--method {NEXT_METHOD}  # reuses the source model when cached")
     return "\n".join(lines)
